@@ -1,0 +1,62 @@
+"""`isvc-operator run` (the controller) and `isvc-operator render` (children of an isvc, offline)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import yaml
+
+from .render import render_documents
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from . import handlers  # noqa: F401 - registers the handlers
+
+    kopf.configure(verbose=args.verbose, debug=args.debug, log_format=kopf.LogFormat[args.log_format.upper()])
+    kopf.run(
+        standalone=True,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.filename == "-" else open(args.filename, encoding="utf-8").read()
+    try:
+        output = render_documents(list(yaml.safe_load_all(text)), catalog_path=args.catalog)
+    except ValueError as exc:
+        print(f"isvc-operator render: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(output)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="isvc-operator", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the operator against the current kubeconfig or in-cluster config")
+    run.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable); default: all")
+    run.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--log-format", choices=["plain", "full", "json"], default="plain")
+    run.add_argument("--verbose", action="store_true")
+    run.add_argument("--debug", action="store_true")
+    run.set_defaults(func=_run)
+
+    render = commands.add_parser("render", help="print the children of InferenceService YAML, without a cluster")
+    render.add_argument("-f", "--filename", required=True, help="YAML file with one or more InferenceServices ('-': stdin)")
+    render.add_argument("--catalog", default=None, help="runtime catalog YAML (default: built-in)")
+    render.set_defaults(func=_render)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Converges children to the desired objects: the only module that writes them.
+
+A child is written only when it differs from what we want: its stored hash of our desired object
+is stale, or a field we set was changed or removed by someone else. So an unchanged isvc costs no
+writes, and a hand edit is undone by one forced server-side apply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .constants import ANNOTATION_SPEC_HASH
+
+ChildKey = tuple[str, str, str]  # (apiVersion, kind, name)
+
+
+def child_key(obj: Mapping[str, Any]) -> ChildKey:
+    return (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+
+
+def desired_hash(obj: Mapping[str, Any]) -> str:
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+
+def with_hash(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object plus the hash annotation that lets the next reconcile skip it."""
+    metadata = dict(obj["metadata"])
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), ANNOTATION_SPEC_HASH: desired_hash(obj)}
+    return {**obj, "metadata": metadata}
+
+
+def is_subset(desired: Any, live: Any) -> bool:
+    """Every field we set is present in `live` with the same value (server defaults may add more)."""
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(k in live and is_subset(v, live[k]) for k, v in desired.items())
+    if isinstance(desired, list):
+        return isinstance(live, list) and len(desired) == len(live) and all(map(is_subset, desired, live))
+    return desired == live
+
+
+def needs_apply(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:
+    if live is None:
+        return True
+    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(ANNOTATION_SPEC_HASH) != desired_hash(desired):
+        return True
+    # Same desired object as last time: only a hand edit or deletion of our fields can make it differ.
+    return not is_subset(desired, live)

@@ -1,0 +1,104 @@
+"""The Deployment that runs the model server with the model mounted read-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..constants import MODEL_VOLUME
+from ..model_server import CONTAINER_NAME, ModelServer
+from ..spec import InferenceService
+from .metadata import child_labels, child_metadata, predictor_name, selector_labels
+
+# The restricted Pod Security profile, as defaults a runtime may extend but not weaken.
+RESTRICTED_CONTAINER_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_POD_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _ports(server: ModelServer) -> list[dict[str, Any]]:
+    ports = [{"name": "http", "containerPort": server.http_port, "protocol": "TCP"}]
+    if server.grpc_port:
+        ports.append({"name": "grpc", "containerPort": server.grpc_port, "protocol": "TCP"})
+    return ports
+
+
+def _model_volume(isvc: InferenceService) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, mounts) for the model: a claim mounted read-only, or nothing for custom containers."""
+    storage = isvc.predictor.storage
+    if storage is None:
+        return [], []
+    if storage.scheme == "pvc":
+        mount: dict[str, Any] = {"name": MODEL_VOLUME, "mountPath": "/mnt/models", "readOnly": True}
+        if storage.sub_path:
+            mount["subPath"] = storage.sub_path
+        volume = {"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": storage.claim, "readOnly": True}}
+        return [volume], [mount]
+    # http(s) archives: an emptyDir the storage init container fills (see the storage issue).
+    return [{"name": MODEL_VOLUME, "emptyDir": {}}], [
+        {"name": MODEL_VOLUME, "mountPath": "/mnt/models", "readOnly": True}
+    ]
+
+
+def build_container(isvc: InferenceService, server: ModelServer) -> dict[str, Any]:
+    volumes, mounts = _model_volume(isvc)
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": server.image,
+        "ports": _ports(server),
+        "securityContext": {**RESTRICTED_CONTAINER_CONTEXT, **server.security_context},
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if server.command:
+        container["command"] = list(server.command)
+    if server.args:
+        container["args"] = list(server.args)
+    if server.env:
+        container["env"] = [dict(e) for e in server.env]
+    if server.resources:
+        container["resources"] = dict(server.resources)
+    for key, probe in (
+        ("readinessProbe", server.readiness_probe),
+        ("livenessProbe", server.liveness_probe),
+        ("startupProbe", server.startup_probe),
+    ):
+        if probe:
+            container[key] = dict(probe)
+    if mounts:
+        container["volumeMounts"] = mounts
+    return container
+
+
+def build_deployment(isvc: InferenceService, server: ModelServer) -> dict[str, Any]:
+    """One Deployment per isvc; `replicas` is left out when an HPA owns it."""
+    volumes, _ = _model_volume(isvc)
+    pod_spec: dict[str, Any] = {
+        "containers": [build_container(isvc, server)],
+        "securityContext": dict(RESTRICTED_POD_CONTEXT),
+        # Model servers never call the Kubernetes API.
+        "automountServiceAccountToken": False,
+    }
+    if volumes:
+        pod_spec["volumes"] = volumes
+    template_metadata: dict[str, Any] = {"labels": child_labels(isvc)}
+    if isvc.annotations:
+        template_metadata["annotations"] = dict(isvc.annotations)
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(isvc)},
+        "template": {"metadata": template_metadata, "spec": pod_spec},
+    }
+    if not isvc.autoscaled:
+        replicas = isvc.predictor.replicas
+        spec["replicas"] = 1 if replicas is None else replicas
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": child_metadata(isvc, name=predictor_name(isvc)),
+        "spec": spec,
+    }

@@ -1,0 +1,37 @@
+"""The Service that exposes the model's REST and gRPC ports (NodePort by default, as in the seeds)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model_server import ModelServer
+from ..spec import InferenceService
+from .metadata import child_metadata, selector_labels, service_name
+
+
+def _port(name: str, port: int, node_port: int | None, service_type: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {"name": name, "port": port, "targetPort": name, "protocol": "TCP"}
+    if node_port is not None and service_type != "ClusterIP":
+        entry["nodePort"] = node_port
+    return entry
+
+
+def build_service(isvc: InferenceService, server: ModelServer) -> dict[str, Any]:
+    # Port names "http"/"grpc" also tell Istio which protocol it carries.
+    ports = [_port("http", server.http_port, isvc.service.http_node_port, isvc.service.type)]
+    if server.grpc_port:
+        ports.append(_port("grpc", server.grpc_port, isvc.service.grpc_node_port, isvc.service.type))
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": child_metadata(isvc, name=service_name(isvc)),
+        "spec": {"type": isvc.service.type, "selector": selector_labels(isvc), "ports": ports},
+    }
+
+
+def model_url(isvc: InferenceService, server: ModelServer) -> str:
+    """The cluster-local REST URL of the model, as TF Serving clients address it."""
+    return (
+        f"http://{service_name(isvc)}.{isvc.namespace}.svc.cluster.local:{server.http_port}"
+        f"{server.rest_path_prefix}{isvc.name}"
+    )

@@ -1,0 +1,90 @@
+"""Runs reconcile passes: one at a time per isvc, coalescing bursts, retrying failures with backoff.
+
+Watch events for an isvc and for each of its children arrive on different kopf workers; this is
+the one place that turns them into a single serial stream of passes per isvc (a workqueue in
+controller-runtime terms), so two passes never race on the same object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .apply import ChildKey
+from .kube_api import ApiError
+from .reconcile import Outcome
+
+Key = tuple[str, str]  # (namespace, name)
+logger = logging.getLogger("isvc_operator.controller")
+
+
+@dataclass
+class _KeyState:
+    running: bool = False
+    dirty: bool = False
+    failures: int = 0
+    retry: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class Controller:
+    """`lookup(key)` returns the isvc body and its live children from the watch caches."""
+
+    lookup: Callable[[Key], tuple[Mapping[str, Any] | None, Mapping[ChildKey, Mapping[str, Any]]]]
+    run_pass: Callable[[Mapping[str, Any], Mapping[ChildKey, Mapping[str, Any]]], Awaitable[Outcome]]
+    on_outcome: Callable[[Key, Mapping[str, Any], Outcome | None, BaseException | None, float], None]
+    max_backoff: float = 60.0
+    _states: dict[Key, _KeyState] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def trigger(self, key: Key) -> None:
+        state = self._states.setdefault(key, _KeyState())
+        if state.running:
+            state.dirty = True  # the running pass loops once more with the newest state
+            return
+        state.running = True
+        try:
+            while True:
+                state.dirty = False
+                await self._pass(key, state)
+                if not state.dirty:
+                    break
+        finally:
+            state.running = False
+            if not state.dirty and state.failures == 0 and state.retry is None:
+                self._states.pop(key, None)
+
+    async def _pass(self, key: Key, state: _KeyState) -> None:
+        body, children = self.lookup(key)
+        if body is None:
+            return  # deleted: its children go with it
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            outcome = await self.run_pass(body, children)
+        except Exception as exc:  # noqa: BLE001 - one isvc's failure must never stop the others
+            state.failures += 1
+            delay = min(self.max_backoff, 0.5 * 2 ** (state.failures - 1))
+            self.on_outcome(key, body, None, exc, loop.time() - started)
+            if not isinstance(exc, ApiError):
+                logger.exception("reconcile of %s/%s failed; retrying in %.1fs", *key, delay)
+            if state.retry is not None:
+                state.retry.cancel()
+            state.retry = loop.call_later(delay, self._retry, key)
+            return
+        if state.retry is not None:
+            state.retry.cancel()
+            state.retry = None
+        state.failures = 0
+        self.on_outcome(key, body, outcome, None, loop.time() - started)
+
+    def _retry(self, key: Key) -> None:
+        state = self._states.get(key)
+        if state is not None:
+            state.retry = None
+        task = asyncio.ensure_future(self.trigger(key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

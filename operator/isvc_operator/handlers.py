@@ -1,0 +1,117 @@
+"""kopf doorways: watches feed caches (indexes) and trigger reconcile passes; nothing else here.
+
+We use kopf's low-level event handlers and indexes rather than create/update handlers: those are
+edge-triggered and store their progress in annotations on the isvc (a write per change), whereas
+a level-based pass from cached state needs neither. kopf still owns the watches, reconnects,
+the event loop, Events and logging; `Controller` adds per-isvc serialisation and retries.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from .apply import ChildKey
+from .constants import GROUP, LABEL_ISVC, LABEL_MANAGED_BY, OPERATOR_NAME, PLURAL, VERSION
+from .controller import Controller, Key
+from .kube_api import KubeApi, load_api_client
+from .reconcile import Outcome, reconcile
+from .runtimes import load_catalog
+
+OURS = {LABEL_MANAGED_BY: OPERATOR_NAME, LABEL_ISVC: kopf.PRESENT}
+logger = logging.getLogger("isvc_operator")
+
+
+class _Caches:
+    """The kopf indexes, captured from handler kwargs (kopf hands them only to handlers)."""
+
+    isvcs: Any = None
+    children: tuple[Any, ...] = ()
+
+    def lookup(self, key: Key) -> tuple[Mapping[str, Any] | None, dict[ChildKey, Mapping[str, Any]]]:
+        body = next(iter(self.isvcs.get(key, ())), None) if self.isvcs is not None else None
+        children: dict[ChildKey, Mapping[str, Any]] = {}
+        for index in self.children:
+            for child in index.get(key, ()):
+                children[(child["apiVersion"], child["kind"], child["metadata"]["name"])] = child
+        return body, children
+
+
+def _report(key: Key, body: Mapping[str, Any], outcome: Outcome | None, error: BaseException | None, seconds: float) -> None:
+    namespace, name = key
+    if error is not None:
+        logger.warning("reconcile %s/%s failed after %.3fs: %s", namespace, name, seconds, error)
+        return
+    assert outcome is not None
+    if outcome.result != "unchanged":
+        logger.info("reconcile %s/%s: %s (%d writes) in %.3fs", namespace, name, outcome.result, outcome.writes, seconds)
+    if outcome.ready_changed and outcome.ready_after is not None:
+        ready = outcome.ready_after
+        kopf.event(
+            dict(body),
+            type="Normal" if ready["status"] != "False" else "Warning",
+            reason=ready["reason"],
+            message=f"Ready={ready['status']}: {ready['message']}"[:1024],
+        )
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    return kopf.login_via_client(**kwargs)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Quiet kopf's own bookkeeping (we keep no state on the objects) and build the controller."""
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 600
+    settings.watching.client_timeout = 660
+    settings.networking.error_backoffs = [1, 2, 5, 10]
+    api = KubeApi(load_api_client())
+    catalog = load_catalog()
+    caches = _Caches()
+    memo.caches = caches
+    memo.controller = Controller(
+        lookup=caches.lookup,
+        run_pass=lambda body, children: reconcile(body, children, api, catalog),
+        on_outcome=_report,
+    )
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def inferenceservices(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index("apps", "v1", "deployments", labels=OURS)
+def owned_deployments(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, labels[LABEL_ISVC]): dict(body)}
+
+
+@kopf.index("", "v1", "services", labels=OURS)
+def owned_services(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, labels[LABEL_ISVC]): dict(body)}
+
+
+def _bind(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> Controller:
+    caches: _Caches = memo.caches
+    if caches.isvcs is None:
+        caches.isvcs = kwargs["inferenceservices"]
+        caches.children = (kwargs["owned_deployments"], kwargs["owned_services"])
+    return memo.controller
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def inferenceservice_changed(namespace: str, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Any change of an isvc, and every isvc once at operator start, converges it."""
+    await _bind(memo, kwargs).trigger((namespace, name))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=OURS)
+@kopf.on.event("", "v1", "services", labels=OURS)
+async def child_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A child edited, deleted or progressing (rollouts, readiness) re-converges its isvc."""
+    await _bind(memo, kwargs).trigger((namespace, labels[LABEL_ISVC]))

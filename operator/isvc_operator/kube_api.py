@@ -1,0 +1,131 @@
+"""The few Kubernetes API calls the operator makes, as plain JSON over the official client.
+
+Plain dicts in and out (no model classes): the builders already speak dicts, and skipping
+(de)serialisation into generated models keeps a reconcile cheap at thousands of objects.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from kubernetes import client, config
+
+from .constants import FIELD_MANAGER, GROUP, PLURAL, VERSION
+
+# (apiVersion, kind) -> plural; everything the operator owns or reads.
+PLURALS: dict[tuple[str, str], str] = {
+    ("apps/v1", "Deployment"): "deployments",
+    ("v1", "Service"): "services",
+    ("v1", "ConfigMap"): "configmaps",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
+    ("security.istio.io/v1", "AuthorizationPolicy"): "authorizationpolicies",
+    (f"{GROUP}/{VERSION}", "InferenceService"): PLURAL,
+}
+
+
+class ApiError(Exception):
+    """A non-2xx answer, with the API server's own message."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in (0, 409, 429) or self.status >= 500
+
+
+def resource_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+    plural = PLURALS[(api_version, kind)]
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = f"{prefix}/namespaces/{quote(namespace)}/{plural}"
+    return f"{path}/{quote(name)}" if name else path
+
+
+def load_api_client(pool_size: int = 32) -> client.ApiClient:
+    """In-cluster config when running in a pod, else $KUBECONFIG / ~/.kube/config."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
+
+
+class KubeApi:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float = 30,
+    ) -> dict[str, Any]:
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        _, url, headers, _, _ = self.api_client.param_serialize(
+            method=method, resource_path=path, header_params=headers, auth_settings=["BearerToken"]
+        )
+        if query:
+            url = f"{url}?{urlencode(query)}"
+        payload = json.dumps(body) if body is not None else None
+        try:
+            response = self.api_client.call_api(method, url, header_params=headers, body=payload, _request_timeout=timeout)
+            response.read()
+        except client.ApiException as exc:
+            raise _api_error(exc.status or 0, exc.reason or "", exc.body) from None
+        except Exception as exc:  # connection refused, TLS, timeouts: all worth a retry
+            raise ApiError(0, type(exc).__name__, str(exc)) from exc
+        if response.status >= 300:
+            raise _api_error(response.status, response.reason or "", response.data)
+        return json.loads(response.data) if response.data else {}
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.request("GET", resource_path(api_version, kind, namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply with our one field manager; force takes fields back from hand edits."""
+        metadata = obj["metadata"]
+        path = resource_path(obj["apiVersion"], obj["kind"], metadata["namespace"], metadata["name"])
+        return self.request(
+            "PATCH", path, query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            body=obj, content_type="application/apply-patch+yaml",
+        )
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            self.request("DELETE", resource_path(api_version, kind, namespace, name), body=body)
+        except ApiError as exc:
+            if exc.status not in (404, 409):
+                raise
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+        path = resource_path(f"{GROUP}/{VERSION}", "InferenceService", namespace, name) + "/status"
+        return self.request("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")
+
+
+def _api_error(status: int, reason: str, data: Any) -> ApiError:
+    message = ""
+    try:
+        message = json.loads(data).get("message", "")
+    except (TypeError, ValueError, AttributeError):
+        message = data.decode() if isinstance(data, bytes) else str(data or "")
+    return ApiError(status, reason, message)

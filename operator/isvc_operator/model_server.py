@@ -1,0 +1,105 @@
+"""The model-server container an InferenceService asks for: runtime catalog entry + user overrides.
+
+Resolved once per reconcile so the Deployment and the Service builders agree on ports and names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .constants import MODEL_MOUNT_PATH
+from .runtimes import Catalog, CatalogError, render_template_tree
+from .spec import InferenceService, InvalidSpec
+
+CONTAINER_NAME = "model-server"
+
+
+@dataclass(frozen=True)
+class ModelServer:
+    runtime: str | None
+    image: str
+    command: tuple[str, ...]
+    args: tuple[str, ...]
+    http_port: int
+    grpc_port: int | None
+    readiness_probe: Mapping[str, Any] | None
+    liveness_probe: Mapping[str, Any] | None
+    startup_probe: Mapping[str, Any] | None
+    security_context: Mapping[str, Any]
+    env: tuple[Mapping[str, Any], ...]
+    resources: Mapping[str, Any] | None
+    model_base_path: str
+
+    @property
+    def rest_path_prefix(self) -> str:
+        return "/v1/models/"
+
+
+def _image(image: str, tag: str, gpu_suffix: str, resources: Mapping[str, Any] | None) -> str:
+    wants_gpu = any("gpu" in key for key in ((resources or {}).get("limits") or {}))
+    return f"{image}:{tag}{gpu_suffix if wants_gpu and not tag.endswith(gpu_suffix) else ''}"
+
+
+def _custom_container(isvc: InferenceService) -> ModelServer:
+    predictor = isvc.predictor
+    if not predictor.image:
+        raise InvalidSpec("spec.predictor.containers[0].image is required")
+    ports = list(predictor.ports)
+    if not ports:
+        raise InvalidSpec("spec.predictor.containers[0].ports: declare the port your server listens on")
+    http = next((p for p in ports if p.get("name") in ("http", "http1")), ports[0])
+    grpc = next((p for p in ports if p.get("name") in ("grpc", "h2c")), None)
+    http_port = int(http["containerPort"])
+    tcp_probe = {"tcpSocket": {"port": http_port}, "periodSeconds": 5, "failureThreshold": 3}
+    return ModelServer(
+        runtime=None,
+        image=predictor.image,
+        command=predictor.command or (),
+        args=predictor.args or (),
+        http_port=http_port,
+        grpc_port=int(grpc["containerPort"]) if grpc else None,
+        readiness_probe=tcp_probe,
+        liveness_probe={**tcp_probe, "periodSeconds": 30},
+        startup_probe={**tcp_probe, "failureThreshold": 120},
+        security_context={},
+        env=predictor.env,
+        resources=predictor.resources,
+        model_base_path=MODEL_MOUNT_PATH,
+    )
+
+
+def resolve_model_server(isvc: InferenceService, catalog: Catalog) -> ModelServer:
+    """Catalog entry with the isvc's overrides applied, templates rendered; InvalidSpec if unknown."""
+    predictor = isvc.predictor
+    if predictor.framework == "containers":
+        return _custom_container(isvc)
+    try:
+        runtime = catalog.resolve(predictor.framework, predictor.runtime)
+    except CatalogError as exc:
+        raise InvalidSpec(f"spec.predictor.{predictor.framework}.runtime: {exc}") from None
+    context = {
+        "model_name": isvc.name,
+        "model_base_path": MODEL_MOUNT_PATH,
+        "http_port": runtime.http_port,
+        "grpc_port": runtime.grpc_port,
+    }
+    image = predictor.image or _image(
+        runtime.image, predictor.runtime_version or runtime.default_version, runtime.gpu_tag_suffix, predictor.resources
+    )
+    return ModelServer(
+        runtime=runtime.name,
+        image=image,
+        command=predictor.command or tuple(render_template_tree(list(runtime.command), context)),
+        args=predictor.args or tuple(render_template_tree(list(runtime.args), context)),
+        http_port=runtime.http_port,
+        grpc_port=runtime.grpc_port,
+        readiness_probe=render_template_tree(runtime.readiness_probe, context),
+        liveness_probe=render_template_tree(runtime.liveness_probe, context),
+        startup_probe=render_template_tree(runtime.startup_probe, context),
+        security_context=runtime.security_context,
+        env=predictor.env,
+        resources=predictor.resources,
+        model_base_path=MODEL_MOUNT_PATH,
+    )

@@ -1,0 +1,129 @@
+"""One idempotent, level-based pass: spec -> desired children -> apply -> observe -> status.
+
+It runs on every change of the isvc or of any child, and on operator start; it reads the cluster
+only through the caches the watches keep (`Children`), so a pass over an unchanged isvc makes no
+API request at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .apply import ChildKey, child_key, needs_apply, with_hash
+from .builders import build_children
+from .builders.metadata import predictor_name, service_name
+from .builders.service import model_url
+from .kube_api import KubeApi
+from .model_server import resolve_model_server
+from .runtimes import Catalog
+from .spec import InvalidSpec, parse_inferenceservice
+from .status import Observed, compute_status, invalid_spec_status, status_changed
+
+
+@dataclass
+class Outcome:
+    """What one pass did, for logs, metrics and Events."""
+
+    result: str  # "unchanged" | "applied" | "invalid" | "skipped"
+    writes: int = 0
+    ready_before: Mapping[str, Any] | None = None
+    ready_after: Mapping[str, Any] | None = None
+    applied: list[ChildKey] = field(default_factory=list)
+    deleted: list[ChildKey] = field(default_factory=list)
+
+    @property
+    def ready_changed(self) -> bool:
+        before = (self.ready_before or {}).get("status")
+        after = (self.ready_after or {}).get("status")
+        return self.ready_after is not None and (before != after or
+                                                 (self.ready_before or {}).get("reason") != self.ready_after.get("reason"))
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ready(status: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    return next((c for c in (status or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
+
+
+async def reconcile(
+    body: Mapping[str, Any],
+    live_children: Mapping[ChildKey, Mapping[str, Any]],
+    api: KubeApi,
+    catalog: Catalog,
+    *,
+    now: Callable[[], str] = utc_now,
+) -> Outcome:
+    metadata = body.get("metadata") or {}
+    namespace, name = metadata.get("namespace"), metadata.get("name")
+    if metadata.get("deletionTimestamp"):
+        return Outcome(result="skipped")  # the garbage collector removes the children
+    previous = body.get("status") or {}
+    generation = int(metadata.get("generation") or 0)
+    writes = 0
+
+    try:
+        isvc = parse_inferenceservice(body)
+        server = resolve_model_server(isvc, catalog)
+        desired = build_children(isvc, catalog)
+    except InvalidSpec as exc:
+        status = invalid_spec_status(generation=generation, message=str(exc), previous=previous, now=now())
+        if status_changed(previous, status):
+            await asyncio.to_thread(api.patch_status, namespace, name, status)
+            writes += 1
+        return Outcome(result="invalid", writes=writes, ready_before=_ready(previous), ready_after=_ready(status))
+
+    observed_children: dict[ChildKey, Mapping[str, Any]] = {}
+    applied: list[ChildKey] = []
+    to_apply = []
+    for obj in desired:
+        key = child_key(obj)
+        live = live_children.get(key)
+        if needs_apply(obj, live):
+            to_apply.append((key, obj))
+        elif live is not None:
+            observed_children[key] = live
+    # Children of one isvc are independent: write them concurrently.
+    results = await asyncio.gather(*(asyncio.to_thread(api.apply, with_hash(obj)) for _, obj in to_apply))
+    for (key, _), result in zip(to_apply, results):
+        observed_children[key] = result
+        applied.append(key)
+    writes += len(to_apply)
+
+    # Prune: children we own that are no longer desired (e.g. autoscaling switched off).
+    desired_keys = {child_key(obj) for obj in desired}
+    stale = [key for key in live_children if key not in desired_keys]
+    for api_version, kind, child_name in stale:
+        uid = ((live_children[(api_version, kind, child_name)].get("metadata")) or {}).get("uid")
+        await asyncio.to_thread(api.delete, api_version, kind, namespace, child_name, uid)
+    writes += len(stale)
+
+    observed = Observed(
+        deployment=observed_children.get(("apps/v1", "Deployment", predictor_name(isvc))),
+        service=observed_children.get(("v1", "Service", service_name(isvc))),
+    )
+    status = compute_status(
+        generation=generation,
+        observed=observed,
+        deployment_name=predictor_name(isvc),
+        service_name=service_name(isvc),
+        url=model_url(isvc, server),
+        previous=previous,
+        now=now(),
+    )
+    if status_changed(previous, status):
+        await asyncio.to_thread(api.patch_status, namespace, name, status)
+        writes += 1
+    return Outcome(
+        result="applied" if writes else "unchanged",
+        writes=writes,
+        ready_before=_ready(previous),
+        ready_after=_ready(status),
+        applied=applied,
+        deleted=stale,
+    )

@@ -1,0 +1,215 @@
+"""The InferenceService spec as typed, frozen objects: everything after this trusts its input.
+
+The CRD schema and its CEL rules reject what is plainly wrong at admission; `parse_inferenceservice`
+catches what only makes sense with the whole object in view and raises `InvalidSpec`, which the
+reconciler turns into `Ready=False, reason=InvalidSpec` without touching any child.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .constants import BOOKKEEPING_PREFIXES, MAX_NAME_LENGTH
+
+FRAMEWORKS = ("tensorflow", "pytorch", "containers")
+SERVICE_TYPES = ("NodePort", "ClusterIP", "LoadBalancer")
+STORAGE_SCHEMES = ("pvc", "http", "https")
+AUTHORIZATION_MODES = ("Auto", "Enabled", "Disabled")
+
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+class InvalidSpec(ValueError):
+    """A spec that passed the API server's schema but cannot be served; the message says why."""
+
+
+@dataclass(frozen=True)
+class Storage:
+    """Where the model comes from: a claim mounted read-only, or an archive fetched at start."""
+
+    uri: str
+    scheme: str
+    claim: str | None = None
+    sub_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Predictor:
+    framework: str
+    storage: Storage | None
+    runtime: str | None = None
+    runtime_version: str | None = None
+    image: str | None = None
+    command: tuple[str, ...] | None = None
+    args: tuple[str, ...] | None = None
+    env: tuple[Mapping[str, Any], ...] = ()
+    resources: Mapping[str, Any] | None = None
+    ports: tuple[Mapping[str, Any], ...] = ()
+    replicas: int | None = None
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    scale_target: int | None = None
+
+
+@dataclass(frozen=True)
+class ServiceExposure:
+    type: str = "NodePort"
+    http_node_port: int | None = None
+    grpc_node_port: int | None = None
+
+
+@dataclass(frozen=True)
+class Authorization:
+    mode: str = "Auto"
+
+
+@dataclass(frozen=True)
+class InferenceService:
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    predictor: Predictor
+    service: ServiceExposure = field(default_factory=ServiceExposure)
+    authorization: Authorization = field(default_factory=Authorization)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.predictor.max_replicas is not None
+
+
+def parse_storage_uri(uri: str) -> Storage:
+    """`pvc://CLAIM[/SUB/PATH]` or `http(s)://...`; anything else names the schemes we accept."""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme not in STORAGE_SCHEMES:
+        raise InvalidSpec(
+            f"storageUri {uri!r}: unsupported scheme {scheme + '://' if sep else '(none)'}; "
+            f"supported: pvc://CLAIM[/PATH], http://..., https://..."
+        )
+    if scheme == "pvc":
+        claim, _, sub_path = rest.partition("/")
+        if not claim or not _DNS_SUBDOMAIN.match(claim) or len(claim) > 253:
+            raise InvalidSpec(
+                f"storageUri {uri!r}: {claim!r} is not a valid PersistentVolumeClaim name "
+                "(lower-case letters, digits, '-' and '.')"
+            )
+        sub_path = sub_path.strip("/")
+        parts = [p for p in sub_path.split("/") if p]
+        if any(p in (".", "..") for p in parts):
+            raise InvalidSpec(f"storageUri {uri!r}: the path inside the claim may not contain '.' or '..'")
+        return Storage(uri=uri, scheme=scheme, claim=claim, sub_path="/".join(parts) or None)
+    if not rest or rest.startswith("/"):
+        raise InvalidSpec(f"storageUri {uri!r}: no host after {scheme}://")
+    return Storage(uri=uri, scheme=scheme)
+
+
+def _int_or_none(value: Any, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidSpec(f"{what}: expected an integer, found {value!r}")
+    return value
+
+
+def _predictor(spec: Mapping[str, Any]) -> Predictor:
+    predictor = spec.get("predictor") or {}
+    kinds = [k for k in FRAMEWORKS if predictor.get(k) is not None]
+    if len(kinds) != 1:
+        found = ", ".join(kinds) or "none"
+        raise InvalidSpec(f"spec.predictor: set exactly one of tensorflow, pytorch, containers (found: {found})")
+    framework = kinds[0]
+    if framework == "containers":
+        containers = predictor["containers"]
+        if len(containers) != 1:
+            raise InvalidSpec(f"spec.predictor.containers: exactly one container is supported, found {len(containers)}")
+        body = containers[0]
+    else:
+        body = predictor[framework]
+    uri = body.get("storageUri")
+    storage = parse_storage_uri(uri) if uri else None
+    if storage is None and framework != "containers":
+        raise InvalidSpec(f"spec.predictor.{framework}.storageUri is required")
+
+    replicas = _int_or_none(predictor.get("replicas"), "spec.predictor.replicas")
+    min_replicas = _int_or_none(predictor.get("minReplicas"), "spec.predictor.minReplicas")
+    max_replicas = _int_or_none(predictor.get("maxReplicas"), "spec.predictor.maxReplicas")
+    scale_target = _int_or_none(predictor.get("scaleTarget"), "spec.predictor.scaleTarget")
+    if replicas is not None and (min_replicas is not None or max_replicas is not None):
+        raise InvalidSpec("spec.predictor: set either replicas or minReplicas/maxReplicas, not both")
+    if min_replicas is not None and max_replicas is None:
+        raise InvalidSpec("spec.predictor.minReplicas needs maxReplicas (autoscaling)")
+    if max_replicas is not None and min_replicas is not None and min_replicas > max_replicas:
+        raise InvalidSpec(f"spec.predictor: minReplicas {min_replicas} is greater than maxReplicas {max_replicas}")
+
+    def _tuple(key: str) -> tuple[Any, ...] | None:
+        value = body.get(key)
+        return tuple(value) if value is not None else None
+
+    return Predictor(
+        framework=framework,
+        storage=storage,
+        runtime=body.get("runtime"),
+        runtime_version=body.get("runtimeVersion"),
+        image=body.get("image"),
+        command=_tuple("command"),
+        args=_tuple("args"),
+        env=tuple(body.get("env") or ()),
+        resources=body.get("resources"),
+        ports=tuple(body.get("ports") or ()),
+        replicas=replicas,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        scale_target=scale_target,
+    )
+
+
+def _service(spec: Mapping[str, Any]) -> ServiceExposure:
+    service = spec.get("service") or {}
+    kind = service.get("type", "NodePort")
+    if kind not in SERVICE_TYPES:
+        raise InvalidSpec(f"spec.service.type: {kind!r} is not one of {', '.join(SERVICE_TYPES)}")
+    http_port = _int_or_none(service.get("httpNodePort"), "spec.service.httpNodePort")
+    grpc_port = _int_or_none(service.get("grpcNodePort"), "spec.service.grpcNodePort")
+    if kind == "ClusterIP" and (http_port or grpc_port):
+        raise InvalidSpec("spec.service: httpNodePort/grpcNodePort need type NodePort or LoadBalancer, not ClusterIP")
+    if http_port is not None and http_port == grpc_port:
+        raise InvalidSpec(f"spec.service: httpNodePort and grpcNodePort are both {http_port}; they must differ")
+    return ServiceExposure(type=kind, http_node_port=http_port, grpc_node_port=grpc_port)
+
+
+def _passthrough(mapping: Mapping[str, str] | None) -> dict[str, str]:
+    """The isvc's own labels/annotations, minus the bookkeeping of kubectl, kopf, Helm and GitOps tools."""
+    return {k: v for k, v in (mapping or {}).items() if not k.startswith(BOOKKEEPING_PREFIXES)}
+
+
+def parse_inferenceservice(body: Mapping[str, Any]) -> InferenceService:
+    """The typed InferenceService, or `InvalidSpec` with a message that quotes what was found."""
+    metadata = body.get("metadata") or {}
+    name = metadata.get("name", "")
+    if len(name) > MAX_NAME_LENGTH or not _DNS_LABEL.match(name):
+        raise InvalidSpec(
+            f"metadata.name {name!r}: must be a DNS label of at most {MAX_NAME_LENGTH} characters "
+            "(lower-case letters, digits and '-', starting with a letter)"
+        )
+    spec = body.get("spec") or {}
+    authorization = spec.get("authorization") or {}
+    mode = authorization.get("mode", "Auto")
+    if mode not in AUTHORIZATION_MODES:
+        raise InvalidSpec(f"spec.authorization.mode: {mode!r} is not one of {', '.join(AUTHORIZATION_MODES)}")
+    return InferenceService(
+        name=name,
+        namespace=metadata.get("namespace", "default"),
+        uid=metadata.get("uid", ""),
+        generation=int(metadata.get("generation") or 0),
+        predictor=_predictor(spec),
+        service=_service(spec),
+        authorization=Authorization(mode=mode),
+        labels=_passthrough(metadata.get("labels")),
+        annotations=_passthrough(metadata.get("annotations")),
+    )

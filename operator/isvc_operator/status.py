@@ -1,0 +1,154 @@
+"""Status is an API: computed from the children's live state by pure functions, written once.
+
+Conditions follow the Kubernetes API conventions. `Unknown` means "still converging" (creating,
+rolling out), `False` means "stuck until someone acts" and carries a reason saying what to fix.
+`Ready` aggregates the others so `kubectl wait`, Flux (kstatus) and Argo CD all read one field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The children as the cluster last reported them (None: absent)."""
+
+    deployment: Mapping[str, Any] | None = None
+    service: Mapping[str, Any] | None = None
+    pods: Sequence[Mapping[str, Any]] = ()
+
+
+def condition(type_: str, status: str, reason: str, message: str) -> dict[str, Any]:
+    return {"type": type_, "status": status, "reason": reason, "message": message}
+
+
+def _conditions_by_type(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {c.get("type"): c for c in ((obj.get("status") or {}).get("conditions") or [])}
+
+
+def predictor_condition(deployment: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    """PredictorReady from the Deployment: True only when the current template is fully available."""
+    kind = "PredictorReady"
+    if deployment is None:
+        return condition(kind, UNKNOWN, "Creating", f"Deployment {name} is being created")
+    metadata = deployment.get("metadata") or {}
+    status = deployment.get("status") or {}
+    generation = metadata.get("generation") or 0
+    if (status.get("observedGeneration") or 0) < generation:
+        return condition(
+            kind, UNKNOWN, "RolloutInProgress",
+            f"Deployment {name} generation {generation} is not yet observed by the deployment controller",
+        )
+    progressing = _conditions_by_type(deployment).get("Progressing") or {}
+    if progressing.get("status") == FALSE and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return condition(
+            kind, FALSE, "ProgressDeadlineExceeded",
+            f"Deployment {name} made no progress: {progressing.get('message', '')}".rstrip(": "),
+        )
+    desired = (deployment.get("spec") or {}).get("replicas")
+    desired = 1 if desired is None else desired
+    total = status.get("replicas") or 0
+    updated = status.get("updatedReplicas") or 0
+    available = status.get("availableReplicas") or 0
+    if desired == 0 and total == 0:
+        return condition(kind, TRUE, "ScaledToZero", f"Deployment {name} is scaled to 0 replicas: the model is stopped")
+    if updated < desired:
+        return condition(kind, UNKNOWN, "RolloutInProgress", f"{updated} of {desired} replicas updated to the current spec")
+    if total > updated:
+        return condition(kind, UNKNOWN, "RolloutInProgress", f"{total - updated} old replicas pending termination")
+    if available < updated:
+        return condition(
+            kind, UNKNOWN, "ReplicasNotReady",
+            f"{available} of {desired} replicas available (the model is loading or not ready)",
+        )
+    return condition(kind, TRUE, "Available", f"{available} of {desired} replicas available")
+
+
+def service_condition(service: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    kind = "ServiceReady"
+    if service is None:
+        return condition(kind, UNKNOWN, "Creating", f"Service {name} is being created")
+    spec = service.get("spec") or {}
+    ports = ", ".join(
+        f"{p.get('name')} {p.get('port')}" + (f"->{p['nodePort']}" if p.get("nodePort") else "")
+        for p in spec.get("ports") or []
+    )
+    return condition(kind, TRUE, "Exposed", f"{spec.get('type', 'ClusterIP')} Service {name}: {ports}")
+
+
+def aggregate_ready(parts: Sequence[Mapping[str, Any]], url: str | None) -> dict[str, Any]:
+    """Ready is True when every part is; otherwise it carries the first failure, else the first wait."""
+    for wanted in (FALSE, UNKNOWN):
+        for part in parts:
+            if part["status"] == wanted:
+                return condition("Ready", wanted, part["reason"], part["message"])
+    return condition("Ready", TRUE, "Ready", f"model served at {url}" if url else "all components ready")
+
+
+def stamp_conditions(
+    conditions: Sequence[Mapping[str, Any]],
+    previous: Sequence[Mapping[str, Any]],
+    generation: int,
+    now: str,
+) -> list[dict[str, Any]]:
+    """Add observedGeneration and lastTransitionTime, which moves only when status flips."""
+    before = {c.get("type"): c for c in previous or []}
+    stamped = []
+    for cond in conditions:
+        old = before.get(cond["type"])
+        changed = old is None or old.get("status") != cond["status"]
+        stamped.append({
+            **cond,
+            "observedGeneration": generation,
+            "lastTransitionTime": now if changed else old.get("lastTransitionTime", now),
+        })
+    return stamped
+
+
+def compute_status(
+    *,
+    generation: int,
+    observed: Observed,
+    deployment_name: str,
+    service_name: str,
+    url: str | None,
+    previous: Mapping[str, Any] | None,
+    now: str,
+) -> dict[str, Any]:
+    predictor = predictor_condition(observed.deployment, deployment_name)
+    service = service_condition(observed.service, service_name)
+    ready = aggregate_ready([predictor, service], url)
+    deployment = observed.deployment or {}
+    desired = (deployment.get("spec") or {}).get("replicas")
+    ready_replicas = (deployment.get("status") or {}).get("readyReplicas") or 0
+    desired = 0 if desired is None else desired
+    return {
+        "observedGeneration": generation,
+        "url": url,
+        "replicas": desired,
+        "readyReplicas": ready_replicas,
+        "replicasSummary": f"{ready_replicas}/{desired}",
+        "conditions": stamp_conditions([ready, predictor, service], (previous or {}).get("conditions") or [], generation, now),
+    }
+
+
+def invalid_spec_status(*, generation: int, message: str, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
+    """A spec that cannot be served: Ready=False with the reason, children left as they were."""
+    previous = previous or {}
+    ready = condition("Ready", FALSE, "InvalidSpec", message)
+    predictor = condition("PredictorReady", FALSE, "InvalidSpec", message)
+    kept = [c for c in previous.get("conditions") or [] if c.get("type") not in ("Ready", "PredictorReady")]
+    conditions = stamp_conditions([ready, predictor], previous.get("conditions") or [], generation, now)
+    return {**{k: v for k, v in previous.items() if k != "conditions"}, "observedGeneration": generation,
+            "conditions": conditions + kept}
+
+
+def status_changed(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
+    """Whether writing `desired` would change anything (timestamps come from `current` when equal)."""
+    current = current or {}
+    return any(current.get(key) != value for key, value in desired.items())

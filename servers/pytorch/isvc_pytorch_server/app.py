@@ -1,0 +1,252 @@
+"""The HTTP API as a bare ASGI app: TF Serving REST v1, Open Inference Protocol v2, /metrics.
+
+No web framework: a dozen fixed routes are matched by hand, which keeps the per-request cost
+close to uvicorn's own (a framework's request/response objects cost more than the model does
+for small models). Every error is ``{"error": "..."}`` with the status TF Serving would use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from . import __version__, codec
+from .errors import ApiError
+
+log = logging.getLogger(__name__)
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+MODEL_INPUT_ERRORS = (RuntimeError, ValueError, TypeError, IndexError, KeyError, AssertionError)
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class App:
+    def __init__(self, manager, batcher, metrics, *, max_request_bytes: int = 64 << 20):
+        self.manager = manager
+        self.batcher = batcher
+        self.metrics = metrics
+        self.max_request_bytes = max_request_bytes
+        self.shutting_down = False
+
+    async def __call__(self, scope, receive, send):
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    # ---- lifespan ------------------------------------------------------------------------------
+    async def _lifespan(self, receive, send):
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    self.batcher.start(asyncio.get_running_loop())
+                    self.manager.start()
+                except Exception as e:
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                # uvicorn calls this after in-flight requests finished (or the grace period ran out).
+                self.shutting_down = True
+                self.manager.stop()
+                await asyncio.get_running_loop().run_in_executor(None, self.batcher.stop)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # ---- HTTP ----------------------------------------------------------------------------------
+    async def _http(self, scope, receive, send):
+        t0 = time.perf_counter()
+        method = scope["method"]
+        path = scope["path"]
+        endpoint = "other"
+        content_type = JSON_HEADERS
+        try:
+            if path.startswith("/v1/models/"):
+                endpoint, status, body = await self._v1(method, path[11:], scope, receive)
+            elif path.startswith("/v2"):
+                endpoint, status, body = await self._v2(method, path[3:], scope, receive)
+            elif path == "/metrics":
+                endpoint = "metrics"
+                _want(method, "GET")
+                status, body = 200, self.metrics.render()
+                content_type = [(b"content-type", self.metrics.content_type.encode())]
+            elif path in ("/", "/healthz", "/livez"):
+                _want(method, "GET")
+                status, body = 200, codec.dumps({"status": "alive"})
+            else:
+                raise ApiError(404, f"no route for {method} {path}; see /v1/models/NAME, /v2/models/NAME, /metrics")
+        except ApiError as e:
+            status, body = e.status, codec.dumps({"error": e.message})
+        except _Disconnected:
+            return
+        except Exception as e:  # a bug here must not kill the connection without an answer
+            log.exception("unhandled error on %s %s", method, path)
+            status, body = 500, codec.dumps({"error": f"internal error: {type(e).__name__}: {e}"})
+        headers = content_type + [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        self.metrics.observe_request(endpoint, status, time.perf_counter() - t0)
+
+    async def _read_body(self, scope, receive) -> bytes:
+        limit = self.max_request_bytes
+        for k, v in scope["headers"]:
+            if k == b"content-length":
+                try:
+                    declared = int(v)
+                except ValueError:
+                    raise ApiError(400, f"bad Content-Length {v!r}") from None
+                if declared > limit:
+                    raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes "
+                                        "(--max_request_bytes)")
+                break
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise _Disconnected()
+        body = msg.get("body", b"")
+        if not msg.get("more_body"):
+            return body
+        chunks = [body]
+        size = len(body)
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                raise _Disconnected()
+            part = msg.get("body", b"")
+            size += len(part)
+            if size > limit:
+                raise ApiError(413, f"request body exceeds the limit of {limit} bytes (--max_request_bytes)")
+            chunks.append(part)
+            if not msg.get("more_body"):
+                return b"".join(chunks)
+
+    async def _infer(self, model, req):
+        try:
+            return await self.batcher.infer(model, req.arrays, req.rows)
+        except MODEL_INPUT_ERRORS as e:
+            raise ApiError(400, f"the model rejected the input: {_first_line(e)}") from None
+
+    # ---- TF Serving REST v1 --------------------------------------------------------------------
+    async def _v1(self, method, rest, scope, receive):
+        verb = None
+        if ":" in rest:
+            rest, verb = rest.rsplit(":", 1)
+        parts = rest.split("/")
+        name = parts[0]
+        version = None
+        tail = parts[1:]
+        if len(tail) >= 2 and tail[0] == "versions":
+            version = _version(tail[1])
+            tail = tail[2:]
+        elif len(tail) >= 2 and tail[0] == "labels":
+            raise ApiError(400, "version labels are not supported; use /versions/N or the latest version")
+        if verb is not None:
+            if tail:
+                raise ApiError(404, f"no route for {method} /v1/models/{rest}:{verb}")
+            if verb != "predict":
+                raise ApiError(400, f":{verb} is not supported by the PyTorch server; use :predict")
+            _want(method, "POST")
+            model = self.manager.get(name, version)
+            body = await self._read_body(scope, receive)
+            req = codec.decode_v1(codec.loads(body), model)
+            outputs = await self._infer(model, req)
+            return "v1_predict", 200, codec.encode_v1(outputs, model.single_output, req.columnar)
+        if tail == ["metadata"]:
+            _want(method, "GET")
+            model = self.manager.get(name, version)
+            return "v1_metadata", 200, codec.dumps(self._tf_metadata(model))
+        if not tail:
+            _want(method, "GET")
+            return "v1_status", 200, codec.dumps({"model_version_status": self.manager.status(name, version)})
+        raise ApiError(404, f"no route for {method} /v1/models/{rest}")
+
+    def _tf_metadata(self, model) -> dict:
+        def shape(dims):
+            if dims is None:
+                return {"dim": [], "unknown_rank": True}
+            return {"dim": [{"size": str(d), "name": ""} for d in dims], "unknown_rank": False}
+
+        inputs = {s.name: {"dtype": codec.tf_dtype(s.dtype), "tensor_shape": shape(s.shape), "name": s.name}
+                  for s in model.inputs}
+        outputs = {n: {"dtype": "DT_FLOAT", "tensor_shape": shape(None), "name": n}
+                   for n in (model.output_names or [])}
+        sig = {"inputs": inputs, "outputs": outputs, "method_name": "tensorflow/serving/predict"}
+        return {
+            "model_spec": {"name": self.manager.name, "signature_name": "", "version": str(model.version)},
+            "metadata": {"signature_def": {"signature_def": {"serving_default": sig}}},
+            "pytorch": {"format": model.format, "files": model.files, "device": str(model.device),
+                        "batching": model.batchable},
+        }
+
+    # ---- Open Inference Protocol v2 ------------------------------------------------------------
+    async def _v2(self, method, rest, scope, receive):
+        if rest in ("", "/"):
+            _want(method, "GET")
+            return "v2_server", 200, codec.dumps({"name": "isvc-pytorch-server", "version": __version__,
+                                                  "extensions": []})
+        if rest == "/health/live":
+            _want(method, "GET")
+            return "v2_health", 200, codec.dumps({"live": True})
+        if rest == "/health/ready":
+            _want(method, "GET")
+            ready = self.manager.serving is not None and not self.shutting_down
+            return "v2_health", (200 if ready else 503), codec.dumps({"ready": ready})
+        if not rest.startswith("/models/"):
+            raise ApiError(404, f"no route for {method} /v2{rest}")
+        parts = rest[8:].split("/")
+        name = parts[0]
+        version = None
+        tail = parts[1:]
+        if len(tail) >= 2 and tail[0] == "versions":
+            version = _version(tail[1])
+            tail = tail[2:]
+        if tail == ["infer"]:
+            _want(method, "POST")
+            model = self.manager.get(name, version)
+            body = await self._read_body(scope, receive)
+            req = codec.decode_v2(codec.loads(body), model)
+            outputs = await self._infer(model, req)
+            return "v2_infer", 200, codec.encode_v2(self.manager.name, model.version, outputs, req)
+        if tail == ["ready"]:
+            _want(method, "GET")
+            try:
+                self.manager.get(name, version)
+                ready = True
+            except ApiError as e:
+                if e.status == 404 and name != self.manager.name:
+                    raise
+                ready = False
+            return "v2_ready", (200 if ready else 503), codec.dumps({"name": name, "ready": ready})
+        if not tail:
+            _want(method, "GET")
+            model = self.manager.get(name, version)
+            return "v2_metadata", 200, codec.dumps({
+                "name": self.manager.name,
+                "versions": [str(model.version)],
+                "platform": model.platform,
+                "inputs": [{"name": s.name, "datatype": codec.v2_dtype(s.dtype), "shape": s.shape or [-1]}
+                           for s in model.inputs],
+                "outputs": [{"name": n, "datatype": "FP32", "shape": [-1]} for n in (model.output_names or [])],
+            })
+        raise ApiError(404, f"no route for {method} /v2{rest}")
+
+
+def _want(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise ApiError(405, f"method {method} not allowed here; use {allowed}")
+
+
+def _version(text: str) -> int:
+    if not text.isdigit():
+        raise ApiError(400, f"version must be a number, got {text!r}")
+    return int(text)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__

@@ -1,0 +1,197 @@
+"""Dynamic batching: concurrent requests share one forward pass, run off the event loop.
+
+Requests are queued with a key (model, per-row shapes, dtypes); worker threads take the oldest
+request and every queued request with the same key, up to ``max_batch_size`` rows, concatenate
+them, run one forward pass, and hand each request its slice. While a pass runs, new requests
+pile up, so under load batches grow on their own without waiting; ``batch_timeout`` adds a wait
+for more rows when the worker is idle (TF Serving's ``batch_timeout_micros``), 0 by default.
+
+A failed batch is re-run one request at a time, so one bad request cannot fail its neighbours.
+Results go back to the event loop with one ``call_soon_threadsafe`` per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class _Item:
+    __slots__ = ("model", "key", "arrays", "rows", "future", "t0")
+
+    def __init__(self, model, key, arrays, rows, future):
+        self.model = model
+        self.key = key
+        self.arrays = arrays
+        self.rows = rows
+        self.future = future
+        self.t0 = time.perf_counter()
+
+
+class NotSplittable(Exception):
+    """The model's outputs do not have one row per input row, so a batch cannot be split."""
+
+
+class Batcher:
+    def __init__(self, max_batch_size: int = 64, batch_timeout_s: float = 0.0, num_threads: int = 1,
+                 metrics=None):
+        self.max_batch_size = max(1, int(max_batch_size))
+        self.batch_timeout_s = max(0.0, float(batch_timeout_s))
+        self.num_threads = max(1, int(num_threads))
+        self.metrics = metrics
+        self._pending: deque[_Item] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._unsplittable: set[int] = set()  # ids of models whose outputs cannot be split by row
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        for i in range(self.num_threads):
+            t = threading.Thread(target=self._worker, name=f"batch-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish every queued request, then stop the workers."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout)
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def infer(self, model, arrays: list[np.ndarray], rows: int | None) -> dict[str, np.ndarray]:
+        """Queue one request; returns its outputs (or raises the model's exception)."""
+        if rows is None or not model.batchable or id(model) in self._unsplittable:
+            key = object()  # unique: never batched with anything
+        else:
+            key = (id(model),) + tuple((a.shape[1:], a.dtype.num) for a in arrays)
+        fut = self._loop.create_future()
+        item = _Item(model, key, arrays, rows or 0, fut)
+        with self._cond:
+            if self._stopping and not any(t.is_alive() for t in self._threads):
+                raise RuntimeError("server is shutting down")
+            self._pending.append(item)
+            self._cond.notify()
+        return await fut
+
+    # ---- worker side ---------------------------------------------------------------------------
+    def _worker(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    if self._stopping:
+                        return
+                    self._cond.wait()
+                first = self._pending[0]
+                if self.batch_timeout_s > 0 and not self._stopping:
+                    deadline = first.t0 + self.batch_timeout_s
+                    while True:
+                        remaining = deadline - time.perf_counter()
+                        if remaining <= 0 or self._rows_for(first.key) >= self.max_batch_size:
+                            break
+                        self._cond.wait(remaining)
+                        if not self._pending or self._pending[0] is not first:
+                            break  # another worker took it
+                    if not self._pending:
+                        continue
+                    first = self._pending[0]
+                batch = self._take(first.key)
+            self._run(batch)
+
+    def _rows_for(self, key) -> int:
+        return sum(it.rows for it in self._pending if it.key == key)
+
+    def _take(self, key) -> list[_Item]:
+        """Oldest item plus every queued item with the same key, up to max_batch_size rows."""
+        pending = self._pending
+        first = pending.popleft()
+        batch = [first]
+        if not isinstance(key, tuple):
+            return batch
+        rows = first.rows
+        if rows >= self.max_batch_size:
+            return batch
+        keep = []
+        while pending:
+            it = pending.popleft()
+            if it.key == key and rows + it.rows <= self.max_batch_size:
+                batch.append(it)
+                rows += it.rows
+                if rows >= self.max_batch_size:
+                    break
+            else:
+                keep.append(it)
+        if keep:
+            pending.extendleft(reversed(keep))
+        return batch
+
+    def _run(self, batch: list[_Item]) -> None:
+        t_start = time.perf_counter()
+        results = []
+        try:
+            results = self._forward(batch)
+        except Exception as e:
+            if len(batch) > 1:
+                if isinstance(e, NotSplittable):
+                    self._unsplittable.add(id(batch[0].model))
+                    log.warning("model outputs are not one row per input row (%s); batching is off for it", e)
+                else:
+                    log.info("a batch of %d requests failed (%s); running them one by one", len(batch), e)
+                results = []
+                for it in batch:
+                    try:
+                        results.extend(self._forward([it]))
+                    except Exception as e1:
+                        results.append((it, None, e1))
+            else:
+                results = [(batch[0], None, e)]
+        m = self.metrics
+        if m is not None:
+            m.inference.observe(time.perf_counter() - t_start)
+            m.batch_size.observe(sum(it.rows for it in batch) or 1)
+            m.batch_requests.observe(len(batch))
+            for it in batch:
+                m.queue_wait.observe(t_start - it.t0)
+        self._loop.call_soon_threadsafe(_deliver, results)
+
+    def _forward(self, batch: list[_Item]):
+        model = batch[0].model
+        if len(batch) == 1:
+            return [(batch[0], model.run(batch[0].arrays), None)]
+        n_inputs = len(batch[0].arrays)
+        arrays = [np.concatenate([it.arrays[i] for it in batch]) for i in range(n_inputs)]
+        outputs = model.run(arrays)
+        total = sum(it.rows for it in batch)
+        for name, a in outputs.items():
+            if a.ndim == 0 or a.shape[0] != total:
+                raise NotSplittable(f"output {name!r} has shape {list(a.shape)} for {total} input rows")
+        results = []
+        start = 0
+        for it in batch:
+            end = start + it.rows
+            results.append((it, {k: a[start:end] for k, a in outputs.items()}, None))
+            start = end
+        return results
+
+
+def _deliver(results) -> None:
+    for item, value, exc in results:
+        fut = item.future
+        if fut.done():  # the client went away and the request task was cancelled
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)

@@ -1,0 +1,158 @@
+"""Command line in tensorflow_model_server's style: ``isvc-pytorch-server --model_name=... ...``.
+
+Flags use TF Serving's names where one exists (``--model_name``, ``--model_base_path``,
+``--rest_api_port``, ``--file_system_poll_wait_seconds``, ``--enable_batching``,
+``--max_batch_size``, ``--batch_timeout_micros``, ``--num_batch_threads``), so a pod spec
+written for TF Serving reads the same. Booleans accept ``--flag``, ``--flag=true|false``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import sys
+
+from . import __version__
+
+log = logging.getLogger("isvc_pytorch_server")
+
+
+def _bool(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _default_port() -> int:
+    port = os.environ.get("PORT", "").strip()
+    if port:
+        if not port.isdigit():
+            raise SystemExit(f"$PORT must be a port number, got {port!r}")
+        return int(port)
+    return 8080
+
+
+def cpu_limit() -> int:
+    """CPUs this container may use: the cgroup quota (cpu.max / cfs_quota_us) and the affinity mask.
+
+    torch's default thread count is the host's core count, which oversubscribes a container
+    limited to fewer CPUs and makes latency spiky.
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = None
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            q, period = f.read().split()[:2]
+            if q != "max":
+                quota = int(q) / int(period)
+    except (OSError, ValueError):
+        try:
+            with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as f:
+                q = int(f.read())
+            with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+                period = int(f.read())
+            if q > 0:
+                quota = q / period
+        except (OSError, ValueError):
+            pass
+    if quota is not None:
+        n = min(n, max(1, math.ceil(quota)))
+    return max(1, n)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="isvc-pytorch-server",
+        description="Serve a PyTorch model over TF Serving's REST v1 and the Open Inference Protocol v2.",
+    )
+    p.add_argument("--model_name", default="default", help="name in the URLs (/v1/models/NAME)")
+    p.add_argument("--model_base_path", required=True,
+                   help="directory of numeric version subdirectories; the highest is served")
+    p.add_argument("--rest_api_port", type=int, default=None,
+                   help="HTTP port (default: $PORT when set, else 8080)")
+    p.add_argument("--rest_api_host", default="0.0.0.0", help="address to listen on")
+    p.add_argument("--grpc_port", type=int, default=0,
+                   help="gRPC port; 0 (default) = off. gRPC is not implemented: a non-zero value is an error")
+    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
+                   help="how often to look for new versions; <= 0 loads once")
+    p.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=True,
+                   help="stack concurrent requests into one forward pass (default true)")
+    p.add_argument("--max_batch_size", type=int, default=64, help="rows per forward pass at most")
+    p.add_argument("--batch_timeout_micros", type=int, default=0,
+                   help="how long an idle worker waits for more rows before running (default 0)")
+    p.add_argument("--num_batch_threads", type=int, default=1, help="forward passes that may run at once")
+    p.add_argument("--intra_op_parallelism", type=int, default=0,
+                   help="torch threads per forward pass; 0 = the container's CPU limit")
+    p.add_argument("--inter_op_parallelism", type=int, default=0, help="torch inter-op threads; 0 = 1")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, or auto (CUDA when available)")
+    p.add_argument("--model_class_name", default=None,
+                   help="nn.Module class in model.py, when it defines more than one")
+    p.add_argument("--max_request_bytes", type=int, default=64 << 20, help="larger bodies get 413")
+    p.add_argument("--graceful_shutdown_seconds", type=float, default=30.0,
+                   help="on SIGTERM, how long in-flight requests may take to finish")
+    p.add_argument("--warmup", type=_bool, nargs="?", const=True, default=True,
+                   help="run a forward pass on zeros before reporting AVAILABLE, when the input shape is known")
+    p.add_argument("--log_level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    sys.dont_write_bytecode = True  # read-only root filesystem: write nothing but $TMPDIR
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.grpc_port:
+        log.error("--grpc_port=%d: gRPC is not implemented by this server; use the REST API "
+                  "(TF Serving v1 or Open Inference Protocol v2) on --rest_api_port", args.grpc_port)
+        return 2
+    port = args.rest_api_port if args.rest_api_port is not None else _default_port()
+
+    import torch  # imported here so --help is instant
+    import uvicorn
+
+    from .app import App
+    from .batcher import Batcher
+    from .errors import ModelLoadError
+    from .loader import resolve_device
+    from .metrics import Metrics
+    from .registry import ModelManager
+
+    limit = cpu_limit()
+    intra = args.intra_op_parallelism or limit
+    torch.set_num_threads(intra)
+    torch.set_num_interop_threads(args.inter_op_parallelism or 1)
+    try:
+        device = resolve_device(args.device)
+    except ModelLoadError as e:
+        log.error("%s", e)
+        return 2
+    max_batch = args.max_batch_size if args.enable_batching else 1
+    metrics = Metrics(args.model_name)
+    batcher = Batcher(max_batch, args.batch_timeout_micros / 1e6 if args.enable_batching else 0.0,
+                      args.num_batch_threads, metrics)
+    warm = (1, max_batch) if args.warmup and max_batch > 1 else ((1,) if args.warmup else ())
+    manager = ModelManager(args.model_name, args.model_base_path, device,
+                           poll_wait_seconds=args.file_system_poll_wait_seconds,
+                           model_class_name=args.model_class_name, warmup_batch_sizes=warm, metrics=metrics)
+    app = App(manager, batcher, metrics, max_request_bytes=args.max_request_bytes)
+    log.info("isvc-pytorch-server %s (torch %s) serving %s from %s on %s:%d; device %s, %d intra-op threads "
+             "(CPU limit %d), batching %s (max %d rows, timeout %d us)", __version__, torch.__version__,
+             args.model_name, args.model_base_path, args.rest_api_host, port, device, intra, limit,
+             "on" if args.enable_batching else "off", max_batch, args.batch_timeout_micros)
+    config = uvicorn.Config(
+        app, host=args.rest_api_host, port=port, loop="uvloop", http="httptools", lifespan="on",
+        access_log=False, log_level=args.log_level, backlog=2048,
+        timeout_graceful_shutdown=args.graceful_shutdown_seconds, timeout_keep_alive=75,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
