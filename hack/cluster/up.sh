@@ -46,14 +46,17 @@ if [ ! -f "$state/pki/sa.key" ]; then
 fi
 token=$(cut -d, -f1 "$state/pki/tokens.csv")
 
-cat > "$kubeconfig" <<KCFG
+write_kubeconfig() {  # the apiserver's self-signed serving certificate is the CA once it exists
+  local trust="insecure-skip-tls-verify: true"
+  [ -f "$state/pki/apiserver.crt" ] && trust="certificate-authority: $state/pki/apiserver.crt"
+  cat > "$kubeconfig" <<KCFG
 apiVersion: v1
 kind: Config
 clusters:
 - name: isvc-local
   cluster:
     server: https://127.0.0.1:$api_port
-    insecure-skip-tls-verify: true
+    $trust
 users:
 - name: admin
   user:
@@ -63,6 +66,8 @@ contexts:
   context: {cluster: isvc-local, user: admin}
 current-context: isvc-local
 KCFG
+}
+write_kubeconfig
 
 start etcd "$bin/etcd-$ETCD_VERSION" --data-dir "$state/etcd" --name isvc-local \
   --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
@@ -88,6 +93,7 @@ start kube-apiserver "$bin/kube-apiserver-$KUBE_VERSION" \
   "${audit_flags[@]}"
 log "waiting for kube-apiserver on https://127.0.0.1:$api_port"
 wait_for kube-apiserver 120 api_ready
+write_kubeconfig
 
 cat > "$state/scheduler.yaml" <<SCHED
 apiVersion: kubescheduler.config.k8s.io/v1

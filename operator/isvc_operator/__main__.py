@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -17,6 +18,9 @@ def _run(args: argparse.Namespace) -> int:
     from . import handlers  # noqa: F401 - registers the handlers
 
     kopf.configure(verbose=args.verbose, debug=args.debug, log_format=kopf.LogFormat[args.log_format.upper()])
+    if not (args.verbose or args.debug):
+        # kopf logs every handler call at INFO; our own line per reconcile outcome says what matters.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
         standalone=True,
         clusterwide=not args.namespace,

@@ -78,9 +78,9 @@ class KubeApi:
         )
         if query:
             url = f"{url}?{urlencode(query)}"
-        payload = json.dumps(body) if body is not None else None
         try:
-            response = self.api_client.call_api(method, url, header_params=headers, body=payload, _request_timeout=timeout)
+            # The client serialises dict bodies as JSON, which is also valid for apply-patch+yaml.
+            response = self.api_client.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
             response.read()
         except client.ApiException as exc:
             raise _api_error(exc.status or 0, exc.reason or "", exc.body) from None

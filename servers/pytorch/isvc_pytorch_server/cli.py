@@ -12,6 +12,7 @@ import argparse
 import logging
 import math
 import os
+import signal
 import sys
 
 from . import __version__
@@ -66,6 +67,19 @@ def cpu_limit() -> int:
     if quota is not None:
         n = min(n, max(1, math.ceil(quota)))
     return max(1, n)
+
+
+def _server_class():
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        """uvicorn re-raises SIGTERM after a graceful shutdown; a drained SIGTERM should exit 0."""
+
+        async def _serve(self, sockets=None):
+            await super()._serve(sockets)
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
+
+    return _Server
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +167,6 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False, log_level=args.log_level, backlog=2048,
         timeout_graceful_shutdown=args.graceful_shutdown_seconds, timeout_keep_alive=75,
     )
-    server = uvicorn.Server(config)
+    server = _server_class()(config)
     server.run()
     return 0 if server.started else 1

@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -186,7 +187,9 @@ def load_version(version: int, path: str, device: torch.device, model_class_name
 def _load_torchscript(version: int, path: str, device: torch.device) -> LoadedModel:
     file = os.path.join(path, "model.pt")
     try:
-        module = torch.jit.load(file, map_location=device)
+        with warnings.catch_warnings():  # "torch.jit is deprecated": still the most common export format
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(file, map_location=device)
     except Exception as e:  # torch raises RuntimeError/ValueError subclasses that vary by version
         raise ModelLoadError(
             f"{file} is not a TorchScript archive ({_short(e)}); a state dict needs model.py beside it; "

@@ -1,0 +1,97 @@
+"""Request decoding and response encoding, without a server."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import orjson
+import pytest
+import torch
+
+from isvc_pytorch_server import codec
+from isvc_pytorch_server.errors import ApiError
+from isvc_pytorch_server.loader import TensorSpec
+
+
+def model(*specs):
+    return SimpleNamespace(inputs=list(specs))
+
+
+ONE = model(TensorSpec("x", torch.float32, [-1, 4]))
+TWO = model(TensorSpec("a", torch.float32, None), TensorSpec("b", torch.int64, None))
+
+
+def test_row_format_converts_ints_to_the_model_dtype():
+    req = codec.decode_v1({"instances": [[1, 2, 3, 4], [5, 6, 7, 8]]}, ONE)
+    (arr,) = req.arrays
+    assert arr.dtype == np.float32 and arr.shape == (2, 4) and req.rows == 2 and not req.columnar
+
+
+def test_named_rows_and_columns_for_two_inputs():
+    req = codec.decode_v1({"instances": [{"a": [1.5], "b": 3}, {"a": [2.5], "b": 4}]}, TWO)
+    assert [a.dtype for a in req.arrays] == [np.float32, np.int64]
+    assert req.arrays[1].tolist() == [3, 4] and req.rows == 2
+    req = codec.decode_v1({"inputs": {"b": [1, 2, 3], "a": [[1.0], [2.0], [3.0]]}}, TWO)
+    assert req.arrays[0].shape == (3, 1) and req.arrays[1].tolist() == [1, 2, 3] and req.columnar
+    with pytest.raises(ApiError, match=r"do not match the model's inputs \['a', 'b'\]"):
+        codec.decode_v1({"inputs": {"a": [1.0], "c": [1]}}, TWO)
+    with pytest.raises(ApiError, match="lacks input 'b'"):
+        codec.decode_v1({"instances": [{"a": [1.5]}]}, TWO)
+
+
+def test_single_input_under_another_name_is_accepted():
+    req = codec.decode_v1({"instances": [{"input": [1, 2, 3, 4]}]}, ONE)
+    assert req.arrays[0].shape == (1, 4)
+
+
+@pytest.mark.parametrize("value,words", [
+    ([["1", "2"]], "found strings"),
+    ([[1, None]], "found null"),
+    ([[1, 2], [3]], "not a rectangular array"),
+    ([[{"a": 1}]], "found null, objects or mixed types"),
+])
+def test_non_numbers_are_rejected(value, words):
+    with pytest.raises(ApiError, match=words) as e:
+        codec.decode_v1({"instances": value}, ONE)
+    assert e.value.status == 400
+
+
+def test_exact_specs_are_checked_before_running():
+    exact = model(TensorSpec("x", torch.float32, [-1, 4], exact=True))
+    with pytest.raises(ApiError, match=r"'x' has shape \[2, 3\]; the model expects \['N', 4\]"):
+        codec.decode_v1({"instances": [[1, 2, 3], [4, 5, 6]]}, exact)
+
+
+def test_encode_v1_single_and_multi_output():
+    out = {"output-0": np.array([[0.5, 0.25]], dtype=np.float32)}
+    assert orjson.loads(codec.encode_v1(out, True, False)) == {"predictions": [[0.5, 0.25]]}
+    assert orjson.loads(codec.encode_v1(out, True, True)) == {"outputs": [[0.5, 0.25]]}
+    multi = {"scores": np.array([[1.0], [2.0]], dtype=np.float32), "label": np.array([3, 4])}
+    assert orjson.loads(codec.encode_v1(multi, False, False)) == {
+        "predictions": [{"scores": [1.0], "label": 3}, {"scores": [2.0], "label": 4}]}
+    assert orjson.loads(codec.encode_v1(multi, False, True)) == {"outputs": {"scores": [[1.0], [2.0]], "label": [3, 4]}}
+
+
+def test_v2_decode_reshapes_and_converts_fp64_to_model_dtype():
+    doc = {"id": "7", "inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP64", "data": list(range(8))}]}
+    req = codec.decode_v2(doc, ONE)
+    assert req.arrays[0].shape == (2, 4) and req.arrays[0].dtype == np.float32 and req.rows == 2 and req.id == "7"
+    body = orjson.loads(codec.encode_v2("iris", 3, {"output-0": np.zeros((2, 3), np.float32)}, req))
+    assert body == {"model_name": "iris", "model_version": "3", "id": "7",
+                    "outputs": [{"name": "output-0", "datatype": "FP32", "shape": [2, 3], "data": [0.0] * 6}]}
+
+
+def test_v2_nested_data_and_int_inputs():
+    doc = {"inputs": [{"name": "b", "shape": [2], "datatype": "INT64", "data": [1, 2]},
+                      {"name": "a", "shape": [2, 1], "datatype": "FP32", "data": [[1.0], [2.0]]}]}
+    req = codec.decode_v2(doc, TWO)
+    assert req.arrays[0].shape == (2, 1) and req.arrays[1].dtype == np.int64
+    with pytest.raises(ApiError, match="unknown input 'c'"):
+        codec.decode_v2({"inputs": [{"name": "c", "shape": [1], "datatype": "FP32", "data": [1]},
+                                    {"name": "a", "shape": [1], "datatype": "FP32", "data": [1]}]}, TWO)
+
+
+def test_loads_errors():
+    with pytest.raises(ApiError, match="JSON Parse error"):
+        codec.loads(b"{nope")
+    with pytest.raises(ApiError, match="must be a JSON object"):
+        codec.loads(b"3")
