@@ -15,7 +15,7 @@ from typing import Any
 
 from .apply import ChildKey
 from .kube_api import ApiError
-from .reconcile import Outcome
+from .reconcile import ChildrenRejected, Outcome
 
 Key = tuple[str, str]  # (namespace, name)
 logger = logging.getLogger("isvc_operator.controller")
@@ -69,7 +69,7 @@ class Controller:
             state.failures += 1
             delay = min(self.max_backoff, 0.5 * 2 ** (state.failures - 1))
             self.on_outcome(key, body, None, exc, loop.time() - started)
-            if not isinstance(exc, ApiError):
+            if not isinstance(exc, (ApiError, ChildrenRejected)):
                 logger.exception("reconcile of %s/%s failed; retrying in %.1fs", *key, delay)
             if state.retry is not None:
                 state.retry.cancel()

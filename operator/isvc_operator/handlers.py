@@ -79,6 +79,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         run_pass=lambda body, children: reconcile(body, children, api, catalog),
         on_outcome=_report,
     )
+    logger.info("isvc-operator started: runtimes %s", ", ".join(sorted(catalog.runtimes)))
 
 
 @kopf.index(GROUP, VERSION, PLURAL)

@@ -17,11 +17,17 @@ from .apply import ChildKey, child_key, needs_apply, with_hash
 from .builders import build_children
 from .builders.metadata import predictor_name, service_name
 from .builders.service import model_url
-from .kube_api import KubeApi
+from .kube_api import ApiError, KubeApi
 from .model_server import resolve_model_server
 from .runtimes import Catalog
 from .spec import InvalidSpec, parse_inferenceservice
-from .status import Observed, compute_status, invalid_spec_status, status_changed
+from .status import Observed, compute_status, invalid_spec_status, rejected_condition, status_changed
+
+CONDITION_OF_KIND = {"Deployment": "PredictorReady", "Service": "ServiceReady"}
+
+
+class ChildrenRejected(Exception):
+    """The API server refused a child; its reason is already on the isvc's status."""
 
 
 @dataclass
@@ -89,11 +95,22 @@ async def reconcile(
         elif live is not None:
             observed_children[key] = live
     # Children of one isvc are independent: write them concurrently.
-    results = await asyncio.gather(*(asyncio.to_thread(api.apply, with_hash(obj)) for _, obj in to_apply))
+    results = await asyncio.gather(*(asyncio.to_thread(api.apply, with_hash(obj)) for _, obj in to_apply),
+                                   return_exceptions=True)
+    rejected: dict[str, dict[str, Any]] = {}
+    retryable: BaseException | None = None
     for (key, _), result in zip(to_apply, results):
-        observed_children[key] = result
-        applied.append(key)
-    writes += len(to_apply)
+        if isinstance(result, ApiError) and not result.retryable:
+            _, kind, child_name = key
+            rejected[CONDITION_OF_KIND[kind]] = rejected_condition(CONDITION_OF_KIND[kind], kind, child_name, result.message)
+        elif isinstance(result, BaseException):
+            retryable = result
+        else:
+            observed_children[key] = result
+            applied.append(key)
+    if retryable is not None:
+        raise retryable
+    writes += len(applied)
 
     # Prune: children we own that are no longer desired (e.g. autoscaling switched off).
     desired_keys = {child_key(obj) for obj in desired}
@@ -115,10 +132,14 @@ async def reconcile(
         url=model_url(isvc, server),
         previous=previous,
         now=now(),
+        rejected=rejected,
     )
     if status_changed(previous, status):
         await asyncio.to_thread(api.patch_status, namespace, name, status)
         writes += 1
+    if rejected:
+        # Retried with backoff: a conflict (e.g. a node port held by another Service) can clear up.
+        raise ChildrenRejected("; ".join(c["message"] for c in rejected.values()))
     return Outcome(
         result="applied" if writes else "unchanged",
         writes=writes,

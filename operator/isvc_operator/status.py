@@ -69,6 +69,11 @@ def predictor_condition(deployment: Mapping[str, Any] | None, name: str) -> dict
     return condition(kind, TRUE, "Available", f"{available} of {desired} replicas available")
 
 
+def rejected_condition(type_: str, kind: str, name: str, error: str) -> dict[str, Any]:
+    """The API server refused to store a child: nothing will change until the spec (or a conflict) does."""
+    return condition(type_, FALSE, f"{kind}Rejected", f"the API server rejected {kind} {name}: {error}")
+
+
 def service_condition(service: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
     kind = "ServiceReady"
     if service is None:
@@ -119,9 +124,12 @@ def compute_status(
     url: str | None,
     previous: Mapping[str, Any] | None,
     now: str,
+    rejected: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    predictor = predictor_condition(observed.deployment, deployment_name)
-    service = service_condition(observed.service, service_name)
+    """`rejected` maps a condition type to the failure that replaces it (the API server refused a child)."""
+    rejected = rejected or {}
+    predictor = rejected.get("PredictorReady") or predictor_condition(observed.deployment, deployment_name)
+    service = rejected.get("ServiceReady") or service_condition(observed.service, service_name)
     ready = aggregate_ready([predictor, service], url)
     deployment = observed.deployment or {}
     desired = (deployment.get("spec") or {}).get("replicas")

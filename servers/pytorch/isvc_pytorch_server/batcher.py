@@ -3,8 +3,12 @@
 Requests are queued with a key (model, per-row shapes, dtypes); worker threads take the oldest
 request and every queued request with the same key, up to ``max_batch_size`` rows, concatenate
 them, run one forward pass, and hand each request its slice. While a pass runs, new requests
-pile up, so under load batches grow on their own without waiting; ``batch_timeout`` adds a wait
-for more rows when the worker is idle (TF Serving's ``batch_timeout_micros``), 0 by default.
+pile up, so under load batches grow on their own. Two optional waits for more rows:
+``batch_timeout`` (TF Serving's ``batch_timeout_micros``, from the first request's arrival at an
+idle worker; 0 by default) and the merge wait (on by default): when a worker finishes a pass and
+work is queued, it waits up to ``merge_fraction`` of that pass (at most 10 ms) for the clients it
+just answered to come back, so that a closed loop of N clients fills batches of N rather than
+settling into two half-size batches. At one client at a time neither wait ever happens.
 
 A failed batch is re-run one request at a time, so one bad request cannot fail its neighbours.
 Results go back to the event loop with one ``call_soon_threadsafe`` per batch.
@@ -21,6 +25,7 @@ from collections import deque
 import numpy as np
 
 log = logging.getLogger(__name__)
+MAX_MERGE_WAIT_S = 0.01
 
 
 class _Item:
@@ -41,8 +46,9 @@ class NotSplittable(Exception):
 
 class Batcher:
     def __init__(self, max_batch_size: int = 64, batch_timeout_s: float = 0.0, num_threads: int = 1,
-                 metrics=None):
+                 metrics=None, merge_fraction: float = 0.1):
         self.max_batch_size = max(1, int(max_batch_size))
+        self.merge_fraction = max(0.0, float(merge_fraction))
         self.batch_timeout_s = max(0.0, float(batch_timeout_s))
         self.num_threads = max(1, int(num_threads))
         self.metrics = metrics
@@ -88,27 +94,43 @@ class Batcher:
 
     # ---- worker side ---------------------------------------------------------------------------
     def _worker(self) -> None:
+        last_rows, last_seconds = 0, 0.0
         while True:
             with self._cond:
+                busy = bool(self._pending)  # work was waiting while the previous batch ran
                 while not self._pending:
                     if self._stopping:
                         return
                     self._cond.wait()
                 first = self._pending[0]
-                if self.batch_timeout_s > 0 and not self._stopping:
-                    deadline = first.t0 + self.batch_timeout_s
-                    while True:
-                        remaining = deadline - time.perf_counter()
-                        if remaining <= 0 or self._rows_for(first.key) >= self.max_batch_size:
-                            break
-                        self._cond.wait(remaining)
-                        if not self._pending or self._pending[0] is not first:
-                            break  # another worker took it
+                if not self._stopping and isinstance(first.key, tuple):
+                    if busy and self.merge_fraction > 0 and last_rows:
+                        # Under load the queue holds about half the clients; the other half is
+                        # reading the answers just sent and will be back in a moment. Wait a
+                        # little (a fraction of the last pass) so the two halves share one pass.
+                        target = min(self.max_batch_size, self._rows_for(first.key) + last_rows)
+                        self._wait_rows(first, target, time.perf_counter() + min(
+                            MAX_MERGE_WAIT_S, self.merge_fraction * last_seconds))
+                    elif not busy and self.batch_timeout_s > 0:
+                        self._wait_rows(first, self.max_batch_size, first.t0 + self.batch_timeout_s)
                     if not self._pending:
                         continue
                     first = self._pending[0]
                 batch = self._take(first.key)
+            t0 = time.perf_counter()
             self._run(batch)
+            last_seconds = time.perf_counter() - t0
+            last_rows = sum(it.rows for it in batch)
+
+    def _wait_rows(self, first: _Item, target: int, deadline: float) -> None:
+        """Wait (lock held) until ``target`` rows share the first item's key, or ``deadline``."""
+        while self._rows_for(first.key) < target:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0 or self._stopping:
+                return
+            self._cond.wait(remaining)
+            if not self._pending or self._pending[0] is not first:
+                return  # another worker took it
 
     def _rows_for(self, key) -> int:
         return sum(it.rows for it in self._pending if it.key == key)

@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_batch_size", type=int, default=64, help="rows per forward pass at most")
     p.add_argument("--batch_timeout_micros", type=int, default=0,
                    help="how long an idle worker waits for more rows before running (default 0)")
+    p.add_argument("--batch_merge_fraction", type=float, default=0.1,
+                   help="after a pass, wait up to this fraction of it (max 10 ms) for more rows when "
+                        "requests are queued; 0 = off")
     p.add_argument("--num_batch_threads", type=int, default=1, help="forward passes that may run at once")
     p.add_argument("--intra_op_parallelism", type=int, default=0,
                    help="torch threads per forward pass; 0 = the container's CPU limit")
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     max_batch = args.max_batch_size if args.enable_batching else 1
     metrics = Metrics(args.model_name)
     batcher = Batcher(max_batch, args.batch_timeout_micros / 1e6 if args.enable_batching else 0.0,
-                      args.num_batch_threads, metrics)
+                      args.num_batch_threads, metrics, merge_fraction=args.batch_merge_fraction)
     warm = (1, max_batch) if args.warmup and max_batch > 1 else ((1,) if args.warmup else ())
     manager = ModelManager(args.model_name, args.model_base_path, device,
                            poll_wait_seconds=args.file_system_poll_wait_seconds,

@@ -1,0 +1,160 @@
+"""Fixtures for tests against the real local control plane (hack/cluster/up.sh) and a real operator process.
+
+The control plane is started when none answers and stopped again at the end if this session started
+it (set ISVC_KEEP_CLUSTER=1 to keep it). The operator runs as a separate process, as in production.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTER_DIR = Path(os.environ.get("ISVC_CLUSTER_DIR", ROOT / ".cluster"))
+VERSIONS = dict(
+    line.split("=", 1) for line in (ROOT / "hack/cluster/versions.env").read_text().splitlines()
+    if line and not line.startswith("#")
+)
+
+
+class Kube:
+    """kubectl, as a user would run it, against the test cluster."""
+
+    def __init__(self, kubectl: str, kubeconfig: str) -> None:
+        self.kubectl = kubectl
+        self.kubeconfig = kubeconfig
+        self.env = {**os.environ, "KUBECONFIG": kubeconfig}
+
+    def run(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([self.kubectl, *args], input=input, capture_output=True, text=True, env=self.env, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+    def apply(self, docs: Any, namespace: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        text = docs if isinstance(docs, str) else yaml.safe_dump_all(docs if isinstance(docs, list) else [docs])
+        return self.run("apply", *(["-n", namespace] if namespace else []), "-f", "-", input=text, check=check)
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        result = self.run("get", kind, name, *(["-n", namespace] if namespace else []), "-o", "json", check=False)
+        if result.returncode != 0:
+            if "NotFound" in result.stderr:
+                return None
+            raise AssertionError(result.stderr)
+        return json.loads(result.stdout)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll until `predicate()` is truthy; fail with `what` and the last value otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return cond
+    return {}
+
+
+@pytest.fixture(scope="session")
+def kube() -> Iterator[Kube]:
+    kubeconfig = CLUSTER_DIR / "kubeconfig"
+    started = False
+    kubectl_bin = Path(os.environ.get("ISVC_CACHE", Path.home() / ".cache/isvc-operator")) / "bin" / f"kubectl-{VERSIONS['KUBE_VERSION']}"
+    reachable = kubeconfig.exists() and kubectl_bin.exists() and subprocess.run(
+        [str(kubectl_bin), "--kubeconfig", str(kubeconfig), "get", "--raw", "/readyz"], capture_output=True
+    ).returncode == 0
+    if not reachable:
+        subprocess.run(["bash", str(ROOT / "hack/cluster/up.sh")], check=True, stdout=subprocess.DEVNULL)
+        started = True
+    kube = Kube(str(kubectl_bin), str(kubeconfig))
+    kube.apply((ROOT / "crds/serving.isvc.dev_inferenceservices.yaml").read_text())
+    kube.run("wait", "--for=condition=Established", "crd/inferenceservices.serving.isvc.dev", "--timeout=60s")
+    yield kube
+    if started and not os.environ.get("ISVC_KEEP_CLUSTER"):
+        subprocess.run(["bash", str(ROOT / "hack/cluster/down.sh")], check=False)
+
+
+class OperatorProcess:
+    def __init__(self, kube: Kube, log_path: Path) -> None:
+        self.kube = kube
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "isvc_operator", "run"], stdout=log, stderr=subprocess.STDOUT,
+            env={**self.kube.env, "PYTHONUNBUFFERED": "1"},
+        )
+        wait_until(lambda: "isvc-operator started" in self.log_path.read_text()[offset:]
+                   or self.proc.poll() is not None, 60, "the operator to start watching")
+        assert self.proc.poll() is None, f"operator exited: see {self.log_path}"
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+@pytest.fixture(scope="session")
+def operator(kube: Kube) -> Iterator[OperatorProcess]:
+    (CLUSTER_DIR / "logs").mkdir(parents=True, exist_ok=True)
+    log_path = CLUSTER_DIR / "logs" / "operator-tests.log"
+    log_path.write_text("")
+    proc = OperatorProcess(kube, log_path)
+    proc.start()
+    yield proc
+    proc.stop()
+    assert "Traceback" not in proc.log(), f"the operator logged a traceback: see {log_path}"
+
+
+@pytest.fixture
+def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = f"t-{request.node.name[:30].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+    kube.run("create", "namespace", name)
+    kube.run("wait", "--for=jsonpath={.status.phase}=Active", f"namespace/{name}", "--timeout=30s")
+    yield name
+    kube.run("delete", "namespace", name, "--wait=false", check=False)
+    kube.run("delete", "pv", "-l", f"isvc-test-namespace={name}", "--wait=false", check=False)
+
+
+@pytest.fixture
+def model_claim(kube: Kube, namespace: str) -> str:
+    """A bound PVC named `models` (static hostPath PV: this cluster has no provisioner)."""
+    pv = f"{namespace}-models"
+    kube.apply([
+        {"apiVersion": "v1", "kind": "PersistentVolume",
+         "metadata": {"name": pv, "labels": {"isvc-test-namespace": namespace}},
+         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                  "hostPath": {"path": "/tmp/isvc-models"}, "claimRef": {"namespace": namespace, "name": "models"}}},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models", "namespace": namespace},
+         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
+                  "resources": {"requests": {"storage": "1Gi"}}}},
+    ])
+    wait_until(lambda: (kube.get("pvc", "models", namespace) or {}).get("status", {}).get("phase") == "Bound", 30, "PVC models to bind")
+    return "models"

@@ -1,0 +1,108 @@
+"""Fixtures for the install tier: the chart's binaries (helm, kubectl) and the local control plane.
+
+Paths are relative to the repository root, so the tests run from a fresh clone. The binaries and
+the control plane come from hack/cluster/ (cached outside the checkout, built on first use).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "isvc-operator"
+VERSIONS = dict(
+    line.split("=", 1)
+    for line in (ROOT / "hack" / "cluster" / "versions.env").read_text().splitlines()
+    if "=" in line and not line.lstrip().startswith("#")
+)
+
+
+def run(cmd: Sequence[str | os.PathLike[str]], *, input: str | None = None, check: bool = True,
+        env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run a command; on failure the message carries the command, its exit code and its output."""
+    proc = subprocess.run([str(c) for c in cmd], input=input, capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=ROOT)
+    if check and proc.returncode != 0:
+        pytest.fail(f"`{shlex.join(str(c) for c in cmd)}` exited {proc.returncode}\n"
+                    f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}", pytrace=False)
+    return proc
+
+
+def poll(what: str, condition: Callable[[], object], *, timeout: float = 60, interval: float = 0.5) -> object:
+    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last seen: {last!r})", pytrace=False)
+
+
+def _bin_dir(what: str) -> Path:
+    out = run(["bash", ROOT / "hack" / "cluster" / "build.sh", what], timeout=3600).stdout.strip()
+    return Path(out.splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    return _bin_dir("helm") / f"helm-{VERSIONS['HELM_VERSION']}"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: Path
+    kubectl_bin: Path
+    helm_bin: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return run([self.kubectl_bin, *args], input=input, check=check, env=self.env, timeout=timeout)
+
+    def helm(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return run([self.helm_bin, *args], check=check, env=self.env, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def cluster(helm: Path) -> Cluster:
+    """The local control plane; started with hack/cluster/up.sh when its kubeconfig does not answer."""
+    state = Path(os.environ.get("ISVC_CLUSTER_DIR", ROOT / ".cluster"))
+    kubeconfig = state / "kubeconfig"
+    kubectl = _bin_dir("kube") / f"kubectl-{VERSIONS['KUBE_VERSION']}"
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+
+    def reachable() -> bool:
+        return kubeconfig.exists() and run([kubectl, "get", "--raw", "/readyz"], check=False, env=env,
+                                           timeout=30).returncode == 0
+
+    if not reachable():
+        run(["bash", ROOT / "hack" / "cluster" / "up.sh"], timeout=3600)
+        poll("the local control plane to answer /readyz", reachable, timeout=120)
+    return Cluster(kubeconfig=kubeconfig, kubectl_bin=kubectl, helm_bin=helm)
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """A name no other test run uses: release and namespace names, cluster-scoped objects."""
+    return f"isvc-operator-t{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, unique_name: str) -> Iterator[str]:
+    cluster.kubectl("create", "namespace", unique_name)
+    yield unique_name
+    cluster.kubectl("delete", "namespace", unique_name, "--wait=false", "--ignore-not-found", check=False)

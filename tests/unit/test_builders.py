@@ -1,0 +1,214 @@
+"""Builders: a spec in, the exact objects out (golden), including the seed-000 Kubeflow YAML."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from isvc_operator.builders import build_children
+from isvc_operator.builders.deployment import build_deployment
+from isvc_operator.builders.service import build_service, model_url
+from isvc_operator.model_server import resolve_model_server
+from isvc_operator.runtimes import load_catalog
+from isvc_operator.spec import InvalidSpec, parse_inferenceservice
+
+SEED_000 = {
+    "apiVersion": "serving.isvc.dev/v1alpha1",
+    "kind": "InferenceService",
+    "metadata": {"name": "dogs-vs-cats", "namespace": "kubeflow-user-example-com", "uid": "uid-1", "generation": 1},
+    "spec": {
+        "predictor": {"tensorflow": {"storageUri": "pvc://models"}},
+        "service": {"type": "NodePort", "httpNodePort": 31000, "grpcNodePort": 31001},
+    },
+}
+
+LABELS = {
+    "app.kubernetes.io/name": "dogs-vs-cats",
+    "app.kubernetes.io/instance": "dogs-vs-cats",
+    "app.kubernetes.io/component": "predictor",
+    "app.kubernetes.io/part-of": "inferenceservice",
+    "app.kubernetes.io/managed-by": "isvc-operator",
+    "serving.isvc.dev/inferenceservice": "dogs-vs-cats",
+}
+OWNER = {
+    "apiVersion": "serving.isvc.dev/v1alpha1",
+    "kind": "InferenceService",
+    "name": "dogs-vs-cats",
+    "uid": "uid-1",
+    "controller": True,
+    "blockOwnerDeletion": True,
+}
+
+GOLDEN_DEPLOYMENT = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {
+        "name": "dogs-vs-cats-predictor",
+        "namespace": "kubeflow-user-example-com",
+        "labels": LABELS,
+        "ownerReferences": [OWNER],
+    },
+    "spec": {
+        "selector": {"matchLabels": {"serving.isvc.dev/inferenceservice": "dogs-vs-cats", "app.kubernetes.io/component": "predictor"}},
+        "template": {
+            "metadata": {"labels": LABELS},
+            "spec": {
+                "containers": [{
+                    "name": "model-server",
+                    "image": "tensorflow/serving:2.19.0",
+                    "ports": [
+                        {"name": "http", "containerPort": 8500, "protocol": "TCP"},
+                        {"name": "grpc", "containerPort": 9000, "protocol": "TCP"},
+                    ],
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                        "runAsUser": 1000,
+                        "runAsGroup": 1000,
+                    },
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                    "command": ["/usr/bin/tensorflow_model_server"],
+                    "args": ["--port=9000", "--rest_api_port=8500", "--model_name=dogs-vs-cats", "--model_base_path=/mnt/models"],
+                    "readinessProbe": {"httpGet": {"path": "/v1/models/dogs-vs-cats", "port": "http"}, "periodSeconds": 5, "failureThreshold": 3},
+                    "livenessProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 30, "failureThreshold": 3},
+                    "startupProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 5, "failureThreshold": 120},
+                    "volumeMounts": [{"name": "model", "mountPath": "/mnt/models", "readOnly": True}],
+                }],
+                "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                "automountServiceAccountToken": False,
+                "volumes": [{"name": "model", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}}],
+            },
+        },
+        "replicas": 1,
+    },
+}
+
+GOLDEN_SERVICE = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {"name": "dogs-vs-cats", "namespace": "kubeflow-user-example-com", "labels": LABELS, "ownerReferences": [OWNER]},
+    "spec": {
+        "type": "NodePort",
+        "selector": {"serving.isvc.dev/inferenceservice": "dogs-vs-cats", "app.kubernetes.io/component": "predictor"},
+        "ports": [
+            {"name": "http", "port": 8500, "targetPort": "http", "protocol": "TCP", "nodePort": 31000},
+            {"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP", "nodePort": 31001},
+        ],
+    },
+}
+
+
+def _isvc(**spec_changes):
+    body = copy.deepcopy(SEED_000)
+    for path, value in spec_changes.items():
+        node = body["spec"]
+        keys = path.split("__")
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    return parse_inferenceservice(body)
+
+
+def test_seed_000_renders_the_hand_written_deployment_and_service():
+    deployment, service = build_children(parse_inferenceservice(SEED_000), load_catalog())
+    assert deployment == GOLDEN_DEPLOYMENT
+    assert service == GOLDEN_SERVICE
+
+
+def test_builders_are_deterministic():
+    isvc = parse_inferenceservice(SEED_000)
+    assert build_children(isvc, load_catalog()) == build_children(isvc, load_catalog())
+
+
+@pytest.mark.parametrize(
+    ("uri", "mount", "claim"),
+    [
+        ("pvc://models", {"name": "model", "mountPath": "/mnt/models", "readOnly": True}, "models"),
+        ("pvc://models/dogs/v2/", {"name": "model", "mountPath": "/mnt/models", "readOnly": True, "subPath": "dogs/v2"}, "models"),
+        ("pvc://team.claim/x", {"name": "model", "mountPath": "/mnt/models", "readOnly": True, "subPath": "x"}, "team.claim"),
+    ],
+)
+def test_pvc_storage_is_mounted_read_only(uri, mount, claim):
+    isvc = _isvc(predictor__tensorflow={"storageUri": uri})
+    deployment = build_deployment(isvc, resolve_model_server(isvc, load_catalog()))
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["containers"][0]["volumeMounts"] == [mount]
+    assert pod["volumes"] == [{"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}]
+
+
+@pytest.mark.parametrize(
+    ("changes", "image"),
+    [
+        ({}, "tensorflow/serving:2.19.0"),
+        ({"predictor__tensorflow": {"storageUri": "pvc://m", "runtimeVersion": "2.18.0"}}, "tensorflow/serving:2.18.0"),
+        ({"predictor__tensorflow": {"storageUri": "pvc://m", "runtimeVersion": "2.18.0",
+                                    "resources": {"limits": {"nvidia.com/gpu": 1}}}}, "tensorflow/serving:2.18.0-gpu"),
+        ({"predictor__tensorflow": {"storageUri": "pvc://m", "image": "mirror.local/tf:pinned"}}, "mirror.local/tf:pinned"),
+    ],
+)
+def test_image_comes_from_catalog_version_gpu_or_override(changes, image):
+    isvc = _isvc(**changes)
+    assert resolve_model_server(isvc, load_catalog()).image == image
+
+
+@pytest.mark.parametrize(
+    ("changes", "replicas"),
+    [({}, 1), ({"predictor__replicas": 0}, 0), ({"predictor__replicas": 3}, 3)],
+)
+def test_replicas(changes, replicas):
+    isvc = _isvc(**changes)
+    assert build_deployment(isvc, resolve_model_server(isvc, load_catalog()))["spec"]["replicas"] == replicas
+
+
+def test_replicas_left_out_when_autoscaled():
+    isvc = _isvc(predictor__minReplicas=1, predictor__maxReplicas=4)
+    assert "replicas" not in build_deployment(isvc, resolve_model_server(isvc, load_catalog()))["spec"]
+
+
+@pytest.mark.parametrize(
+    ("service", "ports"),
+    [
+        ({"type": "ClusterIP"}, [{"name": "http", "port": 8500, "targetPort": "http", "protocol": "TCP"},
+                                 {"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP"}]),
+        ({"type": "NodePort"}, [{"name": "http", "port": 8500, "targetPort": "http", "protocol": "TCP"},
+                                {"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP"}]),
+        ({"type": "LoadBalancer", "httpNodePort": 30080},
+         [{"name": "http", "port": 8500, "targetPort": "http", "protocol": "TCP", "nodePort": 30080},
+          {"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP"}]),
+    ],
+)
+def test_service_type_and_node_ports(service, ports):
+    isvc = _isvc(service=service)
+    built = build_service(isvc, resolve_model_server(isvc, load_catalog()))
+    assert built["spec"]["type"] == service["type"]
+    assert built["spec"]["ports"] == ports
+
+
+def test_url_is_the_cluster_local_rest_endpoint():
+    isvc = parse_inferenceservice(SEED_000)
+    assert model_url(isvc, resolve_model_server(isvc, load_catalog())) == (
+        "http://dogs-vs-cats.kubeflow-user-example-com.svc.cluster.local:8500/v1/models/dogs-vs-cats"
+    )
+
+
+def test_user_labels_pass_through_but_bookkeeping_does_not():
+    body = copy.deepcopy(SEED_000)
+    body["metadata"]["labels"] = {"team": "vision", "app.kubernetes.io/managed-by": "someone-else"}
+    body["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": "{}",
+        "kopf.zalando.org/last-handled-configuration": "{}",
+        "owner": "alice",
+    }
+    deployment, _ = build_children(parse_inferenceservice(body), load_catalog())
+    assert deployment["metadata"]["labels"]["team"] == "vision"
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "isvc-operator"
+    assert deployment["metadata"]["annotations"] == {"owner": "alice"}
+
+
+def test_unknown_runtime_is_an_invalid_spec_naming_the_known_ones():
+    isvc = _isvc(predictor__tensorflow={"storageUri": "pvc://m", "runtime": "triton"})
+    with pytest.raises(InvalidSpec, match=r"'triton' is not in the runtime catalog for tensorflow \(known: tensorflow-serving\)"):
+        resolve_model_server(isvc, load_catalog())

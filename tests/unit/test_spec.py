@@ -1,0 +1,83 @@
+"""Spec parsing: what the schema lets through but cannot be served becomes InvalidSpec with a clear message."""
+
+from __future__ import annotations
+
+import pytest
+
+from isvc_operator.spec import InvalidSpec, parse_inferenceservice, parse_storage_uri
+
+
+def body(spec, name="m"):
+    return {"metadata": {"name": name, "namespace": "ns", "uid": "u", "generation": 3}, "spec": spec}
+
+
+TF = {"predictor": {"tensorflow": {"storageUri": "pvc://models"}}}
+
+
+def test_valid_tensorflow_spec_is_typed():
+    isvc = parse_inferenceservice(body(TF))
+    assert (isvc.name, isvc.namespace, isvc.generation) == ("m", "ns", 3)
+    assert isvc.predictor.framework == "tensorflow"
+    assert isvc.predictor.storage.claim == "models"
+    assert isvc.service.type == "NodePort"
+    assert isvc.authorization.mode == "Auto"
+
+
+@pytest.mark.parametrize(
+    ("uri", "claim", "sub_path", "scheme"),
+    [
+        ("pvc://models", "models", None, "pvc"),
+        ("pvc://models/", "models", None, "pvc"),
+        ("pvc://models/a//b/", "models", "a/b", "pvc"),
+        ("https://example.com/m.tar.gz", None, None, "https"),
+        ("http://10.0.0.1:8080/m.zip", None, None, "http"),
+    ],
+)
+def test_storage_uris(uri, claim, sub_path, scheme):
+    storage = parse_storage_uri(uri)
+    assert (storage.scheme, storage.claim, storage.sub_path) == (scheme, claim, sub_path)
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("s3://bucket/model", r"unsupported scheme s3://; supported: pvc://CLAIM\[/PATH\], http://..., https://..."),
+        ("/models", r"unsupported scheme \(none\)"),
+        ("pvc://Models", r"'Models' is not a valid PersistentVolumeClaim name"),
+        ("pvc://models/../etc", r"may not contain '.' or '..'"),
+        ("https://", r"no host after https://"),
+    ],
+)
+def test_bad_storage_uris_say_what_is_accepted(uri, message):
+    with pytest.raises(InvalidSpec, match=message):
+        parse_storage_uri(uri)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"predictor": {}}, r"set exactly one of tensorflow, pytorch, containers \(found: none\)"),
+        ({"predictor": {"tensorflow": {"storageUri": "pvc://a"}, "pytorch": {"storageUri": "pvc://a"}}},
+         r"found: tensorflow, pytorch"),
+        ({"predictor": {"tensorflow": {}}}, r"spec.predictor.tensorflow.storageUri is required"),
+        ({"predictor": {"tensorflow": {"storageUri": "pvc://a"}, "replicas": 1, "maxReplicas": 3}}, r"either replicas or minReplicas/maxReplicas"),
+        ({"predictor": {"tensorflow": {"storageUri": "pvc://a"}, "minReplicas": 4, "maxReplicas": 3}}, r"minReplicas 4 is greater than maxReplicas 3"),
+        ({**TF, "service": {"type": "ClusterIP", "httpNodePort": 31000}}, r"need type NodePort or LoadBalancer"),
+        ({**TF, "service": {"httpNodePort": 31000, "grpcNodePort": 31000}}, r"both 31000; they must differ"),
+        ({**TF, "service": {"type": "ExternalName"}}, r"'ExternalName' is not one of NodePort, ClusterIP, LoadBalancer"),
+        ({**TF, "authorization": {"mode": "Sometimes"}}, r"'Sometimes' is not one of Auto, Enabled, Disabled"),
+    ],
+)
+def test_invalid_specs(spec, message):
+    with pytest.raises(InvalidSpec, match=message):
+        parse_inferenceservice(body(spec))
+
+
+@pytest.mark.parametrize("name", ["a" * 46, "1model", "Model", "my.model"])
+def test_names_that_cannot_name_every_child(name):
+    with pytest.raises(InvalidSpec, match="must be a DNS label of at most 45 characters"):
+        parse_inferenceservice(body(TF, name=name))
+
+
+def test_name_at_the_maximum_length_is_accepted():
+    assert parse_inferenceservice(body(TF, name="a" * 45)).name == "a" * 45
