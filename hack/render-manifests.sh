@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Renders manifests/install.yaml (plain `kubectl apply -f` install) from the Helm chart with its
 # default values: a Namespace, the CRD, then the chart's objects in namespace isvc-system.
+# First copies crds/*.yaml into the chart (Helm installs CRDs only from charts/isvc-operator/crds/).
 # Deterministic: run it after any change under charts/isvc-operator/ and commit the result
 # (tests/install/test_manifests.py fails when the file is stale).
 # Usage: hack/render-manifests.sh [OUTPUT]   (default manifests/install.yaml; '-' for stdout)
@@ -28,6 +29,9 @@ YAML
   (cd "$root" && "$helm" template isvc-operator charts/isvc-operator --namespace "$namespace" --include-crds)
 }
 
+if [ "$out" != "-" ]; then
+  cp "$root"/crds/*.yaml "$root/charts/isvc-operator/crds/"
+fi
 if [ "$out" = "-" ]; then
   render
 else

@@ -1,7 +1,8 @@
-"""Fixtures for the install tier: the chart's binaries (helm, kubectl) and the local control plane.
+"""Fixtures for the install tier: helm, and the local control plane of tests/conftest.py.
 
-Paths are relative to the repository root, so the tests run from a fresh clone. The binaries and
-the control plane come from hack/cluster/ (cached outside the checkout, built on first use).
+Paths are relative to the repository root, so the tests run from a fresh clone. helm comes from
+hack/cluster/build.sh (cached outside the checkout, built on first use). The `namespace` fixture
+(a fresh namespace per test, deleted afterwards) is tests/conftest.py's.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import shlex
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,31 +80,13 @@ class Cluster:
 
 
 @pytest.fixture(scope="session")
-def cluster(helm: Path) -> Cluster:
-    """The local control plane; started with hack/cluster/up.sh when its kubeconfig does not answer."""
-    state = Path(os.environ.get("ISVC_CLUSTER_DIR", ROOT / ".cluster"))
-    kubeconfig = state / "kubeconfig"
-    kubectl = _bin_dir("kube") / f"kubectl-{VERSIONS['KUBE_VERSION']}"
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-
-    def reachable() -> bool:
-        return kubeconfig.exists() and run([kubectl, "get", "--raw", "/readyz"], check=False, env=env,
-                                           timeout=30).returncode == 0
-
-    if not reachable():
-        run(["bash", ROOT / "hack" / "cluster" / "up.sh"], timeout=3600)
-        poll("the local control plane to answer /readyz", reachable, timeout=120)
-    return Cluster(kubeconfig=kubeconfig, kubectl_bin=kubectl, helm_bin=helm)
+def cluster(kube: Any, helm: Path) -> Cluster:
+    """The local control plane of tests/conftest.py's `kube` fixture (started by hack/cluster/up.sh
+    when its kubeconfig does not answer, stopped at the end if this session started it), plus helm."""
+    return Cluster(kubeconfig=Path(kube.kubeconfig), kubectl_bin=Path(kube.kubectl), helm_bin=helm)
 
 
 @pytest.fixture
 def unique_name() -> str:
     """A name no other test run uses: release and namespace names, cluster-scoped objects."""
     return f"isvc-operator-t{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture
-def namespace(cluster: Cluster, unique_name: str) -> Iterator[str]:
-    cluster.kubectl("create", "namespace", unique_name)
-    yield unique_name
-    cluster.kubectl("delete", "namespace", unique_name, "--wait=false", "--ignore-not-found", check=False)

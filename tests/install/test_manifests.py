@@ -6,6 +6,7 @@ No cluster needed; only the pinned helm binary (hack/cluster/build.sh helm).
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_install_yaml_is_up_to_date(helm: Path) -> None:
-    rendered = run(["bash", ROOT / "hack" / "render-manifests.sh", "-"], env=None).stdout
+    rendered = run(["bash", ROOT / "hack" / "render-manifests.sh", "-"], env={**os.environ, "HELM": str(helm)}).stdout
     committed = INSTALL_YAML.read_text(encoding="utf-8") if INSTALL_YAML.exists() else ""
     if rendered != committed:
         diff = "".join(difflib.unified_diff(committed.splitlines(True), rendered.splitlines(True),
@@ -64,7 +65,7 @@ def test_install_yaml_is_up_to_date(helm: Path) -> None:
                     f"{diff[:4000]}", pytrace=False)
 
 
-def test_install_yaml_starts_with_namespace_then_crd(helm: Path) -> None:
+def test_install_yaml_starts_with_namespace_then_crd() -> None:
     docs = [d for d in yaml.safe_load_all(INSTALL_YAML.read_text(encoding="utf-8")) if d]
     assert [d["kind"] for d in docs[:2]] == ["Namespace", "CustomResourceDefinition"]
     assert docs[0]["metadata"]["name"] == "isvc-system"

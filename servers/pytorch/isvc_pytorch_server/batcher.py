@@ -46,7 +46,7 @@ class NotSplittable(Exception):
 
 class Batcher:
     def __init__(self, max_batch_size: int = 64, batch_timeout_s: float = 0.0, num_threads: int = 1,
-                 metrics=None, merge_fraction: float = 0.1):
+                 metrics=None, merge_fraction: float = 0.3):
         self.max_batch_size = max(1, int(max_batch_size))
         self.merge_fraction = max(0.0, float(merge_fraction))
         self.batch_timeout_s = max(0.0, float(batch_timeout_s))

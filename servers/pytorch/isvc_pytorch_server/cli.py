@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_batch_size", type=int, default=64, help="rows per forward pass at most")
     p.add_argument("--batch_timeout_micros", type=int, default=0,
                    help="how long an idle worker waits for more rows before running (default 0)")
-    p.add_argument("--batch_merge_fraction", type=float, default=0.1,
+    p.add_argument("--batch_merge_fraction", type=float, default=0.3,
                    help="after a pass, wait up to this fraction of it (max 10 ms) for more rows when "
                         "requests are queued; 0 = off")
     p.add_argument("--num_batch_threads", type=int, default=1, help="forward passes that may run at once")

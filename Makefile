@@ -1,0 +1,61 @@
+# The README's two commands: `make dev` (the main job) and `make test` (the whole suite).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+LOCAL_KUBECONFIG := $(CLUSTER_DIR)/kubeconfig
+include hack/cluster/versions.env
+KUBECTL := $(HOME)/.cache/isvc-operator/bin/kubectl-$(KUBE_VERSION)
+
+.PHONY: help venv binaries cluster-up cluster-down dev dev-stop test test-unit test-cluster test-pytorch-server manifests render
+
+help:
+	@echo "make dev           local control plane (unless KUBECONFIG reaches a cluster) + CRD + operator + samples"
+	@echo "make test          the whole test suite (unit, real control plane, install, PyTorch server)"
+	@echo "make cluster-up    start the local control plane (kube-apiserver, etcd, kcm, scheduler, kwok)"
+	@echo "make cluster-down  stop it (PURGE=1 also deletes its state)"
+	@echo "make dev-stop      stop the operator started by make dev"
+	@echo "make manifests     regenerate manifests/install.yaml from the Helm chart"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+binaries:
+	bash hack/cluster/build.sh all >/dev/null
+
+cluster-up:
+	bash hack/cluster/up.sh
+
+cluster-down:
+	bash hack/cluster/down.sh $(if $(PURGE),--purge,)
+
+dev: venv
+	bash hack/dev.sh
+
+dev-stop:
+	bash hack/dev.sh stop
+
+test: venv binaries
+	bash hack/test.sh
+
+test-unit: venv
+	$(PY) -m pytest tests/unit -q
+
+test-cluster: venv binaries
+	$(PY) -m pytest tests -q -m cluster
+
+test-pytorch-server:
+	bash servers/pytorch/run-tests.sh
+
+manifests: binaries
+	bash hack/render-manifests.sh
+
+render: venv
+	$(VENV)/bin/isvc-operator render -f $(or $(FILE),manifests/samples/tensorflow-pvc.yaml)

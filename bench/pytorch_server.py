@@ -1,0 +1,501 @@
+#!/usr/bin/env python3
+"""Benchmark isvc-pytorch-server against KServe's ModelServer and the in-process floor.
+
+Run:  servers/pytorch/.venv/bin/python bench/pytorch_server.py          (about 6 minutes)
+      servers/pytorch/.venv/bin/python bench/pytorch_server.py --quick  (3 s points: a smoke run)
+
+What it measures, all in one run on this machine, with closed-loop load from ``wrk`` (one
+thread, N connections, only against 127.0.0.1, each point bounded by --duration):
+
+* (a) our server with dynamic batching (default flags) and without (--enable_batching=false);
+* (b) KServe's Python ModelServer (PyPI ``kserve``) serving the same TorchScript file with a
+  ``kserve.Model`` whose predict is the old pytorchserver's (``torch.tensor(instances)`` ->
+  model -> ``.tolist()``). It runs from its own venv, ``servers/pytorch/.venv-kserve``, created
+  here on first use (``pip install kserve==0.21.0``); torch comes from the server's venv through a
+  ``.pth`` file appended to that venv's path, so the 5 GB torch install is not duplicated;
+* (c) the floor: the same model's forward pass called in-process, per batch size;
+* a bare ASGI app on the same uvicorn settings answering a fixed reply (the HTTP ceiling).
+
+Models: a memory-bound MLP (1024 -> 4096 -> 4096 -> 1000, one row of 1024 floats per request)
+and seed 004's iris-sized MLP (4 -> 16 -> 3, two rows per request), both TorchScript.
+Writes bench/results/pytorch_server.json and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SERVER_DIR = os.path.join(ROOT, "servers", "pytorch")
+KSERVE_VENV = os.path.join(SERVER_DIR, ".venv-kserve")
+KSERVE_VERSION = "0.21.0"
+RESULTS = os.path.join(HERE, "results", "pytorch_server.json")
+
+WRK_LUA = r"""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open(os.getenv("BENCH_BODY"), "rb"); wrk.body = f:read("*a"); f:close()
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,' ..
+    '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, latency.mean))
+end
+"""
+
+KSERVE_MODEL = r'''
+"""KServe ModelServer serving a TorchScript file the way KServe's pytorchserver did."""
+import argparse
+import os
+
+import kserve
+import torch
+
+
+class TorchScriptModel(kserve.Model):
+    def __init__(self, name, model_dir):
+        super().__init__(name)
+        self.model_dir = model_dir
+        self.load()
+
+    def load(self):
+        self.model = torch.jit.load(os.path.join(self.model_dir, "model.pt")).eval()
+        self.ready = True
+        return self.ready
+
+    def predict(self, payload, headers=None):
+        inputs = torch.tensor(payload["instances"], dtype=torch.float32)
+        with torch.inference_mode():
+            out = self.model(inputs)
+        return {"predictions": out.tolist()}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(parents=[kserve.model_server.parser])
+    parser.add_argument("--model_dir", required=True)
+    args, _ = parser.parse_known_args()
+    model = TorchScriptModel(args.model_name, args.model_dir)
+    kserve.ModelServer(http_port=args.http_port, enable_grpc=False).start([model])
+'''
+
+BARE_ASGI = r'''
+"""The HTTP ceiling: read the body, answer a fixed iris-sized reply."""
+BODY = b'{"predictions":[[0.0076085,0.6284154,0.3639761],[0.0080929,0.6434124,0.3484948]]}'
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        more = (await receive()).get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": BODY})
+'''
+
+
+# ---- helpers --------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout}s")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process and its children."""
+    total = 0
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    stack.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return total
+
+
+def percentile(values, q):
+    values = sorted(values)
+    if not values:
+        return 0.0
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+class Server:
+    def __init__(self, label: str, cmd: list[str], ready_url: str, predict_url: str, env=None, log_dir="."):
+        self.label = label
+        self.predict_url = predict_url
+        self.log = open(os.path.join(log_dir, re.sub(r"\W+", "_", label) + ".log"), "w")
+        e = dict(os.environ)
+        e.update(env or {})
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=e, start_new_session=True)
+        wait_http(ready_url, self.proc)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def run_wrk(url: str, body_file: str, conns: int, duration: float, lua: str, pid: int | None) -> dict:
+    env = dict(os.environ, BENCH_BODY=body_file)
+    base = ["wrk", "-t1", f"-c{conns}", "--timeout", "10s", "-s", lua]
+    # warm-up (not counted): fills connection pools, JIT profiling, allocator caches
+    subprocess.run(base + [f"-d{max(1, int(duration / 5))}s", url], env=env, capture_output=True, timeout=120)
+    peak = [0]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            if pid:
+                peak[0] = max(peak[0], rss_bytes(pid))
+            stop.wait(0.25)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out = subprocess.run(base + [f"-d{int(duration)}s", url], env=env, capture_output=True, text=True,
+                         timeout=duration + 120)
+    stop.set()
+    sampler.join()
+    m = re.search(r"WRKJSON (\{.*\})", out.stdout)
+    if not m:
+        raise RuntimeError(f"wrk gave no summary: {out.stdout}\n{out.stderr}")
+    r = json.loads(m.group(1))
+    secs = r["duration_us"] / 1e6
+    errors = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
+    return {
+        "concurrency": conns, "requests": r["requests"], "seconds": round(secs, 2),
+        "req_per_s": round(r["requests"] / secs, 1), "p50_ms": round(r["p50_us"] / 1000, 2),
+        "p99_ms": round(r["p99_us"] / 1000, 2), "errors": errors, "error_detail": {
+            k: r[k] for k in ("connect", "read", "write", "status", "timeout") if r[k]},
+        "peak_rss_mib": round(peak[0] / 2**20, 1) if pid else None,
+    }
+
+
+# ---- models and the floor -----------------------------------------------------------------------
+def build_models(root: str):
+    import torch
+
+    torch.manual_seed(0)
+    big = torch.nn.Sequential(torch.nn.Linear(1024, 4096), torch.nn.ReLU(), torch.nn.Linear(4096, 4096),
+                              torch.nn.ReLU(), torch.nn.Linear(4096, 1000)).eval()
+    iris = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3),
+                               torch.nn.Softmax(dim=1)).eval()
+    models = {}
+    for name, net, rows, width in (("mlp", big, 1, 1024), ("iris", iris, 2, 4)):
+        d = os.path.join(root, name, "1")
+        os.makedirs(d)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.jit.save(torch.jit.script(net), os.path.join(d, "model.pt"))
+        rng = random.Random(0)
+        if name == "iris":
+            body = {"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}
+        else:
+            body = {"instances": [[round(rng.uniform(-1, 1), 4) for _ in range(width)] for _ in range(rows)]}
+        body_file = os.path.join(root, f"{name}.json")
+        with open(body_file, "w") as f:
+            json.dump(body, f)
+        models[name] = {"dir": os.path.join(root, name), "body": body_file, "rows": rows, "width": width}
+    return models
+
+
+def floor(model_dir: str, width: int, batch_sizes, seconds: float, threads: int) -> list[dict]:
+    """The model's forward pass called in-process: what no server can beat."""
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        m = torch.jit.load(os.path.join(model_dir, "1", "model.pt")).eval()
+    out = []
+    for b in batch_sizes:
+        x = torch.randn(b, width)
+        times = []
+        with torch.inference_mode():
+            for _ in range(3):
+                m(x)
+            t_end = time.perf_counter() + seconds
+            while time.perf_counter() < t_end:
+                t0 = time.perf_counter()
+                m(x)
+                times.append(time.perf_counter() - t0)
+        total = sum(times)
+        out.append({"batch": b, "calls": len(times), "rows_per_s": round(b * len(times) / total, 1),
+                    "p50_ms": round(statistics.median(times) * 1000, 3),
+                    "p99_ms": round(percentile(times, 0.99) * 1000, 3)})
+    return out
+
+
+# ---- KServe venv ----------------------------------------------------------------------------------
+def ensure_kserve_venv() -> str:
+    py = os.path.join(KSERVE_VENV, "bin", "python")
+    ok = os.path.exists(py) and subprocess.run([py, "-c", "import kserve, torch"], capture_output=True).returncode == 0
+    if not ok:
+        print(f"bench: creating {KSERVE_VENV} with kserve=={KSERVE_VERSION} (first run only)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", KSERVE_VENV], check=True)
+        subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        f"kserve=={KSERVE_VERSION}"], check=True)
+        site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        ours = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        with open(os.path.join(site, "zz_isvc_torch.pth"), "w") as f:
+            f.write(ours + "\n")  # appended after kserve's own packages: torch only comes from ours
+        subprocess.run([py, "-c", "import kserve, torch"], check=True)
+    return py
+
+
+def versions(kserve_py: str | None) -> dict:
+    import numpy
+    import orjson
+    import torch
+    import uvicorn
+
+    v = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+         "uvicorn": uvicorn.__version__, "orjson": orjson.__version__}
+    try:
+        from isvc_pytorch_server import __version__ as ours
+        v["isvc_pytorch_server"] = ours
+    except ImportError:
+        pass
+    if kserve_py:
+        v["kserve"] = subprocess.run([kserve_py, "-c", "import importlib.metadata as m; print(m.version('kserve'))"],
+                                     capture_output=True, text=True).stdout.strip()
+    wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
+    v["wrk"] = (wrk.stdout + wrk.stderr).split("Copyright")[0].strip()
+    return v
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    from isvc_pytorch_server.cli import cpu_limit
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "cpu_limit": cpu_limit(),
+            "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+            "loadavg_at_start": os.getloadavg(), "kernel": platform.release()}
+
+
+# ---- main -----------------------------------------------------------------------------------------
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds per load point (plus a short warm-up)")
+    ap.add_argument("--quick", action="store_true", help="3 s points: a smoke run, not a result")
+    ap.add_argument("--skip-kserve", action="store_true")
+    ap.add_argument("--output", default=RESULTS)
+    args = ap.parse_args()
+    if args.quick:
+        args.duration = 3.0
+    if not shutil.which("wrk"):
+        print("bench: wrk not found; install it with: apt-get install wrk", file=sys.stderr)
+        return 2
+
+    from isvc_pytorch_server.cli import cpu_limit
+
+    threads = cpu_limit()
+    kserve_py = None if args.skip_kserve else ensure_kserve_venv()
+    work = tempfile.mkdtemp(prefix="isvc-bench-")
+    lua = os.path.join(work, "post.lua")
+    with open(lua, "w") as f:
+        f.write(WRK_LUA)
+    with open(os.path.join(work, "kserve_model.py"), "w") as f:
+        f.write(KSERVE_MODEL)
+    with open(os.path.join(work, "bare_asgi.py"), "w") as f:
+        f.write(BARE_ASGI)
+    models = build_models(work)
+    plan = {"mlp": [1, 16, 64], "iris": [1, 8, 32]}
+    floor_batches = {"mlp": [1, 8, 16, 32, 64, 128], "iris": [2, 16, 64, 256]}
+    ours_bin = os.path.join(os.path.dirname(sys.executable), "isvc-pytorch-server")
+    result = {"machine": machine(), "versions": versions(kserve_py), "duration_s": args.duration,
+              "floor": {}, "servers": {}, "ratios": {}}
+    print(f"bench: {result['machine']}\nbench: {result['versions']}", flush=True)
+
+    floor_secs = min(3.0, args.duration / 3)
+    for name, info in models.items():
+        # The floor is taken right before and right after this model's server points, and the
+        # higher of the two is used: other load on the machine changes over minutes, and the
+        # ratio should not profit from a floor measured at a bad moment.
+        print(f"bench: floor {name} (before)", flush=True)
+        before = floor(info["dir"], info["width"], floor_batches[name], floor_secs, threads)
+        servers = {
+            "ours (batching)": [],
+            "ours (no batching)": ["--enable_batching=false"],
+        }
+        result["servers"][name] = {}
+        for label, extra in servers.items():
+            port = free_port()
+            cmd = [ours_bin, f"--model_name={name}", f"--model_base_path={info['dir']}",
+                   f"--rest_api_port={port}", "--rest_api_host=127.0.0.1", "--log_level=warning", *extra]
+            result["servers"][name][label] = measure(
+                label, cmd, f"http://127.0.0.1:{port}/v1/models/{name}",
+                f"http://127.0.0.1:{port}/v1/models/{name}:predict", info, plan[name], args.duration, lua, work)
+        if kserve_py:
+            port = free_port()
+            cmd = [kserve_py, os.path.join(work, "kserve_model.py"), f"--model_name={name}",
+                   f"--model_dir={os.path.join(info['dir'], '1')}", f"--http_port={port}"]
+            result["servers"][name]["kserve ModelServer"] = measure(
+                "kserve", cmd, f"http://127.0.0.1:{port}/v1/models/{name}",
+                f"http://127.0.0.1:{port}/v1/models/{name}:predict", info, plan[name], args.duration, lua, work)
+        if name == "iris":
+            port = free_port()
+            cmd = [sys.executable, "-m", "uvicorn", "--app-dir", work, "bare_asgi:app", "--port", str(port),
+                   "--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                   "--log-level", "warning"]
+            result["servers"][name]["bare ASGI (fixed reply)"] = measure(
+                "bare", cmd, f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port}/v1/models/iris:predict",
+                info, plan[name], args.duration, lua, work)
+        print(f"bench: floor {name} (after)", flush=True)
+        after = floor(info["dir"], info["width"], floor_batches[name], floor_secs, threads)
+        result["floor"][name] = [max(a, b, key=lambda x: x["rows_per_s"]) for a, b in zip(before, after)]
+        result.setdefault("floor_runs", {})[name] = {"before": before, "after": after}
+
+    compute_ratios(result, models)
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(result, f, indent=2)
+    print(render(result, models))
+    print(f"bench: wrote {os.path.relpath(args.output, ROOT)}")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def measure(label, cmd, ready_url, url, info, concurrencies, duration, lua, work):
+    print(f"bench: {label}: starting {os.path.basename(cmd[0])} ...", flush=True)
+    server = Server(label, cmd, ready_url, url, log_dir=work)
+    points = []
+    try:
+        for c in concurrencies:
+            p = run_wrk(url, info["body"], c, duration, lua, server.proc.pid)
+            p["rows_per_s"] = round(p["req_per_s"] * info["rows"], 1)
+            print(f"bench:   c={c:<3} {p['req_per_s']:>9.1f} req/s  p50 {p['p50_ms']:>7.2f} ms  "
+                  f"p99 {p['p99_ms']:>7.2f} ms  errors {p['errors']}  rss {p['peak_rss_mib']} MiB", flush=True)
+            points.append(p)
+    finally:
+        server.stop()
+    return points
+
+
+def compute_ratios(result, models):
+    r = result["ratios"]
+    fl = result["floor"]
+    srv = result["servers"]
+
+    def at(name, label, c):
+        for p in srv.get(name, {}).get(label, []):
+            if p["concurrency"] == c:
+                return p
+        return None
+
+    best_mlp = max(fl["mlp"], key=lambda x: x["rows_per_s"])
+    ours = at("mlp", "ours (batching)", 64)
+    r["mlp_c64_ours_over_floor_best"] = round(ours["rows_per_s"] / best_mlp["rows_per_s"], 3)
+    r["mlp_floor_best_batch"] = best_mlp["batch"]
+    ks = at("mlp", "kserve ModelServer", 64)
+    if ks:
+        r["mlp_c64_ours_over_kserve"] = round(ours["req_per_s"] / ks["req_per_s"], 2)
+    iris = at("iris", "ours (batching)", 32)
+    ks = at("iris", "kserve ModelServer", 32)
+    if ks:
+        r["iris_c32_ours_over_kserve"] = round(iris["req_per_s"] / ks["req_per_s"], 2)
+    bare = at("iris", "bare ASGI (fixed reply)", 32)
+    if bare:
+        r["iris_c32_ours_over_bare_asgi"] = round(iris["req_per_s"] / bare["req_per_s"], 3)
+    best_iris = max(fl["iris"], key=lambda x: x["rows_per_s"])
+    r["iris_c32_ours_over_floor_best"] = round(iris["rows_per_s"] / best_iris["rows_per_s"], 3)
+    r["targets"] = {
+        "mlp c64 >= 0.7x floor best": r["mlp_c64_ours_over_floor_best"] >= 0.7,
+        "iris c32 >= 5x kserve": r.get("iris_c32_ours_over_kserve", 0) >= 5,
+        "no errors (ours)": all(p["errors"] == 0 for n in srv for lbl, pts in srv[n].items()
+                                if lbl.startswith("ours") for p in pts),
+    }
+
+
+def render(result, models) -> str:
+    lines = []
+    m, v = result["machine"], result["versions"]
+    lines.append(f"Machine: {m['cpu']}, {m['cores']} cores (limit {m['cpu_limit']}), {m['mem_gib']} GiB, "
+                 f"load avg at start {tuple(round(x, 2) for x in m['loadavg_at_start'])}")
+    lines.append("Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
+    lines.append(f"Load: wrk -t1 -cN, {result['duration_s']:.0f} s per point after a warm-up, 127.0.0.1")
+    lines.append("")
+    for name in models:
+        rows = models[name]["rows"]
+        title = {"mlp": "MLP 1024->4096->4096->1000 (TorchScript), 1 row/request",
+                 "iris": "iris MLP 4->16->3 (TorchScript), 2 rows/request (seed 004 body)"}[name]
+        lines.append(f"### {title}")
+        lines.append("")
+        lines.append("| server | conns | req/s | rows/s | p50 ms | p99 ms | errors | peak RSS MiB |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for label, pts in result["servers"][name].items():
+            for p in pts:
+                lines.append(f"| {label} | {p['concurrency']} | {p['req_per_s']:.0f} | {p['rows_per_s']:.0f} | "
+                             f"{p['p50_ms']:.2f} | {p['p99_ms']:.2f} | {p['errors']} | {p['peak_rss_mib']} |")
+        for f in result["floor"][name]:
+            lines.append(f"| floor: in-process forward, batch {f['batch']} | - | {f['rows_per_s'] / rows:.0f} | "
+                         f"{f['rows_per_s']:.0f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | - | - |")
+        lines.append("")
+    lines.append("Ratios (same run): " + ", ".join(f"{k} = {val}" for k, val in result["ratios"].items()
+                                                    if k != "targets"))
+    lines.append("Targets: " + ", ".join(f"{k}: {'met' if ok else 'MISSED'}" for k, ok in
+                                         result["ratios"]["targets"].items()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
