@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -97,12 +98,20 @@ class OperatorProcess:
         self.kube = kube
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.metrics_port = sock.getsockname()[1]
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> None:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "isvc_operator", "run"], stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "isvc_operator", "run", "--log-format", "json", "--metrics-port", str(self.metrics_port)],
+            stdout=log, stderr=subprocess.STDOUT,
             env={**self.kube.env, "PYTHONUNBUFFERED": "1"},
         )
         wait_until(lambda: "isvc-operator started" in self.log_path.read_text()[offset:]

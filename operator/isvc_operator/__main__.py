@@ -22,6 +22,7 @@ def _run(args: argparse.Namespace) -> int:
         # kopf logs every handler call at INFO; our own line per reconcile outcome says what matters.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
+        memo=kopf.Memo(metrics_port=args.metrics_port),
         standalone=True,
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
@@ -49,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable); default: all")
     run.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="plain")
+    run.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0: off)")
     run.add_argument("--verbose", action="store_true")
     run.add_argument("--debug", action="store_true")
     run.set_defaults(func=_run)

@@ -17,7 +17,8 @@ import kopf
 from .apply import ChildKey
 from .constants import GROUP, LABEL_ISVC, LABEL_MANAGED_BY, OPERATOR_NAME, PLURAL, VERSION
 from .controller import Controller, Key
-from .kube_api import KubeApi, load_api_client
+from . import metrics
+from .kube_api import ApiError, KubeApi, load_api_client
 from .reconcile import Outcome, reconcile
 from .runtimes import load_catalog
 
@@ -43,9 +44,11 @@ class _Caches:
 def _report(key: Key, body: Mapping[str, Any], outcome: Outcome | None, error: BaseException | None, seconds: float) -> None:
     namespace, name = key
     if error is not None:
+        metrics.record_pass(key, "error", seconds, None, error.status if isinstance(error, ApiError) else None)
         logger.warning("reconcile %s/%s failed after %.3fs: %s", namespace, name, seconds, error)
         return
     assert outcome is not None
+    metrics.record_pass(key, outcome.result, seconds, outcome.ready_after)
     if outcome.result != "unchanged":
         logger.info("reconcile %s/%s: %s (%d writes) in %.3fs", namespace, name, outcome.result, outcome.writes, seconds)
     if outcome.ready_changed and outcome.ready_after is not None:
@@ -79,7 +82,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         run_pass=lambda body, children: reconcile(body, children, api, catalog),
         on_outcome=_report,
     )
-    logger.info("isvc-operator started: runtimes %s", ", ".join(sorted(catalog.runtimes)))
+    if memo.get("metrics_port"):
+        metrics.serve(memo.metrics_port)
+    logger.info("isvc-operator started: runtimes %s; metrics on port %s",
+                ", ".join(sorted(catalog.runtimes)), memo.get("metrics_port") or "off")
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -106,8 +112,11 @@ def _bind(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> Controller:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def inferenceservice_changed(namespace: str, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+async def inferenceservice_changed(namespace: str, name: str, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
     """Any change of an isvc, and every isvc once at operator start, converges it."""
+    if type == "DELETED":
+        metrics.forget((namespace, name))
+        return
     await _bind(memo, kwargs).trigger((namespace, name))
 
 
