@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .constants import MODEL_MOUNT_PATH
-from .runtimes import Catalog, CatalogError, render_template_tree
+from .runtimes import Catalog, CatalogError, StorageInitializer, render_template_tree
 from .spec import InferenceService, InvalidSpec
 
 CONTAINER_NAME = "model-server"
@@ -31,6 +31,7 @@ class ModelServer:
     env: tuple[Mapping[str, Any], ...]
     resources: Mapping[str, Any] | None
     model_base_path: str
+    storage: StorageInitializer = StorageInitializer()
 
     @property
     def rest_path_prefix(self) -> str:
@@ -42,7 +43,7 @@ def _image(image: str, tag: str, gpu_suffix: str, resources: Mapping[str, Any] |
     return f"{image}:{tag}{gpu_suffix if wants_gpu and not tag.endswith(gpu_suffix) else ''}"
 
 
-def _custom_container(isvc: InferenceService) -> ModelServer:
+def _custom_container(isvc: InferenceService, catalog: Catalog) -> ModelServer:
     predictor = isvc.predictor
     if not predictor.image:
         raise InvalidSpec("spec.predictor.containers[0].image is required")
@@ -67,6 +68,7 @@ def _custom_container(isvc: InferenceService) -> ModelServer:
         env=predictor.env,
         resources=predictor.resources,
         model_base_path=MODEL_MOUNT_PATH,
+        storage=catalog.storage_initializer,
     )
 
 
@@ -74,7 +76,7 @@ def resolve_model_server(isvc: InferenceService, catalog: Catalog) -> ModelServe
     """Catalog entry with the isvc's overrides applied, templates rendered; InvalidSpec if unknown."""
     predictor = isvc.predictor
     if predictor.framework == "containers":
-        return _custom_container(isvc)
+        return _custom_container(isvc, catalog)
     try:
         runtime = catalog.resolve(predictor.framework, predictor.runtime)
     except CatalogError as exc:
@@ -102,4 +104,5 @@ def resolve_model_server(isvc: InferenceService, catalog: Catalog) -> ModelServe
         env=predictor.env,
         resources=predictor.resources,
         model_base_path=MODEL_MOUNT_PATH,
+        storage=catalog.storage_initializer,
     )

@@ -212,3 +212,43 @@ def test_unknown_runtime_is_an_invalid_spec_naming_the_known_ones():
     isvc = _isvc(predictor__tensorflow={"storageUri": "pvc://m", "runtime": "triton"})
     with pytest.raises(InvalidSpec, match=r"'triton' is not in the runtime catalog for tensorflow \(known: tensorflow-serving\)"):
         resolve_model_server(isvc, load_catalog())
+
+
+@pytest.mark.parametrize(
+    ("predictor", "layout"),
+    [
+        ({"tensorflow": {"storageUri": "https://models.example.com/dogs.tar.gz"}}, ["--layout", "tensorflow"]),
+        ({"pytorch": {"storageUri": "http://10.0.0.5/iris.tgz"}}, ["--layout", "pytorch"]),
+    ],
+)
+def test_http_storage_is_fetched_by_an_init_container_into_an_empty_dir(predictor, layout):
+    body = copy.deepcopy(SEED_000)
+    body["spec"]["predictor"] = predictor
+    isvc = parse_inferenceservice(body)
+    pod = build_deployment(isvc, resolve_model_server(isvc, load_catalog()))["spec"]["template"]["spec"]
+    uri = next(iter(predictor.values()))["storageUri"]
+    (init,) = pod["initContainers"]
+    assert init["image"] == "ghcr.io/isvc-operator/isvc-operator:0.1.0"
+    assert init["command"] == ["python", "-m", "isvc_operator.storage"]
+    assert init["args"] == ["fetch", uri, "/mnt/models", "--max-bytes", "10Gi", *layout]
+    assert init["volumeMounts"] == [{"name": "model", "mountPath": "/mnt/models"}]
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True and init["securityContext"]["runAsNonRoot"] is True
+    assert pod["volumes"] == [{"name": "model", "emptyDir": {}}]
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "model", "mountPath": "/mnt/models", "readOnly": True}]
+
+
+def test_pvc_storage_has_no_init_container():
+    isvc = parse_inferenceservice(SEED_000)
+    assert "initContainers" not in build_deployment(isvc, resolve_model_server(isvc, load_catalog()))["spec"]["template"]["spec"]
+
+
+def test_pytorch_predictor_runs_the_project_server_on_its_http_port():
+    body = copy.deepcopy(SEED_000)
+    body["spec"]["predictor"] = {"pytorch": {"storageUri": "pvc://models/iris"}}
+    isvc = parse_inferenceservice(body)
+    deployment, service = build_children(isvc, load_catalog())
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["isvc-pytorch-server"]
+    assert container["args"] == ["--model_name=dogs-vs-cats", "--model_base_path=/mnt/models", "--rest_api_port=8080"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v1/models/dogs-vs-cats", "port": "http"}
+    assert [p["port"] for p in service["spec"]["ports"]] == [8080]

@@ -46,6 +46,33 @@ def _model_volume(isvc: InferenceService) -> tuple[list[dict[str, Any]], list[di
     ]
 
 
+STORAGE_INITIALIZER = "storage-initializer"
+# The layout check the storage program runs for each predictor kind (none for custom containers).
+LAYOUT_OF_FRAMEWORK = {"tensorflow": "tensorflow", "pytorch": "pytorch"}
+
+
+def build_storage_initializer(isvc: InferenceService, server: ModelServer) -> dict[str, Any] | None:
+    """The init container that fetches an http(s) archive into the model volume, or None for a claim."""
+    storage = isvc.predictor.storage
+    if storage is None or storage.scheme not in ("http", "https"):
+        return None
+    args = ["fetch", storage.uri, "/mnt/models", "--max-bytes", server.storage.max_bytes]
+    layout = LAYOUT_OF_FRAMEWORK.get(isvc.predictor.framework)
+    if layout:
+        args += ["--layout", layout]
+    return {
+        "name": STORAGE_INITIALIZER,
+        "image": server.storage.image,
+        "command": ["python", "-m", "isvc_operator.storage"],
+        "args": args,
+        "env": [{"name": "TMPDIR", "value": "/mnt/models"}],
+        "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": "/mnt/models"}],
+        "securityContext": {**RESTRICTED_CONTAINER_CONTEXT, "runAsUser": 65532, "readOnlyRootFilesystem": True},
+        # The program writes its one-line reason here; Kubernetes shows it in the pod's status.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
 def build_container(isvc: InferenceService, server: ModelServer) -> dict[str, Any]:
     volumes, mounts = _model_volume(isvc)
     container: dict[str, Any] = {
@@ -86,6 +113,9 @@ def build_deployment(isvc: InferenceService, server: ModelServer) -> dict[str, A
     }
     if volumes:
         pod_spec["volumes"] = volumes
+    initializer = build_storage_initializer(isvc, server)
+    if initializer:
+        pod_spec["initContainers"] = [initializer]
     template_metadata: dict[str, Any] = {"labels": child_labels(isvc)}
     if isvc.annotations:
         template_metadata["annotations"] = dict(isvc.annotations)

@@ -52,9 +52,16 @@ class Runtime:
 
 
 @dataclass(frozen=True)
+class StorageInitializer:
+    image: str = "ghcr.io/isvc-operator/isvc-operator:0.1.0"
+    max_bytes: str = "10Gi"
+
+
+@dataclass(frozen=True)
 class Catalog:
     runtimes: Mapping[str, Runtime]
     defaults: Mapping[str, str]
+    storage_initializer: StorageInitializer = field(default_factory=StorageInitializer)
 
     def resolve(self, framework: str, name: str | None) -> Runtime:
         """The runtime a predictor asked for by name, or its framework's default."""
@@ -94,7 +101,12 @@ def parse_catalog(document: Mapping[str, Any]) -> Catalog:
     for framework, name in defaults.items():
         if name not in runtimes:
             raise CatalogError(f"runtime catalog: default for {framework} is {name!r}, which is not defined")
-    return Catalog(runtimes=runtimes, defaults=defaults)
+    initializer = document.get("storageInitializer") or {}
+    storage_initializer = StorageInitializer(
+        image=initializer.get("image", StorageInitializer.image),
+        max_bytes=str(initializer.get("maxBytes", StorageInitializer.max_bytes)),
+    )
+    return Catalog(runtimes=runtimes, defaults=defaults, storage_initializer=storage_initializer)
 
 
 @lru_cache(maxsize=4)

@@ -75,8 +75,14 @@ class LoadedModel:
         tensors = [torch.from_numpy(a) for a in arrays]
         if self.device.type != "cpu":
             tensors = [t.to(self.device, non_blocking=True) for t in tensors]
-        with torch.inference_mode():
-            out = self.module(*tensors)
+        if self.format == "torchscript":
+            # The profiling graph executor re-specializes on every new batch size and then runs a
+            # slower fallback graph (5x slower for a small MLP); plain interpretation is faster here.
+            with torch.inference_mode(), torch.jit.optimized_execution(False):
+                out = self.module(*tensors)
+        else:
+            with torch.inference_mode():
+                out = self.module(*tensors)
         return self._outputs(out)
 
     def _outputs(self, out) -> dict[str, np.ndarray]:
