@@ -130,12 +130,46 @@ class OperatorProcess:
         return self.log_path.read_text()
 
 
+OPERATOR_NAMESPACE = "isvc-tests"
+
+
 @pytest.fixture(scope="session")
-def operator(kube: Kube) -> Iterator[OperatorProcess]:
+def operator_identity(kube: Kube) -> Iterator[tuple[str, Kube]]:
+    """The chart's ServiceAccount and ClusterRole (the shipped RBAC), and a kubeconfig with its token.
+
+    The operator under test runs as this account, so every integration test also proves the RBAC.
+    """
+    helm = subprocess.run(["bash", str(ROOT / "hack/cluster/build.sh"), "helm"], capture_output=True, text=True,
+                          check=True).stdout.strip().splitlines()[-1] + f"/helm-{VERSIONS['HELM_VERSION']}"
+    rendered = subprocess.run(
+        [helm, "template", OPERATOR_NAMESPACE, str(ROOT / "charts/isvc-operator"), "--namespace", OPERATOR_NAMESPACE,
+         "-s", "templates/serviceaccount.yaml", "-s", "templates/rbac.yaml"],
+        capture_output=True, text=True, check=True).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    account = next(d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount")
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
+    kube.apply(docs)
+    token = kube.run("create", "token", account, "-n", OPERATOR_NAMESPACE, "--duration=24h").stdout.strip()
+    admin = yaml.safe_load(Path(kube.kubeconfig).read_text())
+    config = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": admin["clusters"][0]["name"], "user": account}}],
+        "current-context": "operator",
+    }
+    path = CLUSTER_DIR / "operator-kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    yield f"system:serviceaccount:{OPERATOR_NAMESPACE}:{account}", Kube(kube.kubectl, str(path))
+    kube.run("delete", "-f", "-", "--ignore-not-found", input=rendered, check=False)
+
+
+@pytest.fixture(scope="session")
+def operator(kube: Kube, operator_identity: tuple[str, Kube]) -> Iterator[OperatorProcess]:
     (CLUSTER_DIR / "logs").mkdir(parents=True, exist_ok=True)
     log_path = CLUSTER_DIR / "logs" / "operator-tests.log"
     log_path.write_text("")
-    proc = OperatorProcess(kube, log_path)
+    proc = OperatorProcess(operator_identity[1], log_path)
     proc.start()
     yield proc
     proc.stop()

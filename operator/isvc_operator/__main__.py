@@ -34,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.filename == "-" else open(args.filename, encoding="utf-8").read()
     try:
-        output = render_documents(list(yaml.safe_load_all(text)), catalog_path=args.catalog)
+        output = render_documents(list(yaml.safe_load_all(text)), catalog_path=args.catalog, istio=args.istio)
     except ValueError as exc:
         print(f"isvc-operator render: {exc}", file=sys.stderr)
         return 1
@@ -58,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     render = commands.add_parser("render", help="print the children of InferenceService YAML, without a cluster")
     render.add_argument("-f", "--filename", required=True, help="YAML file with one or more InferenceServices ('-': stdin)")
     render.add_argument("--catalog", default=None, help="runtime catalog YAML (default: built-in)")
+    render.add_argument("--istio", action="store_true", help="render as for a cluster with Istio (AuthorizationPolicy)")
     render.set_defaults(func=_render)
 
     args = parser.parse_args(argv)

@@ -23,14 +23,18 @@ from .reconcile import Outcome, reconcile
 from .runtimes import load_catalog
 
 OURS = {LABEL_MANAGED_BY: OPERATOR_NAME, LABEL_ISVC: kopf.PRESENT}
+ISTIO_GROUP, ISTIO_VERSION, ISTIO_PLURAL = "security.istio.io", "v1", "authorizationpolicies"
+ISTIO_CRD = f"{ISTIO_PLURAL}.{ISTIO_GROUP}"
 logger = logging.getLogger("isvc_operator")
 
 
 class _Caches:
-    """The kopf indexes, captured from handler kwargs (kopf hands them only to handlers)."""
+    """The kopf indexes, captured from handler kwargs (kopf hands them only to handlers), and what
+    the cluster offers. Shared by reference: kopf gives each object a shallow copy of the memo."""
 
     isvcs: Any = None
     children: tuple[Any, ...] = ()
+    istio_installed: bool = False
 
     def lookup(self, key: Key) -> tuple[Mapping[str, Any] | None, dict[ChildKey, Mapping[str, Any]]]:
         body = next(iter(self.isvcs.get(key, ())), None) if self.isvcs is not None else None
@@ -77,15 +81,18 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     catalog = load_catalog()
     caches = _Caches()
     memo.caches = caches
+    # Known before the first pass, so a running operator never prunes policies it cannot see yet.
+    caches.istio_installed = api.serves(f"{ISTIO_GROUP}/{ISTIO_VERSION}", ISTIO_PLURAL)
     memo.controller = Controller(
         lookup=caches.lookup,
-        run_pass=lambda body, children: reconcile(body, children, api, catalog),
+        run_pass=lambda body, children: reconcile(body, children, api, catalog, istio_installed=caches.istio_installed),
         on_outcome=_report,
     )
     if memo.get("metrics_port"):
         metrics.serve(memo.metrics_port)
-    logger.info("isvc-operator started: runtimes %s; metrics on port %s",
-                ", ".join(sorted(catalog.runtimes)), memo.get("metrics_port") or "off")
+    logger.info("isvc-operator started: runtimes %s; Istio %s; metrics on port %s",
+                ", ".join(sorted(catalog.runtimes)), "installed" if caches.istio_installed else "not installed",
+                memo.get("metrics_port") or "off")
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -103,11 +110,16 @@ def owned_services(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: An
     return {(namespace, labels[LABEL_ISVC]): dict(body)}
 
 
+@kopf.index(ISTIO_GROUP, ISTIO_VERSION, ISTIO_PLURAL, labels=OURS)
+def owned_authorization_policies(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, labels[LABEL_ISVC]): dict(body)}
+
+
 def _bind(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> Controller:
     caches: _Caches = memo.caches
     if caches.isvcs is None:
         caches.isvcs = kwargs["inferenceservices"]
-        caches.children = (kwargs["owned_deployments"], kwargs["owned_services"])
+        caches.children = (kwargs["owned_deployments"], kwargs["owned_services"], kwargs["owned_authorization_policies"])
     return memo.controller
 
 
@@ -122,6 +134,24 @@ async def inferenceservice_changed(namespace: str, name: str, type: str | None, 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OURS)
 @kopf.on.event("", "v1", "services", labels=OURS)
+@kopf.on.event(ISTIO_GROUP, ISTIO_VERSION, ISTIO_PLURAL, labels=OURS)
 async def child_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
     """A child edited, deleted or progressing (rollouts, readiness) re-converges its isvc."""
     await _bind(memo, kwargs).trigger((namespace, labels[LABEL_ISVC]))
+
+
+@kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions", when=lambda name, **_: name == ISTIO_CRD)
+async def istio_crd_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Istio installed or removed while we run: every isvc re-evaluates its AuthorizationPolicy."""
+    established = type != "DELETED" and any(
+        c.get("type") == "Established" and c.get("status") == "True" for c in (body.get("status") or {}).get("conditions") or []
+    ) and any(v.get("name") == ISTIO_VERSION and v.get("served") for v in (body.get("spec") or {}).get("versions") or [])
+    caches: _Caches = memo.caches
+    if established == caches.istio_installed:
+        return
+    caches.istio_installed = established
+    logger.info("Istio's AuthorizationPolicy CRD is %s: re-reconciling every InferenceService",
+                "installed" if established else "gone")
+    controller = _bind(memo, kwargs)
+    for key in list(caches.isvcs or ()):
+        await controller.trigger(key)

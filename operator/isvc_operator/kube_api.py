@@ -117,6 +117,16 @@ class KubeApi:
             if exc.status not in (404, 409):
                 raise
 
+    def serves(self, api_version: str, plural: str) -> bool:
+        """Whether the API server serves this resource now (discovery), e.g. Istio's AuthorizationPolicy."""
+        try:
+            resources = self.request("GET", f"/apis/{api_version}").get("resources") or []
+        except ApiError as exc:
+            if exc.status in (404, 503):
+                return False
+            raise
+        return any(r.get("name") == plural for r in resources)
+
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
         path = resource_path(f"{GROUP}/{VERSION}", "InferenceService", namespace, name) + "/status"
         return self.request("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")

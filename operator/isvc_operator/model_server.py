@@ -32,6 +32,8 @@ class ModelServer:
     resources: Mapping[str, Any] | None
     model_base_path: str
     storage: StorageInitializer = StorageInitializer()
+    # HTTP paths (and gRPC service paths) the Istio policy allows by default.
+    authorized_paths: tuple[str, ...] = ("/v1/models/*", "/v2/models/*", "/v2/health/*")
 
     @property
     def rest_path_prefix(self) -> str:
@@ -69,6 +71,8 @@ def _custom_container(isvc: InferenceService, catalog: Catalog) -> ModelServer:
         resources=predictor.resources,
         model_base_path=MODEL_MOUNT_PATH,
         storage=catalog.storage_initializer,
+        authorized_paths=tuple(runtime.authorized_paths.get("http", ()) + runtime.authorized_paths.get("grpc", ()))
+        or ModelServer.authorized_paths,
     )
 
 
@@ -105,4 +109,6 @@ def resolve_model_server(isvc: InferenceService, catalog: Catalog) -> ModelServe
         resources=predictor.resources,
         model_base_path=MODEL_MOUNT_PATH,
         storage=catalog.storage_initializer,
+        authorized_paths=tuple(runtime.authorized_paths.get("http", ()) + runtime.authorized_paths.get("grpc", ()))
+        or ModelServer.authorized_paths,
     )

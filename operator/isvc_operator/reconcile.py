@@ -23,7 +23,7 @@ from .runtimes import Catalog
 from .spec import InvalidSpec, parse_inferenceservice
 from .status import Observed, compute_status, invalid_spec_status, rejected_condition, status_changed
 
-CONDITION_OF_KIND = {"Deployment": "PredictorReady", "Service": "ServiceReady"}
+CONDITION_OF_KIND = {"Deployment": "PredictorReady", "Service": "ServiceReady", "AuthorizationPolicy": "AuthorizationReady"}
 
 
 class ChildrenRejected(Exception):
@@ -63,6 +63,7 @@ async def reconcile(
     api: KubeApi,
     catalog: Catalog,
     *,
+    istio_installed: bool = False,
     now: Callable[[], str] = utc_now,
 ) -> Outcome:
     metadata = body.get("metadata") or {}
@@ -76,7 +77,7 @@ async def reconcile(
     try:
         isvc = parse_inferenceservice(body)
         server = resolve_model_server(isvc, catalog)
-        desired = build_children(isvc, catalog)
+        desired = build_children(isvc, server, istio_installed=istio_installed)
     except InvalidSpec as exc:
         status = invalid_spec_status(generation=generation, message=str(exc), previous=previous, now=now())
         if status_changed(previous, status):
@@ -123,6 +124,8 @@ async def reconcile(
     observed = Observed(
         deployment=observed_children.get(("apps/v1", "Deployment", predictor_name(isvc))),
         service=observed_children.get(("v1", "Service", service_name(isvc))),
+        authorization_policy=observed_children.get(("security.istio.io/v1", "AuthorizationPolicy", service_name(isvc))),
+        istio_installed=istio_installed,
     )
     status = compute_status(
         generation=generation,
@@ -133,6 +136,7 @@ async def reconcile(
         previous=previous,
         now=now(),
         rejected=rejected,
+        authorization_mode=isvc.authorization.mode,
     )
     if status_changed(previous, status):
         await asyncio.to_thread(api.patch_status, namespace, name, status)

@@ -9,11 +9,14 @@ import yaml
 
 from .builders import build_children
 from .constants import API_VERSION, KIND
+from .model_server import resolve_model_server
 from .runtimes import load_catalog
 from .spec import InvalidSpec, parse_inferenceservice
 
 
-def render_documents(documents: Sequence[Mapping[str, Any] | None], *, catalog_path: str | None = None) -> str:
+def render_documents(
+    documents: Sequence[Mapping[str, Any] | None], *, catalog_path: str | None = None, istio: bool = False
+) -> str:
     """YAML of every child of every InferenceService in `documents`; other kinds are skipped."""
     catalog = load_catalog(catalog_path)
     children: list[dict[str, Any]] = []
@@ -22,7 +25,8 @@ def render_documents(documents: Sequence[Mapping[str, Any] | None], *, catalog_p
             continue
         metadata = {"namespace": "default", "uid": "", "generation": 1, **(doc.get("metadata") or {})}
         try:
-            children.extend(build_children(parse_inferenceservice({**doc, "metadata": metadata}), catalog))
+            isvc = parse_inferenceservice({**doc, "metadata": metadata})
+            children.extend(build_children(isvc, resolve_model_server(isvc, catalog), istio_installed=istio))
         except InvalidSpec as exc:
             raise InvalidSpec(f"{metadata.get('namespace')}/{metadata.get('name')}: {exc}") from None
     if not children:

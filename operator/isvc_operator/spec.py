@@ -49,6 +49,8 @@ class Predictor:
     env: tuple[Mapping[str, Any], ...] = ()
     resources: Mapping[str, Any] | None = None
     ports: tuple[Mapping[str, Any], ...] = ()
+    # Only what the user wrote: loosening the restricted defaults must be explicit.
+    security_context: Mapping[str, Any] | None = None
     replicas: int | None = None
     min_replicas: int | None = None
     max_replicas: int | None = None
@@ -64,7 +66,13 @@ class ServiceExposure:
 
 @dataclass(frozen=True)
 class Authorization:
+    """Who may call the model through Istio: by default anyone, on the model's own paths only."""
+
     mode: str = "Auto"
+    source_namespaces: tuple[str, ...] = ()
+    principals: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,7 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
         env=tuple(body.get("env") or ()),
         resources=body.get("resources"),
         ports=tuple(body.get("ports") or ()),
+        security_context=body.get("securityContext"),
         replicas=replicas,
         min_replicas=min_replicas,
         max_replicas=max_replicas,
@@ -202,6 +211,12 @@ def parse_inferenceservice(body: Mapping[str, Any]) -> InferenceService:
     mode = authorization.get("mode", "Auto")
     if mode not in AUTHORIZATION_MODES:
         raise InvalidSpec(f"spec.authorization.mode: {mode!r} is not one of {', '.join(AUTHORIZATION_MODES)}")
+    principals = list(authorization.get("principals") or ())
+    for account in authorization.get("serviceAccounts") or ():
+        namespace, sep, name = account.partition("/")
+        if not sep or not namespace or not name:
+            raise InvalidSpec(f"spec.authorization.serviceAccounts: {account!r} is not NAMESPACE/NAME")
+        principals.append(f"cluster.local/ns/{namespace}/sa/{name}")
     return InferenceService(
         name=name,
         namespace=metadata.get("namespace", "default"),
@@ -209,7 +224,13 @@ def parse_inferenceservice(body: Mapping[str, Any]) -> InferenceService:
         generation=int(metadata.get("generation") or 0),
         predictor=_predictor(spec),
         service=_service(spec),
-        authorization=Authorization(mode=mode),
+        authorization=Authorization(
+            mode=mode,
+            source_namespaces=tuple(authorization.get("sourceNamespaces") or ()),
+            principals=tuple(principals),
+            paths=tuple(authorization.get("paths") or ()),
+            methods=tuple(authorization.get("methods") or ()),
+        ),
         labels=_passthrough(metadata.get("labels")),
         annotations=_passthrough(metadata.get("annotations")),
     )

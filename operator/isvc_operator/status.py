@@ -16,11 +16,13 @@ TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
 @dataclass(frozen=True)
 class Observed:
-    """The children as the cluster last reported them (None: absent)."""
+    """The children as the cluster last reported them (None: absent), and what the cluster offers."""
 
     deployment: Mapping[str, Any] | None = None
     service: Mapping[str, Any] | None = None
+    authorization_policy: Mapping[str, Any] | None = None
     pods: Sequence[Mapping[str, Any]] = ()
+    istio_installed: bool = False
 
 
 def condition(type_: str, status: str, reason: str, message: str) -> dict[str, Any]:
@@ -86,6 +88,24 @@ def service_condition(service: Mapping[str, Any] | None, name: str) -> dict[str,
     return condition(kind, TRUE, "Exposed", f"{spec.get('type', 'ClusterIP')} Service {name}: {ports}")
 
 
+def authorization_condition(mode: str, istio_installed: bool, policy: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    """AuthorizationReady: what was done about the Istio AuthorizationPolicy, and why."""
+    kind = "AuthorizationReady"
+    if mode == "Disabled":
+        return condition(kind, TRUE, "Disabled", "spec.authorization.mode is Disabled: no AuthorizationPolicy is created")
+    if not istio_installed:
+        if mode == "Enabled":
+            return condition(
+                kind, FALSE, "IstioNotInstalled",
+                "spec.authorization.mode is Enabled but the AuthorizationPolicy CRD (security.istio.io/v1) is not "
+                "installed: install Istio, or set mode Auto or Disabled",
+            )
+        return condition(kind, TRUE, "IstioNotInstalled", "Istio is not installed: no AuthorizationPolicy is needed")
+    if policy is None:
+        return condition(kind, UNKNOWN, "Creating", f"AuthorizationPolicy {name} is being created")
+    return condition(kind, TRUE, "Applied", f"AuthorizationPolicy {name} allows requests to the model's paths")
+
+
 def aggregate_ready(parts: Sequence[Mapping[str, Any]], url: str | None) -> dict[str, Any]:
     """Ready is True when every part is; otherwise it carries the first failure, else the first wait."""
     for wanted in (FALSE, UNKNOWN):
@@ -125,12 +145,15 @@ def compute_status(
     previous: Mapping[str, Any] | None,
     now: str,
     rejected: Mapping[str, Mapping[str, Any]] | None = None,
+    authorization_mode: str = "Auto",
 ) -> dict[str, Any]:
     """`rejected` maps a condition type to the failure that replaces it (the API server refused a child)."""
     rejected = rejected or {}
     predictor = rejected.get("PredictorReady") or predictor_condition(observed.deployment, deployment_name)
     service = rejected.get("ServiceReady") or service_condition(observed.service, service_name)
-    ready = aggregate_ready([predictor, service], url)
+    authorization = rejected.get("AuthorizationReady") or authorization_condition(
+        authorization_mode, observed.istio_installed, observed.authorization_policy, service_name)
+    ready = aggregate_ready([predictor, service, authorization], url)
     deployment = observed.deployment or {}
     desired = (deployment.get("spec") or {}).get("replicas")
     ready_replicas = (deployment.get("status") or {}).get("readyReplicas") or 0
@@ -141,7 +164,8 @@ def compute_status(
         "replicas": desired,
         "readyReplicas": ready_replicas,
         "replicasSummary": f"{ready_replicas}/{desired}",
-        "conditions": stamp_conditions([ready, predictor, service], (previous or {}).get("conditions") or [], generation, now),
+        "conditions": stamp_conditions([ready, predictor, service, authorization],
+                                       (previous or {}).get("conditions") or [], generation, now),
     }
 
 

@@ -57,7 +57,8 @@ def test_tensorflow_isvc_becomes_ready_with_the_seed_children(kube, operator, na
     status = obj["status"]
     assert status["observedGeneration"] == obj["metadata"]["generation"] == 1
     assert status["url"] == f"http://dogs-vs-cats.{namespace}.svc.cluster.local:8500/v1/models/dogs-vs-cats"
-    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Ready": "True", "PredictorReady": "True", "ServiceReady": "True"}
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Ready": "True", "PredictorReady": "True", "ServiceReady": "True",
+                                                                     "AuthorizationReady": "True"}
     assert (status["replicas"], status["readyReplicas"]) == (1, 1)
 
     table = kube.run("get", "isvc", "-n", namespace).stdout.splitlines()

@@ -66,6 +66,7 @@ GOLDEN_DEPLOYMENT = {
                         "allowPrivilegeEscalation": False,
                         "capabilities": {"drop": ["ALL"]},
                         "seccompProfile": {"type": "RuntimeDefault"},
+                        "readOnlyRootFilesystem": True,
                         "runAsUser": 1000,
                         "runAsGroup": 1000,
                     },
@@ -75,11 +76,13 @@ GOLDEN_DEPLOYMENT = {
                     "readinessProbe": {"httpGet": {"path": "/v1/models/dogs-vs-cats", "port": "http"}, "periodSeconds": 5, "failureThreshold": 3},
                     "livenessProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 30, "failureThreshold": 3},
                     "startupProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 5, "failureThreshold": 120},
-                    "volumeMounts": [{"name": "model", "mountPath": "/mnt/models", "readOnly": True}],
+                    "volumeMounts": [{"name": "model", "mountPath": "/mnt/models", "readOnly": True},
+                                     {"name": "scratch", "mountPath": "/tmp"}],
                 }],
                 "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
                 "automountServiceAccountToken": False,
-                "volumes": [{"name": "model", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}}],
+                "volumes": [{"name": "model", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}},
+                            {"name": "scratch", "emptyDir": {}}],
             },
         },
         "replicas": 1,
@@ -101,6 +104,10 @@ GOLDEN_SERVICE = {
 }
 
 
+def children_of(isvc, **kwargs):
+    return build_children(isvc, resolve_model_server(isvc, load_catalog()), **kwargs)
+
+
 def _isvc(**spec_changes):
     body = copy.deepcopy(SEED_000)
     for path, value in spec_changes.items():
@@ -113,14 +120,14 @@ def _isvc(**spec_changes):
 
 
 def test_seed_000_renders_the_hand_written_deployment_and_service():
-    deployment, service = build_children(parse_inferenceservice(SEED_000), load_catalog())
+    deployment, service = children_of(parse_inferenceservice(SEED_000))
     assert deployment == GOLDEN_DEPLOYMENT
     assert service == GOLDEN_SERVICE
 
 
 def test_builders_are_deterministic():
     isvc = parse_inferenceservice(SEED_000)
-    assert build_children(isvc, load_catalog()) == build_children(isvc, load_catalog())
+    assert children_of(isvc) == children_of(isvc)
 
 
 @pytest.mark.parametrize(
@@ -135,8 +142,9 @@ def test_pvc_storage_is_mounted_read_only(uri, mount, claim):
     isvc = _isvc(predictor__tensorflow={"storageUri": uri})
     deployment = build_deployment(isvc, resolve_model_server(isvc, load_catalog()))
     pod = deployment["spec"]["template"]["spec"]
-    assert pod["containers"][0]["volumeMounts"] == [mount]
-    assert pod["volumes"] == [{"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}]
+    assert pod["containers"][0]["volumeMounts"] == [mount, {"name": "scratch", "mountPath": "/tmp"}]
+    assert pod["volumes"] == [{"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
+                              {"name": "scratch", "emptyDir": {}}]
 
 
 @pytest.mark.parametrize(
@@ -202,7 +210,7 @@ def test_user_labels_pass_through_but_bookkeeping_does_not():
         "kopf.zalando.org/last-handled-configuration": "{}",
         "owner": "alice",
     }
-    deployment, _ = build_children(parse_inferenceservice(body), load_catalog())
+    deployment, _ = children_of(parse_inferenceservice(body))
     assert deployment["metadata"]["labels"]["team"] == "vision"
     assert deployment["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "isvc-operator"
     assert deployment["metadata"]["annotations"] == {"owner": "alice"}
@@ -233,8 +241,9 @@ def test_http_storage_is_fetched_by_an_init_container_into_an_empty_dir(predicto
     assert init["args"] == ["fetch", uri, "/mnt/models", "--max-bytes", "10Gi", *layout]
     assert init["volumeMounts"] == [{"name": "model", "mountPath": "/mnt/models"}]
     assert init["securityContext"]["readOnlyRootFilesystem"] is True and init["securityContext"]["runAsNonRoot"] is True
-    assert pod["volumes"] == [{"name": "model", "emptyDir": {}}]
-    assert pod["containers"][0]["volumeMounts"] == [{"name": "model", "mountPath": "/mnt/models", "readOnly": True}]
+    assert pod["volumes"] == [{"name": "model", "emptyDir": {}}, {"name": "scratch", "emptyDir": {}}]
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "model", "mountPath": "/mnt/models", "readOnly": True},
+                                                   {"name": "scratch", "mountPath": "/tmp"}]
 
 
 def test_pvc_storage_has_no_init_container():
@@ -246,9 +255,16 @@ def test_pytorch_predictor_runs_the_project_server_on_its_http_port():
     body = copy.deepcopy(SEED_000)
     body["spec"]["predictor"] = {"pytorch": {"storageUri": "pvc://models/iris"}}
     isvc = parse_inferenceservice(body)
-    deployment, service = build_children(isvc, load_catalog())
+    deployment, service = children_of(isvc)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["isvc-pytorch-server"]
     assert container["args"] == ["--model_name=dogs-vs-cats", "--model_base_path=/mnt/models", "--rest_api_port=8080"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/v1/models/dogs-vs-cats", "port": "http"}
     assert [p["port"] for p in service["spec"]["ports"]] == [8080]
+
+
+def test_security_context_is_restricted_and_loosened_only_explicitly():
+    isvc = _isvc(predictor__tensorflow={"storageUri": "pvc://m", "securityContext": {"readOnlyRootFilesystem": False}})
+    context = build_deployment(isvc, resolve_model_server(isvc, load_catalog()))["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    assert context["readOnlyRootFilesystem"] is False
+    assert context["allowPrivilegeEscalation"] is False and context["capabilities"] == {"drop": ["ALL"]}

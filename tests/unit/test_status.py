@@ -63,7 +63,7 @@ def test_compute_status_reports_generation_url_and_replicas():
                             deployment_name="m-predictor", service_name="m", url="http://m", previous=None, now="T1")
     assert status["observedGeneration"] == 7
     assert (status["replicas"], status["readyReplicas"], status["replicasSummary"]) == (2, 2, "2/2")
-    assert [c["type"] for c in status["conditions"]] == ["Ready", "PredictorReady", "ServiceReady"]
+    assert [c["type"] for c in status["conditions"]] == ["Ready", "PredictorReady", "ServiceReady", "AuthorizationReady"]
     assert all(c["status"] == "True" and c["observedGeneration"] == 7 and c["lastTransitionTime"] == "T1" for c in status["conditions"])
 
 

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model_server import resolve_model_server
-from ..runtimes import Catalog
+from ..model_server import ModelServer
 from ..spec import InferenceService
+from .authorization import authorization_wanted, build_authorization_policy
 from .deployment import build_deployment
 from .service import build_service
 
 
-def build_children(isvc: InferenceService, catalog: Catalog) -> list[dict[str, Any]]:
-    """Every child the isvc should have, in the order they are applied."""
-    server = resolve_model_server(isvc, catalog)
-    return [build_deployment(isvc, server), build_service(isvc, server)]
+def build_children(isvc: InferenceService, server: ModelServer, *, istio_installed: bool = False) -> list[dict[str, Any]]:
+    """Every child the isvc should have, in the order they are applied.
+
+    The AuthorizationPolicy is left out when Istio is not installed, even in mode Enabled: there is
+    nowhere to write it, and the AuthorizationReady condition says so.
+    """
+    children = [build_deployment(isvc, server), build_service(isvc, server)]
+    if istio_installed and authorization_wanted(isvc, istio_installed):
+        children.append(build_authorization_policy(isvc, server))
+    return children

@@ -15,7 +15,9 @@ RESTRICTED_CONTAINER_CONTEXT: dict[str, Any] = {
     "allowPrivilegeEscalation": False,
     "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
+    "readOnlyRootFilesystem": True,
 }
+SCRATCH_VOLUME = "scratch"  # an emptyDir at /tmp: the only writable place besides the model volume
 RESTRICTED_POD_CONTEXT: dict[str, Any] = {
     "runAsNonRoot": True,
     "seccompProfile": {"type": "RuntimeDefault"},
@@ -67,7 +69,7 @@ def build_storage_initializer(isvc: InferenceService, server: ModelServer) -> di
         "args": args,
         "env": [{"name": "TMPDIR", "value": "/mnt/models"}],
         "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": "/mnt/models"}],
-        "securityContext": {**RESTRICTED_CONTAINER_CONTEXT, "runAsUser": 65532, "readOnlyRootFilesystem": True},
+        "securityContext": {**RESTRICTED_CONTAINER_CONTEXT, "runAsUser": 65532},
         # The program writes its one-line reason here; Kubernetes shows it in the pod's status.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -79,7 +81,9 @@ def build_container(isvc: InferenceService, server: ModelServer) -> dict[str, An
         "name": CONTAINER_NAME,
         "image": server.image,
         "ports": _ports(server),
-        "securityContext": {**RESTRICTED_CONTAINER_CONTEXT, **server.security_context},
+        # Ours, then the runtime's (e.g. runAsUser), then what the isvc explicitly asks for.
+        "securityContext": {**RESTRICTED_CONTAINER_CONTEXT, **server.security_context,
+                            **(isvc.predictor.security_context or {})},
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if server.command:
@@ -97,14 +101,14 @@ def build_container(isvc: InferenceService, server: ModelServer) -> dict[str, An
     ):
         if probe:
             container[key] = dict(probe)
-    if mounts:
-        container["volumeMounts"] = mounts
+    container["volumeMounts"] = [*mounts, {"name": SCRATCH_VOLUME, "mountPath": "/tmp"}]
     return container
 
 
 def build_deployment(isvc: InferenceService, server: ModelServer) -> dict[str, Any]:
     """One Deployment per isvc; `replicas` is left out when an HPA owns it."""
     volumes, _ = _model_volume(isvc)
+    volumes = [*volumes, {"name": SCRATCH_VOLUME, "emptyDir": {}}]
     pod_spec: dict[str, Any] = {
         "containers": [build_container(isvc, server)],
         "securityContext": dict(RESTRICTED_POD_CONTEXT),

@@ -41,6 +41,7 @@ class Runtime:
     liveness_probe: Mapping[str, Any] | None = None
     startup_probe: Mapping[str, Any] | None = None
     security_context: Mapping[str, Any] = field(default_factory=dict)
+    authorized_paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def http_port(self) -> int:
@@ -92,6 +93,7 @@ def parse_catalog(document: Mapping[str, Any]) -> Catalog:
                 liveness_probe=entry.get("livenessProbe"),
                 startup_probe=entry.get("startupProbe"),
                 security_context=dict(entry.get("securityContext") or {}),
+                authorized_paths={k: tuple(v) for k, v in (entry.get("authorizedPaths") or {}).items()},
             )
         except (KeyError, TypeError) as exc:
             raise CatalogError(f"runtime catalog entry {name!r}: missing or malformed field {exc}") from None

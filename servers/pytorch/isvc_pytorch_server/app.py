@@ -248,5 +248,10 @@ def _version(text: str) -> int:
 
 
 def _first_line(e: BaseException) -> str:
-    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
+    """The line that says what went wrong: TorchScript puts a traceback first and the cause last."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    if not lines:
+        return type(e).__name__
+    if "TorchScript interpreter" in lines[0]:
+        return lines[-1]
+    return lines[0]
