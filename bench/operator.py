@@ -405,6 +405,17 @@ async def floor_phase(kube: Kube, n: int, namespaces: list[str], deadline_s: flo
 
     await make_namespaces(kube, namespaces)
     items = plan(n, namespaces)
+    try:
+        result = await _floor(kube, n, namespaces, items, deadline_s, with_hash, FIELD_MANAGER, resource_path,
+                              render_documents)
+    finally:
+        gone = await delete_namespaces(kube, namespaces, max(deadline_s, 600))
+        log(f"floor N={n}: namespaces deleted in {gone:.1f}s")
+    return result
+
+
+async def _floor(kube: Kube, n: int, namespaces: list[str], items: list[tuple[str, str]], deadline_s: float,
+                 with_hash: Any, FIELD_MANAGER: str, resource_path: Any, render_documents: Any) -> dict[str, float]:
     async with Watches(kube, set(namespaces)) as w:
         async def children_of(isvc: dict) -> None:
             # The cluster has no Istio CRD, so the operator (discovery) and the floor agree: no policy.
@@ -421,10 +432,20 @@ async def floor_phase(kube: Kube, n: int, namespaces: list[str], deadline_s: flo
         await writer
         writes_done = time.monotonic() - t0
         ready = await until("floor Deployments Available", lambda: w.deployments_ready(n), deadline_s, t0)
-    log(f"floor N={n}: children {children:.2f}s (writes returned {writes_done:.2f}s), ready {ready:.2f}s")
-    gone = await delete_namespaces(kube, namespaces, deadline_s)
-    log(f"floor N={n}: namespaces deleted in {gone:.1f}s")
-    return {"floor_children_s": children, "floor_ready_s": ready}
+        log(f"floor N={n}: children {children:.2f}s (writes returned {writes_done:.2f}s), ready {ready:.2f}s")
+
+        # Update wave: the same isvc patch as in the operator phase, then the re-rendered children.
+        async def update(ns: str, name: str) -> None:
+            await children_of(await kube.request(
+                "PATCH", f"{ISVC_PATH}/namespaces/{ns}/{PLURAL}/{name}",
+                {"spec": {"predictor": {"tensorflow": {"runtimeVersion": VERSION_2}}}},
+                ctype="application/merge-patch+json"))
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(update(ns, name) for ns, name in items))
+        wave = await until("floor update wave", lambda: w.deployments_ready(n, ":" + VERSION_2), deadline_s, t0)
+        log(f"floor N={n}: update wave {wave:.2f}s")
+    return {"floor_children_s": children, "floor_ready_s": ready, "floor_update_wave_s": wave}
 
 
 class OperatorProcess:
@@ -542,9 +563,105 @@ async def operator_phase(kube: Kube, n: int, namespaces: list[str], op_kubeconfi
         if spy is not None and spy.poll() is None:
             spy.kill()
         op.stop()
-    gone = await delete_namespaces(kube, namespaces, deadline_s)
+        gone = await delete_namespaces(kube, namespaces, max(deadline_s, 600))
     log(f"operator N={n}: namespaces deleted in {gone:.1f}s")
     return result
+
+
+# --------------------------------------------------------------------------------------------
+# Stretch: KServe's controller (raw deployment mode, no webhooks) on the same control plane.
+
+KSERVE_NS = "kserve"
+KSERVE_ISVC_PATH = "/apis/serving.kserve.io/v1beta1"
+KSERVE_LABEL = "serving.kserve.io/inferenceservice"
+
+
+def kserve_setup(admin: Path, src: Path, workdir: Path) -> Path:
+    """CRDs, the inferenceservice-config ConfigMap (RawDeployment, no Ingress), the TF runtime, certs."""
+    for crd in sorted((src / "config/crd/full").glob("serving.kserve.io_*.yaml")):
+        run_kubectl(admin, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    run_kubectl(admin, "wait", "--for=condition=Established", "crd/inferenceservices.serving.kserve.io", "--timeout=60s")
+    cm = next(d for d in yaml.safe_load_all((src / "config/configmap/inferenceservice.yaml").read_text())
+              if d and d.get("kind") == "ConfigMap")
+    data = cm["data"]
+    data["deploy"] = json.dumps({"defaultDeploymentMode": "RawDeployment"})
+    ingress = json.loads(data["ingress"])
+    ingress["disableIngressCreation"] = True
+    data["ingress"] = json.dumps(ingress)
+    cm["metadata"] = {"name": "inferenceservice-config", "namespace": KSERVE_NS}
+    runtime = yaml.safe_load((src / "config/runtimes/kserve-tensorflow-serving.yaml").read_text())
+    runtime["spec"]["containers"][0]["image"] = "tensorflow/serving:2.6.2"  # the kustomization's image
+    run_kubectl(admin, "apply", "-f", "-", stdin=yaml.safe_dump_all([
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": KSERVE_NS}}, cm, runtime]))
+    certs = workdir / "kserve-tmp" / "k8s-webhook-server" / "serving-certs"
+    certs.mkdir(parents=True, exist_ok=True)
+    if not (certs / "tls.crt").exists():  # the (unregistered) webhook server needs a cert to start
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=kserve",
+                        "-keyout", str(certs / "tls.key"), "-out", str(certs / "tls.crt")], check=True,
+                       capture_output=True)
+    return certs
+
+
+def kserve_isvc(ns: str, name: str) -> dict[str, Any]:
+    small = {"cpu": "10m", "memory": "32Mi"}  # the runtime asks 1 CPU/2Gi: 3 fake nodes would hold 192 pods
+    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": name, "namespace": ns, "annotations": {
+                "serving.kserve.io/deploymentMode": "RawDeployment", "serving.kserve.io/autoscalerClass": "none"}},
+            "spec": {"predictor": {"tensorflow": {"storageUri": "pvc://models", "runtimeVersion": VERSION_1,
+                                                  "resources": {"requests": small, "limits": small}}}}}
+
+
+async def kserve_phase(kube: Kube, n: int, namespaces: list[str], admin: Path, manager: Path, certs: Path,
+                       workdir: Path, deadline_s: float) -> dict[str, Any]:
+    await make_namespaces(kube, namespaces)
+    items = plan(n, namespaces)
+    logfile = workdir / f"kserve-{n}.log"
+    out = open(logfile, "w")
+    proc = subprocess.Popen([str(manager), "--metrics-addr=0", "--health-probe-addr=127.0.0.1:0",
+                             "--webhook-port=39443", "--leader-elect=false"],
+                            env={**os.environ, "KUBECONFIG": str(admin), "POD_NAMESPACE": KSERVE_NS,
+                                 "TMPDIR": str(certs.parents[1])},
+                            stdout=out, stderr=subprocess.STDOUT)
+    result: dict[str, Any] = {}
+    try:
+        # controller-runtime's webhook server reads $TMPDIR/k8s-webhook-server/serving-certs.
+        time.sleep(5)
+        if proc.poll() is not None:
+            raise BenchError(f"KServe manager exited {proc.returncode}: {logfile.read_text()[-2000:]}")
+        ns_set = set(namespaces)
+        deployments = Watcher(kube, "/apis/apps/v1/deployments", ns_set, deployment_state, KSERVE_LABEL)
+        services = Watcher(kube, "/api/v1/services", ns_set, lambda o: True, KSERVE_LABEL)
+        isvcs = Watcher(kube, f"{KSERVE_ISVC_PATH}/inferenceservices", ns_set, isvc_state)
+        await asyncio.gather(deployments.start(), services.start(), isvcs.start())
+        try:
+            cpu0 = _proc_cpu(proc.pid)
+            t0 = time.monotonic()
+            await asyncio.gather(*(kube.request("POST", f"{KSERVE_ISVC_PATH}/namespaces/{ns}/inferenceservices",
+                                                kserve_isvc(ns, name)) for ns, name in items))
+            children = await until("KServe children", lambda: len(deployments.state) + len(services.state) >= 2 * n,
+                                   deadline_s, t0)
+            ready = await until("KServe isvcs Ready",
+                                lambda: len(isvcs.state) == n and all(ok for ok, _ in isvcs.state.values()),
+                                deadline_s, t0)
+            result = {"kserve_children_s": children, "kserve_ready_s": ready, "kserve_create_cpu_s": _proc_cpu(proc.pid) - cpu0}
+            log(f"KServe N={n}: children {children:.2f}s, ready {ready:.2f}s")
+        finally:
+            await asyncio.gather(deployments.stop(), services.stop(), isvcs.stop())
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        out.close()
+        gone = await delete_namespaces(kube, namespaces, max(deadline_s, 600))
+        log(f"KServe N={n}: namespaces deleted in {gone:.1f}s")
+    return result
+
+
+def _proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --------------------------------------------------------------------------------------------
@@ -573,7 +690,8 @@ def versions(kube_version: str, operator_path: Path) -> dict[str, Any]:
 
 def row(r: dict[str, Any]) -> dict[str, Any]:
     return {**r, "children_ratio": r["op_children_s"] / r["floor_children_s"],
-            "ready_ratio": r["op_ready_s"] / r["floor_ready_s"], "op_ready_s_per_isvc": r["op_ready_s"] / r["n"],
+            "ready_ratio": r["op_ready_s"] / r["floor_ready_s"],
+            "wave_ratio": r["update_wave_s"] / r["floor_update_wave_s"], "op_ready_s_per_isvc": r["op_ready_s"] / r["n"],
             "idle_requests_per_isvc": sum(r["idle_requests_60s"].values()) / r["n"]}
 
 
@@ -584,7 +702,8 @@ def print_table(runs: list[dict[str, Any]]) -> None:
             ("ms/isvc", "op_ready_s_per_isvc", "{:.1f}"), ("idle req", "idle_reqs", "{}"),
             ("idle wr", "idle_writes_60s", "{:d}"), ("req/isvc", "idle_requests_per_isvc", "{:.3f}"),
             ("idle cpu s", "idle_cpu_s_60s", "{:.2f}"), ("rss MB", "peak_rss_mb", "{:.0f}"),
-            ("wave s", "update_wave_s", "{:.2f}")]
+            ("floor wave s", "floor_update_wave_s", "{:.2f}"), ("wave s", "update_wave_s", "{:.2f}"),
+            ("wave ratio", "wave_ratio", "{:.2f}")]
     lines = [[h for h, _, _ in cols]]
     for r in runs:
         r = {**r, "op_ready_s_per_isvc": r["op_ready_s_per_isvc"] * 1000, "idle_reqs": sum(r["idle_requests_60s"].values())}
@@ -592,6 +711,13 @@ def print_table(runs: list[dict[str, Any]]) -> None:
     widths = [max(len(line[i]) for line in lines) for i in range(len(cols))]
     for line in lines:
         print("  ".join(cell.rjust(w) for cell, w in zip(line, widths)))
+    for r in runs:
+        if "kserve_ready_s" in r:
+            print(f"N={r['n']}: KServe (raw mode, no webhooks) children {r['kserve_children_s']:.2f}s "
+                  f"(ours {r['op_children_s']:.2f}s, floor {r['floor_children_s']:.2f}s), ready {r['kserve_ready_s']:.2f}s "
+                  f"(ours {r['op_ready_s']:.2f}s, floor {r['floor_ready_s']:.2f}s)")
+        elif "kserve_error" in r:
+            print(f"N={r['n']}: KServe failed: {r['kserve_error']}")
     for r in runs:
         print(f"N={r['n']}: idle requests by verb {r['idle_requests_60s'] or '{}'}; "
               f"operator requests while creating {r['op_create_requests']}; operator CPU while creating {r['op_create_cpu_s']:.1f}s")
@@ -625,8 +751,14 @@ async def amain(args: argparse.Namespace) -> int:
     operator_path = Path(args.operator_path).resolve()
     sys.path.insert(0, str(operator_path))
     runs = []
+    kserve_certs = kserve_setup(kubeconfig, Path(args.kserve_src), workdir) if args.kserve_manager else None
     async with Kube(kubeconfig, args.concurrency) as kube:
         kube_version = (await kube.request("GET", "/version"))["gitVersion"]
+        leftovers = [ns["metadata"]["name"] for ns in (await kube.request(
+            "GET", "/api/v1/namespaces", params={"labelSelector": "isvc-bench=1"}))["items"]]
+        if leftovers:
+            log(f"deleting {len(leftovers)} namespaces left by an earlier run")
+            await delete_namespaces(kube, leftovers, 600)
         info = {"machine": machine(), "versions": versions(kube_version, operator_path),
                 "settings": {"client_concurrency": args.concurrency, "namespaces": args.namespaces,
                              "idle_window_s": args.idle, "nodes": int(os.environ.get("ISVC_BENCH_NODES", "3")),
@@ -641,7 +773,16 @@ async def amain(args: argparse.Namespace) -> int:
             log(f"N={n}: operator phase")
             op = await operator_phase(kube, n, op_ns, op_kubeconfig, operator_path, audit, workdir, deadline,
                                       args.idle, args.profile)
-            runs.append(row({"n": n, **floor, **op}))
+            peer: dict[str, Any] = {}
+            if args.kserve_manager:
+                log(f"N={n}: KServe phase")
+                try:
+                    peer = await kserve_phase(kube, n, [f"bk-{n}-{run_id}-{k}" for k in range(args.namespaces)],
+                                              kubeconfig, Path(args.kserve_manager), kserve_certs, workdir, deadline)
+                except BenchError as exc:  # the stretch never hides our own numbers
+                    log(f"KServe N={n} failed: {exc}")
+                    peer = {"kserve_error": str(exc)}
+            runs.append(row({"n": n, **floor, **op, **peer}))
     print_table(runs)
     targets = check_targets(runs)
     for line in targets:
@@ -666,6 +807,9 @@ def main() -> int:
     parser.add_argument("--no-cluster", action="store_true", help="use a running bench cluster as is")
     parser.add_argument("--profile", metavar="PY_SPY", default=None,
                         help="path of a py-spy binary: profile the operator while it creates (raw folded stacks in --workdir)")
+    parser.add_argument("--kserve-manager", default=None,
+                        help="stretch: a KServe manager binary (go build ./cmd/manager) to run as a peer")
+    parser.add_argument("--kserve-src", default=None, help="the KServe module source (its config/ directory)")
     parser.add_argument("--workdir", default="/tmp/isvc-bench", help="operator logs, profiles, kubeconfig")
     parser.add_argument("--out", default=str(ROOT / "bench/results/operator.json"))
     args = parser.parse_args()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Renders manifests/install.yaml (plain `kubectl apply -f` install) from the Helm chart with its
 # default values: a Namespace, the CRD, then the chart's objects in namespace isvc-system.
-# First copies crds/*.yaml into the chart (Helm installs CRDs only from charts/isvc-operator/crds/).
+# First copies crds/*.yaml into the chart (Helm installs CRDs only from charts/isvc-operator/crds/)
+# and the built-in runtime catalog into the chart's values (`runtimes:`).
 # Deterministic: run it after any change under charts/isvc-operator/ and commit the result
 # (tests/install/test_manifests.py fails when the file is stale).
 # Usage: hack/render-manifests.sh [OUTPUT]   (default manifests/install.yaml; '-' for stdout)
@@ -29,8 +30,17 @@ YAML
   (cd "$root" && "$helm" template isvc-operator charts/isvc-operator --namespace "$namespace" --include-crds)
 }
 
+sync_catalog() {  # values.yaml ends with `runtimes:`: the built-in catalog, comments dropped, indented
+  local values="$root/charts/isvc-operator/values.yaml" tmp
+  tmp=$(mktemp)
+  sed '/^runtimes:$/q' "$values" > "$tmp"
+  grep -v '^#' "$root/operator/isvc_operator/runtimes/catalog.yaml" | sed -e 's/^\(.\)/  \1/' >> "$tmp"
+  mv "$tmp" "$values"
+}
+
 if [ "$out" != "-" ]; then
   cp "$root"/crds/*.yaml "$root/charts/isvc-operator/crds/"
+  sync_catalog
 fi
 if [ "$out" = "-" ]; then
   render

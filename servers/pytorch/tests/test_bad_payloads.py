@@ -26,7 +26,7 @@ def server(iris_net, tmp_path_factory):
 CASES = [
     # (name, method, path, body, status, words the error must contain)
     ("wrong shape", "POST", "/v1/models/iris:predict", {"instances": [[1.0, 2.0, 3.0]]}, 400,
-     "the model rejected the input: RuntimeError: mat1 and mat2 shapes cannot be multiplied (1x3 and 4x16)"),
+     "the model rejected the input: RuntimeError: addmm: mat1 and mat2 shapes cannot be multiplied (1x3 and 4x16)"),
     ("ragged rows", "POST", "/v1/models/iris:predict", {"instances": [[1, 2, 3, 4], [1, 2]]}, 400,
      "not a rectangular array"),
     ("wrong dtype", "POST", "/v1/models/iris:predict", {"instances": [["a", "b", "c", "d"]]}, 400, "found strings"),
