@@ -15,20 +15,29 @@ from .render import render_documents
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    from . import handlers  # noqa: F401 - registers the handlers
+    from . import metrics
+    from .handlers import restart  # importing registers the handlers
 
     kopf.configure(verbose=args.verbose, debug=args.debug, log_format=kopf.LogFormat[args.log_format.upper()])
     if not (args.verbose or args.debug):
         # kopf logs every handler call at INFO; our own line per reconcile outcome says what matters.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    kopf.run(
-        memo=kopf.Memo(metrics_port=args.metrics_port),
-        standalone=True,
-        clusterwide=not args.namespace,
-        namespaces=args.namespace or (),
-        liveness_endpoint=args.liveness,
-    )
-    return 0
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
+    # kopf discovers resources when it starts (and on CRD events, racing the API server's discovery);
+    # when Istio appears at run time, handlers ask for a restart of the watches, done here in-process.
+    while True:
+        restart.clear()
+        kopf.run(
+            memo=kopf.Memo(metrics_port=args.metrics_port),
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or (),
+            liveness_endpoint=args.liveness,
+            stop_flag=restart,
+        )
+        if not restart.is_set():
+            return 0
 
 
 def _render(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ COMPONENT_PREDICTOR = "predictor"
 # Where the model lands inside the model-server container (KServe uses the same path).
 MODEL_MOUNT_PATH = "/mnt/models"
 MODEL_VOLUME = "model"
+MODEL_CONFIG_FILE = "/etc/tfserving/models.config"
 
 # The longest InferenceService name whose derived names (e.g. NAME-predictor, NAME-model-config)
 # and label values all stay within Kubernetes' 63-character limits. Mirrored in the CRD's CEL rule.

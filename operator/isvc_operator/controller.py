@@ -33,8 +33,8 @@ class _KeyState:
 class Controller:
     """`lookup(key)` returns the isvc body and its live children from the watch caches."""
 
-    lookup: Callable[[Key], tuple[Mapping[str, Any] | None, Mapping[ChildKey, Mapping[str, Any]]]]
-    run_pass: Callable[[Mapping[str, Any], Mapping[ChildKey, Mapping[str, Any]]], Awaitable[Outcome]]
+    lookup: Callable[[Key], tuple[Mapping[str, Any] | None, Mapping[ChildKey, Mapping[str, Any]], list[Any]]]
+    run_pass: Callable[[Mapping[str, Any], Mapping[ChildKey, Mapping[str, Any]], list[Any]], Awaitable[Outcome]]
     on_outcome: Callable[[Key, Mapping[str, Any], Outcome | None, BaseException | None, float], None]
     max_backoff: float = 60.0
     _states: dict[Key, _KeyState] = field(default_factory=dict)
@@ -58,13 +58,13 @@ class Controller:
                 self._states.pop(key, None)
 
     async def _pass(self, key: Key, state: _KeyState) -> None:
-        body, children = self.lookup(key)
+        body, children, pods = self.lookup(key)
         if body is None:
             return  # deleted: its children go with it
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            outcome = await self.run_pass(body, children)
+            outcome = await self.run_pass(body, children, pods)
         except Exception as exc:  # noqa: BLE001 - one isvc's failure must never stop the others
             state.failures += 1
             delay = min(self.max_backoff, 0.5 * 2 ** (state.failures - 1))

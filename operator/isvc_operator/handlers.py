@@ -8,7 +8,9 @@ the event loop, Events and logging; `Controller` adds per-isvc serialisation and
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +28,8 @@ OURS = {LABEL_MANAGED_BY: OPERATOR_NAME, LABEL_ISVC: kopf.PRESENT}
 ISTIO_GROUP, ISTIO_VERSION, ISTIO_PLURAL = "security.istio.io", "v1", "authorizationpolicies"
 ISTIO_CRD = f"{ISTIO_PLURAL}.{ISTIO_GROUP}"
 logger = logging.getLogger("isvc_operator")
+# Set to stop kopf so that `isvc-operator run` starts it again with fresh resource discovery.
+restart = threading.Event()
 
 
 class _Caches:
@@ -34,15 +38,17 @@ class _Caches:
 
     isvcs: Any = None
     children: tuple[Any, ...] = ()
+    pods: Any = None
     istio_installed: bool = False
 
-    def lookup(self, key: Key) -> tuple[Mapping[str, Any] | None, dict[ChildKey, Mapping[str, Any]]]:
+    def lookup(self, key: Key) -> tuple[Mapping[str, Any] | None, dict[ChildKey, Mapping[str, Any]], list[Any]]:
         body = next(iter(self.isvcs.get(key, ())), None) if self.isvcs is not None else None
         children: dict[ChildKey, Mapping[str, Any]] = {}
         for index in self.children:
             for child in index.get(key, ()):
                 children[(child["apiVersion"], child["kind"], child["metadata"]["name"])] = child
-        return body, children
+        pods = list(self.pods.get(key, ())) if self.pods is not None else []
+        return body, children, pods
 
 
 def _report(key: Key, body: Mapping[str, Any], outcome: Outcome | None, error: BaseException | None, seconds: float) -> None:
@@ -78,6 +84,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.client_timeout = 660
     settings.networking.error_backoffs = [1, 2, 5, 10]
     api = KubeApi(load_api_client())
+    memo.api = api
     catalog = load_catalog()
     caches = _Caches()
     memo.caches = caches
@@ -85,11 +92,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     caches.istio_installed = api.serves(f"{ISTIO_GROUP}/{ISTIO_VERSION}", ISTIO_PLURAL)
     memo.controller = Controller(
         lookup=caches.lookup,
-        run_pass=lambda body, children: reconcile(body, children, api, catalog, istio_installed=caches.istio_installed),
+        run_pass=lambda body, children, pods: reconcile(
+            body, children, api, catalog, pods=pods, istio_installed=caches.istio_installed),
         on_outcome=_report,
     )
-    if memo.get("metrics_port"):
-        metrics.serve(memo.metrics_port)
     logger.info("isvc-operator started: runtimes %s; Istio %s; metrics on port %s",
                 ", ".join(sorted(catalog.runtimes)), "installed" if caches.istio_installed else "not installed",
                 memo.get("metrics_port") or "off")
@@ -110,6 +116,25 @@ def owned_services(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: An
     return {(namespace, labels[LABEL_ISVC]): dict(body)}
 
 
+@kopf.index("", "v1", "configmaps", labels=OURS)
+def owned_configmaps(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, labels[LABEL_ISVC]): dict(body)}
+
+
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=OURS)
+def owned_autoscalers(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+    return {(namespace, labels[LABEL_ISVC]): dict(body)}
+
+
+@kopf.index("", "v1", "pods", labels=OURS)
+def model_pods(namespace: str, labels: kopf.Labels, name: str, meta: kopf.Meta, status: kopf.Status, **_: Any) -> dict[Key, Any]:
+    """Only what failure reasons need, so thousands of pods stay cheap to hold."""
+    return {(namespace, labels[LABEL_ISVC]): {
+        "metadata": {"name": name, "deletionTimestamp": meta.get("deletionTimestamp")},
+        "status": {key: status.get(key) for key in ("conditions", "initContainerStatuses", "containerStatuses")},
+    }}
+
+
 @kopf.index(ISTIO_GROUP, ISTIO_VERSION, ISTIO_PLURAL, labels=OURS)
 def owned_authorization_policies(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
     return {(namespace, labels[LABEL_ISVC]): dict(body)}
@@ -119,7 +144,9 @@ def _bind(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> Controller:
     caches: _Caches = memo.caches
     if caches.isvcs is None:
         caches.isvcs = kwargs["inferenceservices"]
-        caches.children = (kwargs["owned_deployments"], kwargs["owned_services"], kwargs["owned_authorization_policies"])
+        caches.children = (kwargs["owned_deployments"], kwargs["owned_services"], kwargs["owned_configmaps"],
+                           kwargs["owned_autoscalers"], kwargs["owned_authorization_policies"])
+        caches.pods = kwargs["model_pods"]
     return memo.controller
 
 
@@ -134,6 +161,9 @@ async def inferenceservice_changed(namespace: str, name: str, type: str | None, 
 
 @kopf.on.event("apps", "v1", "deployments", labels=OURS)
 @kopf.on.event("", "v1", "services", labels=OURS)
+@kopf.on.event("", "v1", "configmaps", labels=OURS)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=OURS)
+@kopf.on.event("", "v1", "pods", labels=OURS)
 @kopf.on.event(ISTIO_GROUP, ISTIO_VERSION, ISTIO_PLURAL, labels=OURS)
 async def child_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
     """A child edited, deleted or progressing (rollouts, readiness) re-converges its isvc."""
@@ -149,9 +179,20 @@ async def istio_crd_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, 
     caches: _Caches = memo.caches
     if established == caches.istio_installed:
         return
-    caches.istio_installed = established
-    logger.info("Istio's AuthorizationPolicy CRD is %s: re-reconciling every InferenceService",
-                "installed" if established else "gone")
+    if established:
+        # kopf only watches resources it found in discovery, which can lag behind Established:
+        # wait until discovery serves it, then restart the watches (all children are re-listed,
+        # unchanged ones cost no writes).
+        api: KubeApi = memo.api
+        for _ in range(60):
+            if await asyncio.to_thread(api.serves, f"{ISTIO_GROUP}/{ISTIO_VERSION}", ISTIO_PLURAL):
+                break
+            await asyncio.sleep(0.5)
+        logger.info("Istio's AuthorizationPolicy CRD is installed: restarting the watches to include it")
+        restart.set()
+        return
+    caches.istio_installed = False
+    logger.info("Istio's AuthorizationPolicy CRD is gone: re-reconciling every InferenceService")
     controller = _bind(memo, kwargs)
     for key in list(caches.isvcs or ()):
         await controller.trigger(key)

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .constants import MODEL_MOUNT_PATH
+from .constants import MODEL_CONFIG_FILE, MODEL_MOUNT_PATH
 from .runtimes import Catalog, CatalogError, StorageInitializer, render_template_tree
 from .spec import InferenceService, InvalidSpec
 
@@ -71,8 +71,6 @@ def _custom_container(isvc: InferenceService, catalog: Catalog) -> ModelServer:
         resources=predictor.resources,
         model_base_path=MODEL_MOUNT_PATH,
         storage=catalog.storage_initializer,
-        authorized_paths=tuple(runtime.authorized_paths.get("http", ()) + runtime.authorized_paths.get("grpc", ()))
-        or ModelServer.authorized_paths,
     )
 
 
@@ -88,9 +86,15 @@ def resolve_model_server(isvc: InferenceService, catalog: Catalog) -> ModelServe
     context = {
         "model_name": isvc.name,
         "model_base_path": MODEL_MOUNT_PATH,
+        "model_config_file": MODEL_CONFIG_FILE,
         "http_port": runtime.http_port,
         "grpc_port": runtime.grpc_port,
     }
+    default_args = runtime.args
+    if predictor.uses_model_config:
+        if not runtime.model_config_args:
+            raise InvalidSpec(f"runtime {runtime.name!r} does not support modelVersionPolicy/versionLabels")
+        default_args = runtime.model_config_args
     image = predictor.image or _image(
         runtime.image, predictor.runtime_version or runtime.default_version, runtime.gpu_tag_suffix, predictor.resources
     )
@@ -98,7 +102,7 @@ def resolve_model_server(isvc: InferenceService, catalog: Catalog) -> ModelServe
         runtime=runtime.name,
         image=image,
         command=predictor.command or tuple(render_template_tree(list(runtime.command), context)),
-        args=predictor.args or tuple(render_template_tree(list(runtime.args), context)),
+        args=predictor.args or tuple(render_template_tree(list(default_args), context)),
         http_port=runtime.http_port,
         grpc_port=runtime.grpc_port,
         readiness_probe=render_template_tree(runtime.readiness_probe, context),

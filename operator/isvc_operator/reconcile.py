@@ -8,7 +8,7 @@ API request at all.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -23,7 +23,8 @@ from .runtimes import Catalog
 from .spec import InvalidSpec, parse_inferenceservice
 from .status import Observed, compute_status, invalid_spec_status, rejected_condition, status_changed
 
-CONDITION_OF_KIND = {"Deployment": "PredictorReady", "Service": "ServiceReady", "AuthorizationPolicy": "AuthorizationReady"}
+CONDITION_OF_KIND = {"Deployment": "PredictorReady", "ConfigMap": "PredictorReady", "HorizontalPodAutoscaler": "PredictorReady",
+                     "Service": "ServiceReady", "AuthorizationPolicy": "AuthorizationReady"}
 
 
 class ChildrenRejected(Exception):
@@ -63,6 +64,7 @@ async def reconcile(
     api: KubeApi,
     catalog: Catalog,
     *,
+    pods: Sequence[Mapping[str, Any]] = (),
     istio_installed: bool = False,
     now: Callable[[], str] = utc_now,
 ) -> Outcome:
@@ -126,6 +128,7 @@ async def reconcile(
         service=observed_children.get(("v1", "Service", service_name(isvc))),
         authorization_policy=observed_children.get(("security.istio.io/v1", "AuthorizationPolicy", service_name(isvc))),
         istio_installed=istio_installed,
+        pods=pods,
     )
     status = compute_status(
         generation=generation,

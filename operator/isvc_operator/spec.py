@@ -38,6 +38,15 @@ class Storage:
 
 
 @dataclass(frozen=True)
+class VersionPolicy:
+    """Which model versions TF Serving loads (seed 002): latest N, a specific list, or all."""
+
+    kind: str  # "latest" | "specific" | "all"
+    num_versions: int = 1
+    versions: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Predictor:
     framework: str
     storage: Storage | None
@@ -55,6 +64,18 @@ class Predictor:
     min_replicas: int | None = None
     max_replicas: int | None = None
     scale_target: int | None = None
+    version_policy: VersionPolicy | None = None
+    version_labels: tuple[tuple[str, int], ...] = ()
+    # Pod options passed through to the Deployment's pod template.
+    node_selector: Mapping[str, str] | None = None
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] | None = None
+    service_account_name: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+
+    @property
+    def uses_model_config(self) -> bool:
+        return self.version_policy is not None or bool(self.version_labels)
 
 
 @dataclass(frozen=True)
@@ -159,8 +180,16 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
         value = body.get(key)
         return tuple(value) if value is not None else None
 
+    version_policy, version_labels = _versions(framework, body)
     return Predictor(
         framework=framework,
+        version_policy=version_policy,
+        version_labels=version_labels,
+        node_selector=predictor.get("nodeSelector"),
+        tolerations=tuple(predictor.get("tolerations") or ()),
+        affinity=predictor.get("affinity"),
+        service_account_name=predictor.get("serviceAccountName"),
+        image_pull_secrets=tuple(s["name"] if isinstance(s, Mapping) else s for s in predictor.get("imagePullSecrets") or ()),
         storage=storage,
         runtime=body.get("runtime"),
         runtime_version=body.get("runtimeVersion"),
@@ -176,6 +205,37 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
         max_replicas=max_replicas,
         scale_target=scale_target,
     )
+
+
+def _versions(framework: str, body: Mapping[str, Any]) -> tuple[VersionPolicy | None, tuple[tuple[str, int], ...]]:
+    policy_spec = body.get("modelVersionPolicy")
+    labels_spec = body.get("versionLabels") or {}
+    if (policy_spec or labels_spec) and framework != "tensorflow":
+        raise InvalidSpec(f"spec.predictor.{framework}: modelVersionPolicy and versionLabels are TensorFlow Serving features")
+    policy = None
+    if policy_spec:
+        kinds = [k for k in ("latest", "specific", "all") if policy_spec.get(k) is not None]
+        if len(kinds) != 1:
+            raise InvalidSpec("spec.predictor.tensorflow.modelVersionPolicy: set exactly one of latest, specific, all")
+        kind = kinds[0]
+        if kind == "latest":
+            policy = VersionPolicy(kind, num_versions=int(policy_spec["latest"].get("numVersions", 1)))
+        elif kind == "specific":
+            versions = tuple(sorted(set(policy_spec["specific"].get("versions") or ())))
+            if not versions:
+                raise InvalidSpec("spec.predictor.tensorflow.modelVersionPolicy.specific.versions: list at least one version")
+            policy = VersionPolicy(kind, versions=versions)
+        else:
+            policy = VersionPolicy(kind)
+    labels = tuple(sorted((str(k), int(v)) for k, v in labels_spec.items()))
+    if policy is not None and policy.kind == "specific":
+        unknown = [f"{k}={v}" for k, v in labels if v not in policy.versions]
+        if unknown:
+            raise InvalidSpec(
+                f"spec.predictor.tensorflow.versionLabels: {', '.join(unknown)} point at versions that "
+                f"modelVersionPolicy.specific does not load ({', '.join(map(str, policy.versions))})"
+            )
+    return policy, labels
 
 
 def _service(spec: Mapping[str, Any]) -> ServiceExposure:

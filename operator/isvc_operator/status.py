@@ -33,8 +33,63 @@ def _conditions_by_type(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {c.get("type"): c for c in ((obj.get("status") or {}).get("conditions") or [])}
 
 
-def predictor_condition(deployment: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
-    """PredictorReady from the Deployment: True only when the current template is fully available."""
+# Container waiting reasons that will not resolve by waiting, as the kubelet reports them.
+STUCK_WAITING = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff",
+                 "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+
+
+def _termination(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    return ((status.get("state") or {}).get("terminated") or (status.get("lastState") or {}).get("terminated") or {})
+
+
+def pod_failure(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """The first real reason the model's pods cannot serve, as (reason, message), or None."""
+    for pod in pods:
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        name = (pod.get("metadata") or {}).get("name", "?")
+        status = pod.get("status") or {}
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == FALSE and cond.get("reason") == "Unschedulable":
+                message = cond.get("message", "")
+                if "persistentvolumeclaim" in message and "not found" in message:
+                    return "PersistentVolumeClaimNotFound", f"pod {name} cannot be scheduled: {message}"
+                return "Unschedulable", f"pod {name} cannot be scheduled: {message}"
+        for init in status.get("initContainerStatuses") or []:
+            waiting = (init.get("state") or {}).get("waiting") or {}
+            terminated = _termination(init)
+            if terminated.get("exitCode") not in (None, 0) or waiting.get("reason") == "CrashLoopBackOff":
+                detail = (terminated.get("message") or terminated.get("reason") or waiting.get("message") or "").strip()
+                return "StorageInitializerFailed", f"init container {init.get('name')} of pod {name} failed: {detail}"
+            if waiting.get("reason") in STUCK_WAITING:
+                return waiting["reason"], f"init container {init.get('name')} image {init.get('image')}: {waiting.get('message', '')}".strip()
+        for container in status.get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason == "CrashLoopBackOff":
+                terminated = _termination(container)
+                last = (terminated.get("message") or "").strip() or f"exit code {terminated.get('exitCode', '?')}"
+                return reason, f"container {container.get('name')} of pod {name} keeps crashing; last termination: {last}"
+            if reason in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName"):
+                return reason, f"image {container.get('image')} cannot be pulled: {waiting.get('message', reason)}"
+            if reason in STUCK_WAITING:
+                return reason, f"container {container.get('name')} of pod {name}: {waiting.get('message', reason)}"
+    return None
+
+
+def predictor_condition(
+    deployment: Mapping[str, Any] | None, name: str, pods: Sequence[Mapping[str, Any]] = ()
+) -> dict[str, Any]:
+    """PredictorReady from the Deployment (and its pods' reasons): True only when fully available."""
+    result = _deployment_condition(deployment, name)
+    if result["status"] != TRUE:
+        failure = pod_failure(pods)
+        if failure is not None:
+            return condition("PredictorReady", FALSE, *failure)
+    return result
+
+
+def _deployment_condition(deployment: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
     kind = "PredictorReady"
     if deployment is None:
         return condition(kind, UNKNOWN, "Creating", f"Deployment {name} is being created")
@@ -149,7 +204,7 @@ def compute_status(
 ) -> dict[str, Any]:
     """`rejected` maps a condition type to the failure that replaces it (the API server refused a child)."""
     rejected = rejected or {}
-    predictor = rejected.get("PredictorReady") or predictor_condition(observed.deployment, deployment_name)
+    predictor = rejected.get("PredictorReady") or predictor_condition(observed.deployment, deployment_name, observed.pods)
     service = rejected.get("ServiceReady") or service_condition(observed.service, service_name)
     authorization = rejected.get("AuthorizationReady") or authorization_condition(
         authorization_mode, observed.istio_installed, observed.authorization_policy, service_name)

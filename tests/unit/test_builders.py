@@ -268,3 +268,14 @@ def test_security_context_is_restricted_and_loosened_only_explicitly():
     context = build_deployment(isvc, resolve_model_server(isvc, load_catalog()))["spec"]["template"]["spec"]["containers"][0]["securityContext"]
     assert context["readOnlyRootFilesystem"] is False
     assert context["allowPrivilegeEscalation"] is False and context["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_custom_container_is_probed_on_its_declared_port():
+    body = copy.deepcopy(SEED_000)
+    body["spec"]["predictor"] = {"containers": [{"image": "me/server:1", "ports": [{"name": "http", "containerPort": 7070}]}]}
+    isvc = parse_inferenceservice(body)
+    deployment, service = children_of(isvc)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "me/server:1"
+    assert container["readinessProbe"]["tcpSocket"] == {"port": 7070}
+    assert service["spec"]["ports"] == [{"name": "http", "port": 7070, "targetPort": "http", "protocol": "TCP", "nodePort": 31000}]

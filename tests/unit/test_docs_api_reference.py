@@ -29,6 +29,6 @@ def test_every_spec_field_is_in_the_readme_api_reference():
     readme = (ROOT / "README.md").read_text()
     reference = readme[readme.index("## API reference"):readme.index("## Status and troubleshooting")]
     # Field names as path components inside backticks: `spec.predictor.replicas`, `…storageUri`, `…/maxReplicas`.
-    documented = {part for span in re.findall(r"`([^`]+)`", reference) for part in re.split(r"[./…\[\]0-9 ,]+", span)}
+    documented = {part for span in re.findall(r"`([^`]+)`", reference) for part in re.split(r"[./…\[\]0-9 ,:{}]+", span)}
     missing = sorted(f for f in spec_fields(schema) if f not in documented)
     assert not missing, f"README.md's API reference does not mention these spec fields: {missing}"

@@ -9,6 +9,7 @@ from isvc_operator.status import (
     aggregate_ready,
     compute_status,
     invalid_spec_status,
+    pod_failure,
     predictor_condition,
     stamp_conditions,
     status_changed,
@@ -97,3 +98,39 @@ def test_invalid_spec_keeps_other_fields_and_says_why():
     assert (ready["type"], ready["status"], ready["reason"], ready["message"]) == ("Ready", "False", "InvalidSpec", "spec.predictor: bad")
     assert status["url"] == "http://m" and status["observedGeneration"] == 4
     assert {c["type"] for c in status["conditions"]} == {"Ready", "PredictorReady", "ServiceReady"}
+
+
+def pod(**status):
+    return {"metadata": {"name": "m-predictor-abc"}, "status": status}
+
+
+@pytest.mark.parametrize(
+    ("pods", "reason", "message"),
+    [
+        ([pod(conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                           "message": '0/3 nodes are available: persistentvolumeclaim "models" not found.'}])],
+         "PersistentVolumeClaimNotFound", 'persistentvolumeclaim "models" not found'),
+        ([pod(conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                           "message": "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."}])],
+         "Unschedulable", "didn't match Pod's node affinity/selector"),
+        ([pod(containerStatuses=[{"name": "model-server", "image": "tensorflow/serving:9.9",
+                                  "state": {"waiting": {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "tensorflow/serving:9.9"'}}}])],
+         "ImagePullBackOff", "image tensorflow/serving:9.9 cannot be pulled: Back-off pulling image"),
+        ([pod(containerStatuses=[{"name": "model-server", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                                  "lastState": {"terminated": {"exitCode": 1, "message": "No versions of servable m found"}}}])],
+         "CrashLoopBackOff", "last termination: No versions of servable m found"),
+        ([pod(initContainerStatuses=[{"name": "storage-initializer", "state": {"terminated": {
+             "exitCode": 1, "message": "download failed: GET https://h/m.tgz returned 404 Not Found"}}}])],
+         "StorageInitializerFailed", "returned 404 Not Found"),
+    ],
+)
+def test_pod_failures_name_the_cause(pods, reason, message):
+    cond = predictor_condition(deployment(replicas=1, total=1, updated=1, available=0), "m-predictor", pods)
+    assert (cond["status"], cond["reason"]) == ("False", reason)
+    assert message in cond["message"]
+
+
+def test_pod_failures_do_not_override_an_available_deployment():
+    failing = [pod(containerStatuses=[{"name": "x", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}])]
+    assert predictor_condition(deployment(), "m-predictor", failing)["status"] == "True"
+    assert pod_failure([{**failing[0], "metadata": {"name": "old", "deletionTimestamp": "T"}}]) is None

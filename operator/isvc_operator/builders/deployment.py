@@ -8,6 +8,7 @@ from ..constants import MODEL_VOLUME
 from ..model_server import CONTAINER_NAME, ModelServer
 from ..spec import InferenceService
 from .metadata import child_labels, child_metadata, predictor_name, selector_labels
+from .model_config import MODEL_CONFIG_DIR, MODEL_CONFIG_VOLUME, model_config_name
 
 # The restricted Pod Security profile, as defaults a runtime may extend but not weaken.
 RESTRICTED_CONTAINER_CONTEXT: dict[str, Any] = {
@@ -102,6 +103,8 @@ def build_container(isvc: InferenceService, server: ModelServer) -> dict[str, An
         if probe:
             container[key] = dict(probe)
     container["volumeMounts"] = [*mounts, {"name": SCRATCH_VOLUME, "mountPath": "/tmp"}]
+    if isvc.predictor.uses_model_config:
+        container["volumeMounts"].append({"name": MODEL_CONFIG_VOLUME, "mountPath": MODEL_CONFIG_DIR, "readOnly": True})
     return container
 
 
@@ -109,12 +112,25 @@ def build_deployment(isvc: InferenceService, server: ModelServer) -> dict[str, A
     """One Deployment per isvc; `replicas` is left out when an HPA owns it."""
     volumes, _ = _model_volume(isvc)
     volumes = [*volumes, {"name": SCRATCH_VOLUME, "emptyDir": {}}]
+    if isvc.predictor.uses_model_config:
+        volumes.append({"name": MODEL_CONFIG_VOLUME, "configMap": {"name": model_config_name(isvc)}})
+    predictor = isvc.predictor
     pod_spec: dict[str, Any] = {
         "containers": [build_container(isvc, server)],
         "securityContext": dict(RESTRICTED_POD_CONTEXT),
         # Model servers never call the Kubernetes API.
         "automountServiceAccountToken": False,
     }
+    if predictor.service_account_name:
+        pod_spec["serviceAccountName"] = predictor.service_account_name
+    if predictor.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in predictor.image_pull_secrets]
+    if predictor.node_selector:
+        pod_spec["nodeSelector"] = dict(predictor.node_selector)
+    if predictor.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in predictor.tolerations]
+    if predictor.affinity:
+        pod_spec["affinity"] = dict(predictor.affinity)
     if volumes:
         pod_spec["volumes"] = volumes
     initializer = build_storage_initializer(isvc, server)

@@ -42,6 +42,7 @@ class Runtime:
     startup_probe: Mapping[str, Any] | None = None
     security_context: Mapping[str, Any] = field(default_factory=dict)
     authorized_paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    model_config_args: tuple[str, ...] = ()
 
     @property
     def http_port(self) -> int:
@@ -94,6 +95,7 @@ def parse_catalog(document: Mapping[str, Any]) -> Catalog:
                 startup_probe=entry.get("startupProbe"),
                 security_context=dict(entry.get("securityContext") or {}),
                 authorized_paths={k: tuple(v) for k, v in (entry.get("authorizedPaths") or {}).items()},
+                model_config_args=tuple(entry.get("modelConfigArgs") or ()),
             )
         except (KeyError, TypeError) as exc:
             raise CatalogError(f"runtime catalog entry {name!r}: missing or malformed field {exc}") from None

@@ -1,0 +1,28 @@
+"""The HorizontalPodAutoscaler for minReplicas/maxReplicas; when it exists, it alone sets replicas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..spec import InferenceService
+from .metadata import child_metadata, predictor_name
+
+DEFAULT_CPU_TARGET = 80
+
+
+def build_autoscaler(isvc: InferenceService) -> dict[str, Any] | None:
+    predictor = isvc.predictor
+    if predictor.max_replicas is None:
+        return None
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": child_metadata(isvc, name=predictor_name(isvc)),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": predictor_name(isvc)},
+            "minReplicas": predictor.min_replicas or 1,
+            "maxReplicas": predictor.max_replicas,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                "type": "Utilization", "averageUtilization": predictor.scale_target or DEFAULT_CPU_TARGET}}}],
+        },
+    }
