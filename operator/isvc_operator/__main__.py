@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import threading
 import sys
 from collections.abc import Sequence
 
@@ -24,20 +26,36 @@ def _run(args: argparse.Namespace) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if args.metrics_port:
         metrics.serve(args.metrics_port)
-    # kopf discovers resources when it starts (and on CRD events, racing the API server's discovery);
-    # when Istio appears at run time, handlers ask for a restart of the watches, done here in-process.
-    while True:
-        restart.clear()
-        kopf.run(
-            memo=kopf.Memo(metrics_port=args.metrics_port),
-            standalone=True,
-            clusterwide=not args.namespace,
-            namespaces=args.namespace or (),
-            liveness_endpoint=args.liveness,
-            stop_flag=restart,
-        )
-        if not restart.is_set():
-            return 0
+    stopping = threading.Event()
+
+    def run_operator() -> None:
+        # kopf discovers resources when it starts (and on CRD events, racing the API server's
+        # discovery); when Istio appears at run time, a handler asks for a restart of the watches.
+        while not stopping.is_set():
+            restart.clear()
+            kopf.run(
+                memo=kopf.Memo(metrics_port=args.metrics_port),
+                standalone=True,
+                clusterwide=not args.namespace,
+                namespaces=args.namespace or (),
+                liveness_endpoint=args.liveness,
+                stop_flag=restart,
+            )
+            if not restart.is_set():
+                return
+
+    def stop_operator() -> None:
+        stopping.set()
+        restart.set()
+
+    if not args.leader_elect:
+        run_operator()
+        return 0
+    from .leader import run_as_leader
+
+    run_as_leader(run_operator, stop_operator, namespace=args.leader_election_namespace,
+                  name=args.leader_election_id, liveness=args.liveness)
+    return 0
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -60,6 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="plain")
     run.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0: off)")
+    run.add_argument("--leader-elect", action="store_true",
+                     help="hold a coordination.k8s.io Lease before reconciling (run 2+ replicas safely)")
+    run.add_argument("--leader-election-namespace", default=os.environ.get("POD_NAMESPACE", "default"),
+                     help="namespace of the Lease (default: $POD_NAMESPACE or default)")
+    run.add_argument("--leader-election-id", default="isvc-operator-leader", help="name of the Lease")
     run.add_argument("--verbose", action="store_true")
     run.add_argument("--debug", action="store_true")
     run.set_defaults(func=_run)

@@ -112,7 +112,7 @@ def test_default_deployment(helm: Path) -> None:
     assert deployment["spec"]["replicas"] == 1
     assert container["image"] == "ghcr.io/isvc-operator/isvc-operator:0.1.0"
     assert container["args"] == ["run", "--liveness", "http://0.0.0.0:8080/healthz", "--log-format", "plain",
-                                 "--metrics-port", "9090"]
+                                 "--metrics-port", "9090", "--leader-elect", "--leader-election-namespace", "isvc-system"]
     probe = container["livenessProbe"]["httpGet"]
     assert probe["path"] == "/healthz"
     assert {p["name"]: p["containerPort"] for p in container["ports"]}[probe["port"]] == 8080
@@ -139,7 +139,7 @@ def test_values_change_the_deployment(helm: Path) -> None:
                     "--set", "logLevel=debug", "--set", "image.tag=dev", "--set", "replicas=2")
     container = operator_container(docs)
     assert container["args"] == ["run", "--liveness", "http://0.0.0.0:8080/healthz", "--log-format", "json",
-                                 "--metrics-port", "9090", "--debug", "-n", "team-a", "-n", "team-b"]
+                                 "--metrics-port", "9090", "--leader-elect", "--leader-election-namespace", "isvc-system", "--debug", "-n", "team-a", "-n", "team-b"]
     assert container["image"] == "ghcr.io/isvc-operator/isvc-operator:dev"
     assert by_kind(docs, "Deployment")[0]["spec"]["replicas"] == 2
 
