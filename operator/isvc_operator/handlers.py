@@ -106,24 +106,23 @@ def inferenceservices(namespace: str, name: str, body: kopf.Body, **_: Any) -> d
     return {(namespace, name): dict(body)}
 
 
-@kopf.index("apps", "v1", "deployments", labels=OURS)
-def owned_deployments(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+# The children we own, by kind: each gets a cache (kopf index) keyed by its isvc, and its events
+# re-converge that isvc. Istio's resource is watched only where its CRD exists.
+CHILD_RESOURCES = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("", "v1", "configmaps"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    (ISTIO_GROUP, ISTIO_VERSION, ISTIO_PLURAL),
+)
+
+
+def _index_child(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
     return {(namespace, labels[LABEL_ISVC]): dict(body)}
 
 
-@kopf.index("", "v1", "services", labels=OURS)
-def owned_services(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, labels[LABEL_ISVC]): dict(body)}
-
-
-@kopf.index("", "v1", "configmaps", labels=OURS)
-def owned_configmaps(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, labels[LABEL_ISVC]): dict(body)}
-
-
-@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=OURS)
-def owned_autoscalers(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, labels[LABEL_ISVC]): dict(body)}
+for _group, _version, _plural in CHILD_RESOURCES:
+    kopf.index(_group, _version, _plural, labels=OURS, id=f"owned_{_plural}")(_index_child)
 
 
 @kopf.index("", "v1", "pods", labels=OURS)
@@ -135,17 +134,11 @@ def model_pods(namespace: str, labels: kopf.Labels, name: str, meta: kopf.Meta, 
     }}
 
 
-@kopf.index(ISTIO_GROUP, ISTIO_VERSION, ISTIO_PLURAL, labels=OURS)
-def owned_authorization_policies(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, labels[LABEL_ISVC]): dict(body)}
-
-
 def _bind(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> Controller:
     caches: _Caches = memo.caches
     if caches.isvcs is None:
         caches.isvcs = kwargs["inferenceservices"]
-        caches.children = (kwargs["owned_deployments"], kwargs["owned_services"], kwargs["owned_configmaps"],
-                           kwargs["owned_autoscalers"], kwargs["owned_authorization_policies"])
+        caches.children = tuple(kwargs[f"owned_{plural}"] for _, _, plural in CHILD_RESOURCES)
         caches.pods = kwargs["model_pods"]
     return memo.controller
 
@@ -159,15 +152,13 @@ async def inferenceservice_changed(namespace: str, name: str, type: str | None, 
     await _bind(memo, kwargs).trigger((namespace, name))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=OURS)
-@kopf.on.event("", "v1", "services", labels=OURS)
-@kopf.on.event("", "v1", "configmaps", labels=OURS)
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=OURS)
-@kopf.on.event("", "v1", "pods", labels=OURS)
-@kopf.on.event(ISTIO_GROUP, ISTIO_VERSION, ISTIO_PLURAL, labels=OURS)
 async def child_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
     """A child edited, deleted or progressing (rollouts, readiness) re-converges its isvc."""
     await _bind(memo, kwargs).trigger((namespace, labels[LABEL_ISVC]))
+
+
+for _group, _version, _plural in (*CHILD_RESOURCES, ("", "v1", "pods")):
+    kopf.on.event(_group, _version, _plural, labels=OURS, id=f"{_plural}_changed")(child_changed)
 
 
 @kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions", when=lambda name, **_: name == ISTIO_CRD)

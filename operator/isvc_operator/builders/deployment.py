@@ -87,21 +87,16 @@ def build_container(isvc: InferenceService, server: ModelServer) -> dict[str, An
                             **(isvc.predictor.security_context or {})},
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    if server.command:
-        container["command"] = list(server.command)
-    if server.args:
-        container["args"] = list(server.args)
-    if server.env:
-        container["env"] = [dict(e) for e in server.env]
-    if server.resources:
-        container["resources"] = dict(server.resources)
-    for key, probe in (
-        ("readinessProbe", server.readiness_probe),
-        ("livenessProbe", server.liveness_probe),
-        ("startupProbe", server.startup_probe),
-    ):
-        if probe:
-            container[key] = dict(probe)
+    optional = {
+        "command": list(server.command),
+        "args": list(server.args),
+        "env": [dict(e) for e in server.env],
+        "resources": dict(server.resources or {}),
+        "readinessProbe": dict(server.readiness_probe or {}),
+        "livenessProbe": dict(server.liveness_probe or {}),
+        "startupProbe": dict(server.startup_probe or {}),
+    }
+    container.update({key: value for key, value in optional.items() if value})
     container["volumeMounts"] = [*mounts, {"name": SCRATCH_VOLUME, "mountPath": "/tmp"}]
     if isvc.predictor.uses_model_config:
         container["volumeMounts"].append({"name": MODEL_CONFIG_VOLUME, "mountPath": MODEL_CONFIG_DIR, "readOnly": True})
@@ -121,16 +116,14 @@ def build_deployment(isvc: InferenceService, server: ModelServer) -> dict[str, A
         # Model servers never call the Kubernetes API.
         "automountServiceAccountToken": False,
     }
-    if predictor.service_account_name:
-        pod_spec["serviceAccountName"] = predictor.service_account_name
-    if predictor.image_pull_secrets:
-        pod_spec["imagePullSecrets"] = [{"name": name} for name in predictor.image_pull_secrets]
-    if predictor.node_selector:
-        pod_spec["nodeSelector"] = dict(predictor.node_selector)
-    if predictor.tolerations:
-        pod_spec["tolerations"] = [dict(t) for t in predictor.tolerations]
-    if predictor.affinity:
-        pod_spec["affinity"] = dict(predictor.affinity)
+    pod_options = {
+        "serviceAccountName": predictor.service_account_name,
+        "imagePullSecrets": [{"name": name} for name in predictor.image_pull_secrets],
+        "nodeSelector": dict(predictor.node_selector or {}),
+        "tolerations": [dict(t) for t in predictor.tolerations],
+        "affinity": dict(predictor.affinity or {}),
+    }
+    pod_spec.update({key: value for key, value in pod_options.items() if value})
     if volumes:
         pod_spec["volumes"] = volumes
     initializer = build_storage_initializer(isvc, server)
