@@ -157,3 +157,18 @@ def test_container_failures_are_named(kube, operator, namespace, model_claim, na
     kube.run("patch", "pod", pod, "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps(patch))
     cond = wait_reason(kube, name, namespace, reason)
     assert cond["status"] == "False" and message in cond["message"], cond
+
+
+def test_config_map_and_autoscaler_drift_is_undone(kube, operator, namespace, model_claim):
+    kube.apply(isvc("drifty", namespace, {"tensorflow": {"storageUri": "pvc://models",
+                                                          "modelVersionPolicy": {"all": {}}},
+                                          "minReplicas": 1, "maxReplicas": 3}))
+    wait_ready(kube, "drifty", namespace)
+    kube.run("patch", "configmap", "drifty-model-config", "-n", namespace, "--type=merge",
+             "-p", '{"data":{"models.config":"model_config_list {}"}}')
+    wait_until(lambda: "model_version_policy { all {} }" in kube.get("configmap", "drifty-model-config", namespace)["data"]["models.config"],
+               30, "the model config to be restored")
+    uid = kube.get("hpa", "drifty-predictor", namespace)["metadata"]["uid"]
+    kube.run("delete", "hpa", "drifty-predictor", "-n", namespace)
+    wait_until(lambda: (h := kube.get("hpa", "drifty-predictor", namespace)) and h["metadata"]["uid"] != uid and h,
+               30, "the HPA to be recreated")
