@@ -39,8 +39,21 @@ class Controller:
     max_backoff: float = 60.0
     _states: dict[Key, _KeyState] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _closing: bool = False
+
+    def close(self) -> None:
+        """Operator stopping: no more retries (kopf is about to shut its executor down)."""
+        self._closing = True
+        for state in self._states.values():
+            if state.retry is not None:
+                state.retry.cancel()
+                state.retry = None
+        for task in self._tasks:
+            task.cancel()
 
     async def trigger(self, key: Key) -> None:
+        if self._closing:
+            return
         state = self._states.setdefault(key, _KeyState())
         if state.running:
             state.dirty = True  # the running pass loops once more with the newest state
@@ -66,6 +79,8 @@ class Controller:
         try:
             outcome = await self.run_pass(body, children, pods)
         except Exception as exc:  # noqa: BLE001 - one isvc's failure must never stop the others
+            if self._closing:
+                return  # interrupted by the operator's own shutdown; the next start converges it
             state.failures += 1
             delay = min(self.max_backoff, 0.5 * 2 ** (state.failures - 1))
             self.on_outcome(key, body, None, exc, loop.time() - started)

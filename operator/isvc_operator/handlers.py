@@ -22,6 +22,7 @@ from .controller import Controller, Key
 from . import metrics
 from .kube_api import ApiError, KubeApi, load_api_client
 from .reconcile import Outcome, reconcile
+from .recent import RecentWrites, object_key
 from .runtimes import load_catalog
 
 OURS = {LABEL_MANAGED_BY: OPERATOR_NAME, LABEL_ISVC: kopf.PRESENT}
@@ -41,14 +42,27 @@ class _Caches:
     pods: Any = None
     istio_installed: bool = False
 
+    def __init__(self) -> None:
+        self.recent = RecentWrites()
+
     def lookup(self, key: Key) -> tuple[Mapping[str, Any] | None, dict[ChildKey, Mapping[str, Any]], list[Any]]:
         body = next(iter(self.isvcs.get(key, ())), None) if self.isvcs is not None else None
+        if body is None:
+            self.recent.forget(key)
+            return None, {}, []
+        body = self.recent.overlay(key, object_key(body), body)
         children: dict[ChildKey, Mapping[str, Any]] = {}
         for index in self.children:
             for child in index.get(key, ()):
-                children[(child["apiVersion"], child["kind"], child["metadata"]["name"])] = child
+                children[object_key(child)] = child
+        for child_key in self.recent.pending(key):
+            if child_key != object_key(body):
+                children[child_key] = self.recent.overlay(key, child_key, children.get(child_key))
         pods = list(self.pods.get(key, ())) if self.pods is not None else []
         return body, children, pods
+
+
+CACHES = _Caches()
 
 
 def _report(key: Key, body: Mapping[str, Any], outcome: Outcome | None, error: BaseException | None, seconds: float) -> None:
@@ -59,8 +73,13 @@ def _report(key: Key, body: Mapping[str, Any], outcome: Outcome | None, error: B
         return
     assert outcome is not None
     metrics.record_pass(key, outcome.result, seconds, outcome.ready_after)
+    responses = dict(outcome.responses)
+    if outcome.isvc_response:
+        responses[object_key(outcome.isvc_response)] = outcome.isvc_response
+    CACHES.recent.record(key, responses)
     if outcome.result != "unchanged":
-        logger.info("reconcile %s/%s: %s (%d writes) in %.3fs", namespace, name, outcome.result, outcome.writes, seconds)
+        logger.info("reconcile %s/%s: %s (%d writes: %s) in %.3fs", namespace, name, outcome.result, outcome.writes,
+                    outcome.summary, seconds)
     if outcome.ready_changed and outcome.ready_after is not None:
         ready = outcome.ready_after
         kopf.event(
@@ -86,7 +105,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     api = KubeApi(load_api_client())
     memo.api = api
     catalog = load_catalog()
-    caches = _Caches()
+    global CACHES
+    caches = CACHES = _Caches()  # fresh per kopf run: the indexes are the new run's
     memo.caches = caches
     # Known before the first pass, so a running operator never prunes policies it cannot see yet.
     caches.istio_installed = api.serves(f"{ISTIO_GROUP}/{ISTIO_VERSION}", ISTIO_PLURAL)
@@ -99,6 +119,11 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     logger.info("isvc-operator started: runtimes %s; Istio %s; metrics on port %s",
                 ", ".join(sorted(catalog.runtimes)), "installed" if caches.istio_installed else "not installed",
                 memo.get("metrics_port") or "off")
+
+
+@kopf.on.cleanup()
+def stop_retries(memo: kopf.Memo, **_: Any) -> None:
+    memo.controller.close()
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -144,16 +169,20 @@ def _bind(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> Controller:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def inferenceservice_changed(namespace: str, name: str, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+async def inferenceservice_changed(namespace: str, name: str, type: str | None, body: kopf.Body, memo: kopf.Memo,
+                                  **kwargs: Any) -> None:
     """Any change of an isvc, and every isvc once at operator start, converges it."""
     if type == "DELETED":
         metrics.forget((namespace, name))
+        CACHES.recent.forget((namespace, name))
         return
+    CACHES.recent.observed((namespace, name), body)
     await _bind(memo, kwargs).trigger((namespace, name))
 
 
-async def child_changed(namespace: str, labels: kopf.Labels, memo: kopf.Memo, **kwargs: Any) -> None:
+async def child_changed(namespace: str, labels: kopf.Labels, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """A child edited, deleted or progressing (rollouts, readiness) re-converges its isvc."""
+    CACHES.recent.observed((namespace, labels[LABEL_ISVC]), body)
     await _bind(memo, kwargs).trigger((namespace, labels[LABEL_ISVC]))
 
 

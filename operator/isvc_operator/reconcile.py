@@ -41,6 +41,16 @@ class Outcome:
     ready_after: Mapping[str, Any] | None = None
     applied: list[ChildKey] = field(default_factory=list)
     deleted: list[ChildKey] = field(default_factory=list)
+    status_written: bool = False
+    # The objects as our writes returned them, so the caches can use them until the watch catches up.
+    responses: dict[ChildKey, Mapping[str, Any]] = field(default_factory=dict)
+    isvc_response: Mapping[str, Any] | None = None
+
+    @property
+    def summary(self) -> str:
+        """What was written, e.g. 'Deployment, Service, status'."""
+        parts = [kind for _, kind, _ in self.applied] + [f"-{kind}" for _, kind, _ in self.deleted]
+        return ", ".join(parts + (["status"] if self.status_written else []))
 
     @property
     def ready_changed(self) -> bool:
@@ -82,10 +92,12 @@ async def reconcile(
         desired = build_children(isvc, server, istio_installed=istio_installed)
     except InvalidSpec as exc:
         status = invalid_spec_status(generation=generation, message=str(exc), previous=previous, now=now())
+        isvc_response = None
         if status_changed(previous, status):
-            await asyncio.to_thread(api.patch_status, namespace, name, status)
+            isvc_response = await asyncio.to_thread(api.patch_status, namespace, name, status)
             writes += 1
-        return Outcome(result="invalid", writes=writes, ready_before=_ready(previous), ready_after=_ready(status))
+        return Outcome(result="invalid", writes=writes, ready_before=_ready(previous), ready_after=_ready(status),
+                       status_written=writes > 0, isvc_response=isvc_response)
 
     observed_children: dict[ChildKey, Mapping[str, Any]] = {}
     applied: list[ChildKey] = []
@@ -141,8 +153,10 @@ async def reconcile(
         rejected=rejected,
         authorization_mode=isvc.authorization.mode,
     )
-    if status_changed(previous, status):
-        await asyncio.to_thread(api.patch_status, namespace, name, status)
+    status_written = status_changed(previous, status)
+    isvc_response = None
+    if status_written:
+        isvc_response = await asyncio.to_thread(api.patch_status, namespace, name, status)
         writes += 1
     if rejected:
         # Retried with backoff: a conflict (e.g. a node port held by another Service) can clear up.
@@ -154,4 +168,7 @@ async def reconcile(
         ready_after=_ready(status),
         applied=applied,
         deleted=stale,
+        status_written=status_written,
+        responses={key: observed_children[key] for key in applied},
+        isvc_response=isvc_response,
     )

@@ -96,11 +96,11 @@ def _deployment_condition(deployment: Mapping[str, Any] | None, name: str) -> di
     metadata = deployment.get("metadata") or {}
     status = deployment.get("status") or {}
     generation = metadata.get("generation") or 0
+    rolling_out = condition(kind, UNKNOWN, "RolloutInProgress",
+                            f"Deployment {name} is rolling out generation {generation}")
+    # One message per phase, without counts that tick: every message change is a status write.
     if (status.get("observedGeneration") or 0) < generation:
-        return condition(
-            kind, UNKNOWN, "RolloutInProgress",
-            f"Deployment {name} generation {generation} is not yet observed by the deployment controller",
-        )
+        return rolling_out
     progressing = _conditions_by_type(deployment).get("Progressing") or {}
     if progressing.get("status") == FALSE and progressing.get("reason") == "ProgressDeadlineExceeded":
         return condition(
@@ -112,17 +112,13 @@ def _deployment_condition(deployment: Mapping[str, Any] | None, name: str) -> di
     total = status.get("replicas") or 0
     updated = status.get("updatedReplicas") or 0
     available = status.get("availableReplicas") or 0
-    if desired == 0 and total == 0:
+    if updated < desired or total > updated:
+        return rolling_out
+    if desired == 0:
         return condition(kind, TRUE, "ScaledToZero", f"Deployment {name} is scaled to 0 replicas: the model is stopped")
-    if updated < desired:
-        return condition(kind, UNKNOWN, "RolloutInProgress", f"{updated} of {desired} replicas updated to the current spec")
-    if total > updated:
-        return condition(kind, UNKNOWN, "RolloutInProgress", f"{total - updated} old replicas pending termination")
     if available < updated:
-        return condition(
-            kind, UNKNOWN, "ReplicasNotReady",
-            f"{available} of {desired} replicas available (the model is loading or not ready)",
-        )
+        return condition(kind, UNKNOWN, "ReplicasNotReady",
+                         f"waiting for {desired} replicas to load the model (readiness probe)")
     return condition(kind, TRUE, "Available", f"{available} of {desired} replicas available")
 
 

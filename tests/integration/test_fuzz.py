@@ -53,6 +53,7 @@ class Mutation:
     allowed: frozenset[str]
     hint: str  # a word the API server's message must contain when it rejects the document
     frameworks: tuple[str, ...] = ("tensorflow", "pytorch", "containers")
+    group: str = ""  # mutations of one group touch the same fields: at most one per document
 
 
 def _body(doc: dict[str, Any]) -> dict[str, Any]:
@@ -74,6 +75,24 @@ def _set_uri(doc: dict[str, Any], uri: Any) -> None:
 
 # Each mutation: (Mutation, apply(doc, draw)).
 MUTATIONS: dict[str, tuple[Mutation, Callable[[dict[str, Any], Any], None]]] = {}
+
+
+GROUPS = {
+    "storage": ("wrong_type_storage_uri", "huge_storage_uri", "unicode_storage_claim", "unsupported_scheme", "pvc_traversal",
+                "pvc_dot_segment", "http_without_host", "malicious_http_uri", "odd_but_legal_pvc_path", "missing_claim"),
+    "sizing": ("wrong_type_replicas", "replicas_out_of_range", "scale_target_out_of_range", "replicas_and_autoscaling",
+               "min_above_max", "min_without_max", "missing_claim", "no_predictor", "conflicting_predictors"),
+    "service": ("wrong_type_service", "node_port_out_of_range", "cluster_ip_with_node_port", "same_node_ports"),
+    "authorization": ("authorization_paths", "bad_service_account_ref", "bad_authorization_mode", "unknown_field"),
+    "env": ("wrong_type_env", "unicode_values", "bad_env_name", "env_without_name"),
+    "name": ("unicode_name", "name_too_long"),
+    "annotations": ("huge_annotation", "big_but_allowed_strings", "unicode_values"),
+    "args": ("huge_arg", "big_but_allowed_strings"),
+    "versions": ("num_versions_out_of_range", "two_version_policies", "pytorch_version_labels",
+                 "label_outside_specific_versions", "version_label_injection"),
+    "ports": ("container_port_out_of_range", "duplicate_port_names", "wrong_type_containers"),
+    "predictor": ("no_predictor", "conflicting_predictors", "wrong_type_containers", "storage_and_predictor"),
+}
 
 
 def mutation(name: str, allowed: frozenset[str], hint: str, frameworks: tuple[str, ...] = ("tensorflow", "pytorch", "containers")):
@@ -169,7 +188,7 @@ def _(doc, draw):
     doc["metadata"]["name"] = ("n" * n)
 
 
-@mutation("unicode_storage_claim", MUST_REJECT, "storageUri")
+@mutation("unicode_storage_claim", INVALID, "storageUri")
 def _(doc, draw):
     _set_uri(doc, "pvc://" + draw(st.sampled_from(UNICODE_WORDS)))
 
@@ -454,20 +473,26 @@ def cases(draw: Any) -> Case:
     framework = _framework(doc)
     applicable = [n for n in MUTATION_NAMES if framework in MUTATIONS[n][0].frameworks]
     count = draw(st.sampled_from([0, 0, 1, 1, 1, 2]))
-    chosen = draw(st.lists(st.sampled_from(applicable), min_size=count, max_size=count, unique=True))
+    chosen: list[str] = []
+    for _ in range(count):
+        taken = {g for g, members in GROUPS.items() for c in chosen if c in members}
+        free = [n for n in applicable if n not in chosen and not any(n in GROUPS[g] for g in taken)]
+        chosen.append(draw(st.sampled_from(free)))
     for name in chosen:
         MUTATIONS[name][1](doc, draw)
     # A document allows what its strictest mutation allows.
     specs = [MUTATIONS[n][0] for n in chosen]
     if any(m.allowed == MUST_REJECT for m in specs):
         allowed = MUST_REJECT
+    elif any(m.allowed == INVALID for m in specs):
+        allowed = INVALID
     elif any(m.allowed == MUST_FAIL for m in specs):
-        allowed = INVALID if any(m.allowed == INVALID for m in specs) else MUST_FAIL
+        allowed = MUST_FAIL
     elif any(m.allowed == RUNTIME_ONLY for m in specs):
         allowed = RUNTIME_ONLY
     else:
         allowed = VALID
-    hints = tuple(m.hint for m in specs if m.allowed == MUST_REJECT)
+    hints = tuple(m.hint for m in specs if REJECTED in m.allowed and m.hint)
     return Case(doc=doc, mutations=tuple(chosen), allowed=allowed, hints=hints)
 
 

@@ -1,0 +1,63 @@
+"""Our own recent writes, laid over the watch caches until the watch delivers them.
+
+After a write the watch event arrives a little later; a pass that runs in between (triggered by
+another event) would see the object as it was and write again. Each write's response is kept
+until an event at or after its resourceVersion arrives for that object, and wins over older
+cached state meanwhile. An object deleted after our write sends a DELETED event, which drops it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+Key = tuple[str, str]
+ObjectKey = tuple[str, str, str]  # (apiVersion, kind, name)
+
+
+def _rv(obj: Mapping[str, Any] | None) -> int | None:
+    try:
+        return int(((obj or {}).get("metadata") or {}).get("resourceVersion"))
+    except (TypeError, ValueError):
+        return None  # not an etcd revision: never compare, always trust the watch
+
+
+def object_key(obj: Mapping[str, Any]) -> ObjectKey:
+    return (obj.get("apiVersion", ""), obj.get("kind", ""), (obj.get("metadata") or {}).get("name", ""))
+
+
+class RecentWrites:
+    def __init__(self) -> None:
+        self._by_isvc: dict[Key, dict[ObjectKey, Mapping[str, Any]]] = {}
+
+    def record(self, key: Key, responses: Mapping[ObjectKey, Mapping[str, Any]]) -> None:
+        if responses:
+            self._by_isvc.setdefault(key, {}).update(
+                {k: v for k, v in responses.items() if _rv(v) is not None})
+
+    def observed(self, key: Key, obj: Mapping[str, Any]) -> None:
+        """A watch event for `obj` (any type): our write of it is no longer news once the event is as new."""
+        entries = self._by_isvc.get(key)
+        if not entries:
+            return
+        mine = entries.get(object_key(obj))
+        event_rv = _rv(obj)
+        if mine is not None and (event_rv is None or event_rv >= (_rv(mine) or 0)):
+            del entries[object_key(obj)]
+            if not entries:
+                del self._by_isvc[key]
+
+    def forget(self, key: Key) -> None:
+        self._by_isvc.pop(key, None)
+
+    def overlay(self, key: Key, obj_key: ObjectKey, cached: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        mine = self._by_isvc.get(key, {}).get(obj_key)
+        if mine is None:
+            return cached
+        cached_rv = _rv(cached)
+        if cached is None or (cached_rv is not None and cached_rv < (_rv(mine) or 0)):
+            return mine
+        return cached
+
+    def pending(self, key: Key) -> Mapping[ObjectKey, Mapping[str, Any]]:
+        return self._by_isvc.get(key, {})
