@@ -9,7 +9,7 @@ LOCAL_KUBECONFIG := $(CLUSTER_DIR)/kubeconfig
 include hack/cluster/versions.env
 KUBECTL := $(HOME)/.cache/isvc-operator/bin/kubectl-$(KUBE_VERSION)
 
-.PHONY: help venv binaries cluster-up cluster-down dev dev-stop test test-unit test-cluster test-pytorch-server manifests render
+.PHONY: help venv binaries cluster-up cluster-down dev dev-stop test test-unit test-cluster test-pytorch-server manifests render bench bench-pytorch chaos
 
 help:
 	@echo "make dev           local control plane (unless KUBECONFIG reaches a cluster) + CRD + operator + samples"
@@ -18,6 +18,9 @@ help:
 	@echo "make cluster-down  stop it (PURGE=1 also deletes its state)"
 	@echo "make dev-stop      stop the operator started by make dev"
 	@echo "make manifests     regenerate manifests/install.yaml from the Helm chart"
+	@echo "make bench [N=300] operator vs the API server's floor (bench/operator.py)"
+	@echo "make bench-pytorch the PyTorch server vs KServe and the in-process floor"
+	@echo "make chaos         fault injection and fuzzing figures (bench/chaos.py)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,3 +62,13 @@ manifests: binaries
 
 render: venv
 	$(VENV)/bin/isvc-operator render -f $(or $(FILE),manifests/samples/tensorflow-pvc.yaml)
+
+bench: venv binaries
+	$(PY) bench/operator.py $(if $(N),--n $(N),)
+
+bench-pytorch:
+	bash servers/pytorch/run-tests.sh --co -q >/dev/null
+	servers/pytorch/.venv/bin/python bench/pytorch_server.py
+
+chaos: venv binaries
+	$(PY) bench/chaos.py
