@@ -157,6 +157,17 @@ def ensure_cluster(workdir: Path) -> tuple[str, Path]:
         log("chaos cluster runs without the audit log: restarting it fresh")
         subprocess.run(["bash", str(ROOT / "hack/cluster/down.sh"), "--purge"], env=cluster_env(policy), check=True)
     up(policy)
+    pid = component_pid("kube-apiserver")
+    running_policy = None
+    if pid:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"--audit-policy-file" in args:
+            running_policy = Path(args[args.index(b"--audit-policy-file") + 1].decode())
+    if pid and (running_policy is None or not running_policy.exists() or running_policy.read_text() != policy.read_text()):
+        log("kube-apiserver audits another user: restarting it with this run's audit policy")
+        os.kill(pid, signal.SIGTERM)
+        wait(lambda: component_pid("kube-apiserver") is None, 30, "kube-apiserver to stop")
+        up(policy)
     kubectl("apply", "-f", str(ROOT / "crds"))
     istio = ISTIO_CRD.exists()
     if istio:
@@ -548,11 +559,45 @@ def verify(api: KubeApi, namespaces: list[str], churn: Churn | None, istio: bool
             "not_ready": not_ready, "orphans": orphans, "stale": stale, "problems": problems}
 
 
-def converge(api: KubeApi, namespaces: list[str], churn: Churn | None, istio: bool, deadline_s: float) -> tuple[float | None, dict[str, Any]]:
-    """Seconds until `verify` passes (None past the deadline) and the last verification."""
+def kubelet_resync(api: KubeApi, namespaces: list[str]) -> int:
+    """Play the kubelet's part after a control-plane outage: kwok's fake kubelet readies a pod only
+    while it is Pending, but kube-controller-manager's node lifecycle controller marks Running pods
+    Ready=False when their node looked NotReady (its lease could not be renewed during the outage).
+    A real kubelet reports them Ready again; here we patch the pods' status the same way.
+    Returns how many pods it re-readied (reported as `kubelet_resyncs`)."""
+    fixed = 0
+    for ns in namespaces:
+        for pod in api.request("GET", f"/api/v1/namespaces/{ns}/pods")["items"]:
+            status = pod.get("status") or {}
+            conds = {c.get("type"): c for c in status.get("conditions") or []}
+            if (pod["metadata"].get("deletionTimestamp") or status.get("phase") != "Running"
+                    or (conds.get("Ready") or {}).get("status") != "False"
+                    or (conds.get("ContainersReady") or {}).get("status") != "True"):
+                continue
+            now = datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+            patch = {"status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}}
+            try:
+                api.request("PATCH", f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}/status", body=patch,
+                            content_type="application/strategic-merge-patch+json")
+                fixed += 1
+            except ApiError:
+                pass
+    return fixed
+
+
+def converge(api: KubeApi, namespaces: list[str], churn: Churn | None, istio: bool, deadline_s: float,
+             resync: list[int] | None = None) -> tuple[float | None, dict[str, Any]]:
+    """Seconds until `verify` passes (None past the deadline) and the last verification.
+    With `resync` (a one-element counter), pods marked NotReady by a control-plane outage are
+    re-readied as a kubelet would (see `kubelet_resync`)."""
     t0 = time.monotonic()
     last: dict[str, Any] = {}
     while time.monotonic() - t0 < deadline_s:
+        if resync is not None:
+            try:
+                resync[0] += kubelet_resync(api, namespaces)
+            except ApiError:
+                pass
         try:
             last = verify(api, namespaces, churn, istio)
         except ApiError as exc:
@@ -582,8 +627,8 @@ def result_row(name: str, faults: int, converge_s: float | None, check: dict[str
                extra: dict[str, Any] | None = None, crashes: int = 0, tracebacks: int = 0) -> dict[str, Any]:
     row = {
         "name": name, "faults": faults, "converge_s": round(converge_s, 1) if converge_s is not None else None,
-        "lost": check.get("lost", 0) + (0 if converge_s is not None else check.get("not_ready", 0)),
-        "duplicated": check.get("duplicated", 0), "stuck": check.get("stuck", 0),
+        "lost": check.get("lost", 0), "duplicated": check.get("duplicated", 0), "stuck": check.get("stuck", 0),
+        "not_ready": check.get("not_ready", 0),
         "orphans": check.get("orphans", 0), "stale": check.get("stale", 0),
         "operator_writes": operator_writes(writes), "operator_writes_by_resource": writes,
         "operator_crashes": crashes, "tracebacks": tracebacks, "isvcs_at_end": check.get("isvcs"),
@@ -594,7 +639,8 @@ def result_row(name: str, faults: int, converge_s: float | None, check: dict[str
 
 
 def churn_scenario(ctx: Context, name: str, n: int, churn_s: float, faults: list[float],
-                   inject: Callable[[int], float], operators: list[Operator], namespaces_n: int = 4) -> dict[str, Any]:
+                   inject: Callable[[int], float], operators: list[Operator], namespaces_n: int = 4,
+                   control_plane_fault: bool = False) -> dict[str, Any]:
     """Shared shape: namespaces, N isvcs, churn for churn_s with `inject(i)` at the given offsets
     (it returns when the fault is over, e.g. the component is back), then convergence."""
     api = ctx.api
@@ -620,7 +666,8 @@ def churn_scenario(ctx: Context, name: str, n: int, churn_s: float, faults: list
         time.sleep(remaining)
     churn.stop()
     log(f"{name}: churn over ({churn.ops}, {churn.failed_ops} failed); converging")
-    converge_s, check = converge(api, namespaces, churn, ctx.istio, ctx.converge_deadline)
+    resync = [0] if control_plane_fault else None
+    converge_s, check = converge(api, namespaces, churn, ctx.istio, ctx.converge_deadline, resync)
     since_fault = (time.monotonic() - last_fault_over) if converge_s is not None else None
     if converge_s is None:
         log(f"{name}: NOT converged: {check.get('problems', [])[:5]}")
@@ -631,7 +678,8 @@ def churn_scenario(ctx: Context, name: str, n: int, churn_s: float, faults: list
         op.stop()
     delete_namespaces(api, namespaces)
     return result_row(name, len(faults), since_fault, check, writes, crashes=crashes, tracebacks=tracebacks,
-                      extra={"churn_ops": churn.ops, "churn_failed_ops": churn.failed_ops,
+                      extra={"operator_log_writes": sum(op.log_writes() for op in operators),
+                             "kubelet_resyncs": resync[0] if resync else 0, "churn_ops": churn.ops, "churn_failed_ops": churn.failed_ops,
                              "converge_after_churn_s": round(converge_s, 1) if converge_s is not None else None})
 
 
@@ -667,7 +715,8 @@ def scenario_component_restart(ctx: Context, component: str) -> dict[str, Any]:
         if not op.alive():
             log(f"operator exited while {component} was down")
         return 0.0
-    return churn_scenario(ctx, f"{component}-restart", n, churn_s, outages, inject, [op])
+    return churn_scenario(ctx, f"{component.removeprefix('kube-')}-restart", n, churn_s, outages, inject, [op],
+                          control_plane_fault=True)
 
 
 def scenario_fighting_writer(ctx: Context) -> dict[str, Any]:
@@ -763,7 +812,7 @@ def scenario_fighting_writer(ctx: Context) -> dict[str, Any]:
                       crashes=crashes, tracebacks=tracebacks,
                       extra={"fighter_moves": fights, "operator_writes_per_move": round(operator_writes(writes) / max(1, total_fights), 2),
                              "quiet_window_s": quiet_s, "quiet_window_writes": operator_writes(quiet),
-                             "log_writes": op.log_writes()})
+                             "operator_log_writes": op.log_writes()})
 
 
 def scenario_leader_kill(ctx: Context) -> dict[str, Any]:
@@ -820,11 +869,12 @@ def scenario_fuzz(ctx: Context) -> dict[str, Any]:
              "the batch to be deleted")
 
     def progress(batch: int, tally: Any) -> None:
-        if batch % 5 == 4:
+        if batch % 2 == 1:
             log(f"fuzz: {len(tally.cases)} documents: {tally.counts()}")
 
     t0 = time.monotonic()
-    tally = fuzz.run_cases(cases, ns, submit, list_isvcs, delete_batch, batch=50, settle_s=90, on_batch=progress)
+    # Kwok makes pods Ready within seconds: 45 s is ample for an accepted document to be judged.
+    tally = fuzz.run_cases(cases, ns, submit, list_isvcs, delete_batch, batch=100, settle_s=45, on_batch=progress)
     counts = tally.counts()
     crashes = 0 if op.alive() else 1
     report = fuzz.format_report(tally)
@@ -856,16 +906,19 @@ SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
 
 
 def print_table(rows: list[dict[str, Any]], fuzz: dict[str, Any] | None) -> None:
-    head = ["scenario", "faults", "converge_s", "lost", "dup", "stuck", "orphans", "stale", "op_writes", "crashes", "tracebacks"]
+    head = ["scenario", "faults", "converge_s", "lost", "dup", "stuck", "orphans", "stale", "not_ready", "op_writes", "crashes",
+            "tracebacks"]
     print()
     print(" | ".join(f"{h:>10}" if i else f"{h:<18}" for i, h in enumerate(head)))
     print("-" * 140)
     for r in rows:
         values = [r["name"], r["faults"], "NOT CONVERGED" if r["converge_s"] is None else r["converge_s"], r["lost"],
-                  r["duplicated"], r["stuck"], r["orphans"], r["stale"], r["operator_writes"], r["operator_crashes"], r["tracebacks"]]
+                  r["duplicated"], r["stuck"], r["orphans"], r["stale"], r.get("not_ready", 0), r["operator_writes"],
+                  r["operator_crashes"], r["tracebacks"]]
         print(" | ".join(f"{v!s:>10}" if i else f"{v!s:<18}" for i, v in enumerate(values)))
     for r in rows:
-        extra = {k: r[k] for k in ("takeover_s", "quiet_window_writes", "operator_writes_per_move", "churn_ops") if k in r}
+        extra = {k: r[k] for k in ("takeover_s", "quiet_window_writes", "operator_writes_per_move", "operator_log_writes",
+                                   "kubelet_resyncs", "churn_ops", "fighter_moves") if k in r}
         print(f"  {r['name']}: writes by resource {r['operator_writes_by_resource']} {extra}")
         for p in r["problems"][:5]:
             print(f"    ! {p}")
@@ -883,7 +936,22 @@ def write_result(args: argparse.Namespace, ctx: Context, rows: list[dict[str, An
                  started: float) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"settings": {"quick": args.quick, "partial": True}, "scenarios": rows, "fuzz": fuzz}, indent=2) + "\n")
+    out.write_text(json.dumps(merged(args, {"settings": {"quick": args.quick, "partial": True}, "scenarios": rows, "fuzz": fuzz}),
+                              indent=2) + "\n")
+
+
+def merged(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
+    """With --merge: the existing results with this run's scenarios replaced (by name), in order."""
+    out = Path(args.out)
+    if not args.merge or not out.exists():
+        return result
+    old = json.loads(out.read_text())
+    new_rows = {r["name"]: r for r in result["scenarios"]}
+    rows = [new_rows.pop(r["name"], r) for r in old.get("scenarios", [])] + list(new_rows.values())
+    settings = {**old.get("settings", {}), **result["settings"]}
+    settings.setdefault("merged_runs", []).append({"scenarios": [r["name"] for r in result["scenarios"]],
+                                                   "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return {"settings": settings, "scenarios": rows, "fuzz": result["fuzz"] if result["fuzz"] is not None else old.get("fuzz")}
 
 
 def main() -> int:
@@ -894,6 +962,8 @@ def main() -> int:
     parser.add_argument("--workdir", default="/tmp/isvc-chaos")
     parser.add_argument("--operator-path", default=str(ROOT / "operator"), help="run another copy of the operator (e.g. a patched one)")
     parser.add_argument("--converge-deadline", type=float, default=120)
+    parser.add_argument("--merge", action="store_true",
+                        help="update only the scenarios run now in an existing --out file (keep the others)")
     args = parser.parse_args()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -942,6 +1012,9 @@ def main() -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge and out.exists():  # written after the last scenario: it already holds the merge
+        previous = json.loads(out.read_text())
+        result = {**previous, "settings": {**previous.get("settings", {}), **result["settings"], "partial": False}}
     out.write_text(json.dumps(result, indent=2) + "\n")
     log(f"wrote {out}")
     bad = [r["name"] for r in rows if not r["converged"] or r["lost"] or r["duplicated"] or r["stuck"] or r["orphans"] or r["stale"]

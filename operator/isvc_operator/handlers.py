@@ -9,6 +9,7 @@ the event loop, Events and logging; `Controller` adds per-isvc serialisation and
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from .recent import RecentWrites, object_key
 from .runtimes import load_catalog
 
 OURS = {LABEL_MANAGED_BY: OPERATOR_NAME, LABEL_ISVC: kopf.PRESENT}
+API_CONCURRENCY = 32
 ISTIO_GROUP, ISTIO_VERSION, ISTIO_PLURAL = "security.istio.io", "v1", "authorizationpolicies"
 ISTIO_CRD = f"{ISTIO_PLURAL}.{ISTIO_GROUP}"
 logger = logging.getLogger("isvc_operator")
@@ -96,20 +98,24 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Quiet kopf's own bookkeeping (we keep no state on the objects) and build the controller."""
+    # API calls run in threads (the client is synchronous): as many as its connection pool, not
+    # asyncio's default of cpu_count + 4, which capped writes in flight at 6 during a burst.
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=API_CONCURRENCY, thread_name_prefix="kube-api"))
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
     settings.networking.error_backoffs = [1, 2, 5, 10]
-    api = KubeApi(load_api_client())
+    api = KubeApi(load_api_client(pool_size=API_CONCURRENCY))
     memo.api = api
     catalog = load_catalog()
     global CACHES
     caches = CACHES = _Caches()  # fresh per kopf run: the indexes are the new run's
     memo.caches = caches
     # Known before the first pass, so a running operator never prunes policies it cannot see yet.
-    caches.istio_installed = api.serves(f"{ISTIO_GROUP}/{ISTIO_VERSION}", ISTIO_PLURAL)
+    caches.istio_installed = await asyncio.to_thread(api.serves, f"{ISTIO_GROUP}/{ISTIO_VERSION}", ISTIO_PLURAL)
     memo.controller = Controller(
         lookup=caches.lookup,
         run_pass=lambda body, children, pods: reconcile(
@@ -128,7 +134,7 @@ def stop_retries(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.index(GROUP, VERSION, PLURAL)
 def inferenceservices(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, name): dict(body)}
+    return {(namespace, name): _slim(body)}
 
 
 # The children we own, by kind: each gets a cache (kopf index) keyed by its isvc, and its events
@@ -142,8 +148,15 @@ CHILD_RESOURCES = (
 )
 
 
+def _slim(body: kopf.Body) -> dict[str, Any]:
+    """The body as cached: without managedFields, which nothing reads and which dominate its size."""
+    obj = dict(body)
+    obj["metadata"] = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    return obj
+
+
 def _index_child(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
-    return {(namespace, labels[LABEL_ISVC]): dict(body)}
+    return {(namespace, labels[LABEL_ISVC]): _slim(body)}
 
 
 for _group, _version, _plural in CHILD_RESOURCES:

@@ -54,10 +54,11 @@ class Outcome:
 
     @property
     def ready_changed(self) -> bool:
+        """An Event per change of Ready's status, and per new failure reason; not per step of a rollout."""
         before = (self.ready_before or {}).get("status")
         after = (self.ready_after or {}).get("status")
-        return self.ready_after is not None and (before != after or
-                                                 (self.ready_before or {}).get("reason") != self.ready_after.get("reason"))
+        return self.ready_after is not None and (before != after or (
+            after == "False" and (self.ready_before or {}).get("reason") != self.ready_after.get("reason")))
 
 
 def utc_now() -> str:
