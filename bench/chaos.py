@@ -45,6 +45,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import threading
@@ -263,15 +264,11 @@ class Operator:
         return sum(p.read_text(errors="replace").count("Traceback") for p in self.logs if p.exists())
 
     def log_writes(self) -> int:
-        """Writes the operator says it made (`reconcile NS/NAME: applied (N writes)`), all its logs."""
+        """Writes the operator says it made (`reconcile NS/NAME: applied (N writes[: kinds])`), all its logs."""
         total = 0
         for p in self.logs:
-            for line in p.read_text(errors="replace").splitlines():
-                if ": applied (" in line or ": invalid (" in line:
-                    try:
-                        total += int(line.split("(", 1)[1].split(" writes)", 1)[0])
-                    except (IndexError, ValueError):
-                        pass
+            for match in re.finditer(r": (?:applied|invalid) \((\d+) writes?\b", p.read_text(errors="replace")):
+                total += int(match.group(1))
         return total
 
 
@@ -940,17 +937,20 @@ def write_result(args: argparse.Namespace, ctx: Context, rows: list[dict[str, An
                               indent=2) + "\n")
 
 
-def merged(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
+def merged(args: argparse.Namespace, result: dict[str, Any], record: bool = False) -> dict[str, Any]:
     """With --merge: the existing results with this run's scenarios replaced (by name), in order."""
     out = Path(args.out)
     if not args.merge or not out.exists():
         return result
     old = json.loads(out.read_text())
+    legacy = {"kube-apiserver-restart": "apiserver-restart"}  # earlier name of the same scenario
     new_rows = {r["name"]: r for r in result["scenarios"]}
+    old["scenarios"] = [r for r in old.get("scenarios", []) if legacy.get(r["name"]) not in new_rows]
     rows = [new_rows.pop(r["name"], r) for r in old.get("scenarios", [])] + list(new_rows.values())
     settings = {**old.get("settings", {}), **result["settings"]}
-    settings.setdefault("merged_runs", []).append({"scenarios": [r["name"] for r in result["scenarios"]],
-                                                   "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    if record:
+        settings.setdefault("merged_runs", []).append({"scenarios": [r["name"] for r in result["scenarios"]],
+                                                       "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
     return {"settings": settings, "scenarios": rows, "fuzz": result["fuzz"] if result["fuzz"] is not None else old.get("fuzz")}
 
 
@@ -1012,9 +1012,10 @@ def main() -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if args.merge and out.exists():  # written after the last scenario: it already holds the merge
+    if args.merge and out.exists():  # written after the last scenario: it already holds the merged rows
         previous = json.loads(out.read_text())
-        result = {**previous, "settings": {**previous.get("settings", {}), **result["settings"], "partial": False}}
+        recorded = merged(args, result, record=True)["settings"]
+        result = {**previous, "settings": {**previous.get("settings", {}), **recorded, **result["settings"], "partial": False}}
     out.write_text(json.dumps(result, indent=2) + "\n")
     log(f"wrote {out}")
     bad = [r["name"] for r in rows if not r["converged"] or r["lost"] or r["duplicated"] or r["stuck"] or r["orphans"] or r["stale"]
