@@ -71,4 +71,4 @@ bench-pytorch:
 	servers/pytorch/.venv/bin/python bench/pytorch_server.py
 
 chaos: venv binaries
-	$(PY) bench/chaos.py
+	$(PY) bench/chaos.py $(if $(QUICK),--quick,)

@@ -37,6 +37,7 @@ class Controller:
     run_pass: Callable[[Mapping[str, Any], Mapping[ChildKey, Mapping[str, Any]], list[Any]], Awaitable[Outcome]]
     on_outcome: Callable[[Key, Mapping[str, Any], Outcome | None, BaseException | None, float], None]
     max_backoff: float = 60.0
+    on_gone: Callable[[Key, Mapping[str, Any]], None] = lambda key, body: None
     _states: dict[Key, _KeyState] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _closing: bool = False
@@ -81,8 +82,20 @@ class Controller:
         except Exception as exc:  # noqa: BLE001 - one isvc's failure must never stop the others
             if self._closing:
                 return  # interrupted by the operator's own shutdown; the next start converges it
+            if isinstance(exc, ApiError) and exc.status == 404 and "inferenceservices" in exc.message:
+                # The isvc itself is gone although the cache still holds it (a watch relisted after
+                # an outage and kopf never saw its DELETED event): stop converging it, or its
+                # children are re-created and garbage-collected in a loop.
+                self.on_gone(key, body)
+                self.on_outcome(key, body, None, exc, loop.time() - started)
+                if state.retry is not None:
+                    state.retry.cancel()
+                    state.retry = None
+                state.failures = 0
+                return
             state.failures += 1
-            delay = min(self.max_backoff, 0.5 * 2 ** (state.failures - 1))
+            # Capped exponent: 2 ** 1024 does not fit a float (OverflowError after 1024 failures).
+            delay = min(self.max_backoff, 0.5 * 2 ** min(state.failures - 1, 16))
             self.on_outcome(key, body, None, exc, loop.time() - started)
             if not isinstance(exc, (ApiError, ChildrenRejected)):
                 logger.exception("reconcile of %s/%s failed; retrying in %.1fs", *key, delay)

@@ -46,9 +46,20 @@ class _Caches:
 
     def __init__(self) -> None:
         self.recent = RecentWrites()
+        # uids of isvcs the API server says are gone while kopf's index still holds them (kopf's
+        # relist after a watch gap yields the listed objects only, never DELETED for the others).
+        self.gone: set[str] = set()
+
+    def forget(self, key: Key, body: Mapping[str, Any]) -> None:
+        uid = (body.get("metadata") or {}).get("uid")
+        if uid:
+            self.gone.add(uid)
 
     def lookup(self, key: Key) -> tuple[Mapping[str, Any] | None, dict[ChildKey, Mapping[str, Any]], list[Any]]:
-        body = next(iter(self.isvcs.get(key, ())), None) if self.isvcs is not None else None
+        # Several bodies under one key: a ghost of a deleted incarnation next to the live one.
+        bodies = [b for b in (self.isvcs.get(key, ()) if self.isvcs is not None else ())
+                  if (b.get("metadata") or {}).get("uid") not in self.gone]
+        body = max(bodies, key=lambda b: (b.get("metadata") or {}).get("creationTimestamp") or "", default=None)
         if body is None:
             self.recent.forget(key)
             return None, {}, []
@@ -121,6 +132,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         run_pass=lambda body, children, pods: reconcile(
             body, children, api, catalog, pods=pods, istio_installed=caches.istio_installed),
         on_outcome=_report,
+        on_gone=caches.forget,
     )
     logger.info("isvc-operator started: runtimes %s; Istio %s; metrics on port %s",
                 ", ".join(sorted(catalog.runtimes)), "installed" if caches.istio_installed else "not installed",

@@ -7,6 +7,7 @@ Plain dicts in and out (no model classes): the builders already speak dicts, and
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -104,8 +105,18 @@ class KubeApi:
         path = resource_path(obj["apiVersion"], obj["kind"], metadata["namespace"], metadata["name"])
         return self.request(
             "PATCH", path, query={"fieldManager": FIELD_MANAGER, "force": "true"},
-            body=obj, content_type="application/apply-patch+yaml",
+            body=yaml_safe_json(obj), content_type="application/apply-patch+yaml",
         )
+
+    def valid_alone(self, obj: Mapping[str, Any]) -> bool:
+        """Whether the API server would accept `obj` as a new object (dry-run create: 409 = valid, exists)."""
+        metadata = obj["metadata"]
+        try:
+            self.request("POST", resource_path(obj["apiVersion"], obj["kind"], metadata["namespace"]),
+                         query={"dryRun": "All"}, body=yaml_safe_json(obj))
+        except ApiError as exc:
+            return exc.status == 409
+        return True
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
@@ -130,6 +141,21 @@ class KubeApi:
     def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
         path = resource_path(f"{GROUP}/{VERSION}", "InferenceService", namespace, name) + "/status"
         return self.request("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")
+
+
+# A JSON surrogate pair (Python's json escapes characters beyond U+FFFF so) is not a valid YAML
+# escape, and apply bodies are parsed as YAML: write such characters as YAML's \\UXXXXXXXX instead.
+_SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
+def _astral(match: re.Match[str]) -> str:
+    high, low = int(match.group(2), 16), int(match.group(3), 16)
+    return f"{match.group(1)}\\U{0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00):08X}"
+
+
+def yaml_safe_json(obj: Any) -> bytes:
+    """JSON that a YAML parser reads as the same object (JSON is YAML 1.2 except for surrogate escapes)."""
+    return _SURROGATE_PAIR.sub(_astral, json.dumps(obj)).encode()
 
 
 def _api_error(status: int, reason: str, data: Any) -> ApiError:

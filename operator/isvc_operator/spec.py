@@ -207,6 +207,9 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
     )
 
 
+_VERSION_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
 def _versions(framework: str, body: Mapping[str, Any]) -> tuple[VersionPolicy | None, tuple[tuple[str, int], ...]]:
     policy_spec = body.get("modelVersionPolicy")
     labels_spec = body.get("versionLabels") or {}
@@ -228,6 +231,11 @@ def _versions(framework: str, body: Mapping[str, Any]) -> tuple[VersionPolicy | 
         else:
             policy = VersionPolicy(kind)
     labels = tuple(sorted((str(k), int(v)) for k, v in labels_spec.items()))
+    unsafe = [k for k, _ in labels if not _VERSION_LABEL.match(k)]
+    if unsafe:
+        # Written into TF Serving's text config between quotes: only plain names, no injection.
+        raise InvalidSpec(f"spec.predictor.tensorflow.versionLabels: {', '.join(map(repr, unsafe))}: a label is letters, "
+                          "digits, '_', '-' and '.' (at most 63)")
     if policy is not None and policy.kind == "specific":
         unknown = [f"{k}={v}" for k, v in labels if v not in policy.versions]
         if unknown:
@@ -273,10 +281,10 @@ def parse_inferenceservice(body: Mapping[str, Any]) -> InferenceService:
         raise InvalidSpec(f"spec.authorization.mode: {mode!r} is not one of {', '.join(AUTHORIZATION_MODES)}")
     principals = list(authorization.get("principals") or ())
     for account in authorization.get("serviceAccounts") or ():
-        namespace, sep, name = account.partition("/")
-        if not sep or not namespace or not name:
+        account_namespace, sep, account_name = account.partition("/")
+        if not sep or not account_namespace or not account_name:
             raise InvalidSpec(f"spec.authorization.serviceAccounts: {account!r} is not NAMESPACE/NAME")
-        principals.append(f"cluster.local/ns/{namespace}/sa/{name}")
+        principals.append(f"cluster.local/ns/{account_namespace}/sa/{account_name}")
     return InferenceService(
         name=name,
         namespace=metadata.get("namespace", "default"),
