@@ -164,6 +164,13 @@ def operator_identity(kube: Kube) -> Iterator[tuple[str, Kube]]:
     kube.run("delete", "-f", "-", "--ignore-not-found", input=rendered, check=False)
 
 
+def operator_tracebacks(log: str) -> list[str]:
+    """Log lines with a traceback, except kopf's own report of a watch that failed because a CRD it
+    watched was deleted under it (the Istio tests uninstall Istio's CRD while the operator runs)."""
+    return [line for line in log.splitlines() if "Traceback" in line
+            and not ("Watcher for authorizationpolicies" in line and "404" in line)]
+
+
 @pytest.fixture(scope="session")
 def operator(kube: Kube, operator_identity: tuple[str, Kube]) -> Iterator[OperatorProcess]:
     (CLUSTER_DIR / "logs").mkdir(parents=True, exist_ok=True)
@@ -173,7 +180,7 @@ def operator(kube: Kube, operator_identity: tuple[str, Kube]) -> Iterator[Operat
     proc.start()
     yield proc
     proc.stop()
-    assert "Traceback" not in proc.log(), f"the operator logged a traceback: see {log_path}"
+    assert not operator_tracebacks(proc.log()), f"the operator logged a traceback: see {log_path}"
 
 
 @pytest.fixture
