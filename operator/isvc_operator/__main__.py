@@ -18,7 +18,7 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     from . import metrics
-    from .handlers import restart, shutting_down  # importing registers the handlers
+    from .handlers import restart  # importing registers the handlers
 
     kopf.configure(verbose=args.verbose, debug=args.debug, log_format=kopf.LogFormat[args.log_format.upper()])
     if not (args.verbose or args.debug):
@@ -41,7 +41,7 @@ def _run(args: argparse.Namespace) -> int:
                 liveness_endpoint=args.liveness,
                 stop_flag=restart,
             )
-            if not restart.is_set() or shutting_down.is_set():
+            if not restart.is_set():
                 return
 
     def stop_operator() -> None:

@@ -33,8 +33,6 @@ ISTIO_CRD = f"{ISTIO_PLURAL}.{ISTIO_GROUP}"
 logger = logging.getLogger("isvc_operator")
 # Set to stop kopf so that `isvc-operator run` starts it again with fresh resource discovery.
 restart = threading.Event()
-# Set when kopf stops for good (SIGTERM): `restart` is then set only to release kopf's flag watcher.
-shutting_down = threading.Event()
 
 
 class _Caches:
@@ -144,11 +142,6 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 @kopf.on.cleanup()
 def stop_retries(memo: kopf.Memo, **_: Any) -> None:
     memo.controller.close()
-    if not restart.is_set():
-        # kopf waits for a threading.Event stop flag in an executor thread; without this the
-        # executor's shutdown would wait for it forever after a SIGTERM.
-        shutting_down.set()
-        restart.set()
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
