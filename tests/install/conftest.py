@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "isvc-operator"
@@ -40,15 +41,11 @@ def run(cmd: Sequence[str | os.PathLike[str]], *, input: str | None = None, chec
 
 
 def poll(what: str, condition: Callable[[], object], *, timeout: float = 60, interval: float = 0.5) -> object:
-    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last seen: {last!r})", pytrace=False)
+    """tests/conftest.py's `wait_until`, failing without a traceback of the polling itself."""
+    try:
+        return wait_until(condition, timeout, what, interval)
+    except AssertionError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 def _bin_dir(what: str) -> Path:
