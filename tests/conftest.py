@@ -118,13 +118,17 @@ class OperatorProcess:
                    or self.proc.poll() is not None, 60, "the operator to start watching")
         assert self.proc.poll() is None, f"operator exited: see {self.log_path}"
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """SIGTERM, as the kubelet sends it; the exit code, or None when it had to be killed."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait()
+                return None
+        return self.proc.returncode if self.proc else None
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -179,8 +183,9 @@ def operator(kube: Kube, operator_identity: tuple[str, Kube]) -> Iterator[Operat
     proc = OperatorProcess(operator_identity[1], log_path)
     proc.start()
     yield proc
-    proc.stop()
+    code = proc.stop()
     assert not operator_tracebacks(proc.log()), f"the operator logged a traceback: see {log_path}"
+    assert code == 0, f"the operator did not exit cleanly on SIGTERM (exit code {code}; None: killed after 20 s)"
 
 
 @pytest.fixture

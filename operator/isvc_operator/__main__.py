@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import threading
 import sys
 from collections.abc import Sequence
 
@@ -18,7 +17,8 @@ def _run(args: argparse.Namespace) -> int:
     import kopf
 
     from . import metrics
-    from .handlers import restart  # importing registers the handlers
+    from . import handlers  # noqa: F401 - importing registers the handlers
+    from .watches import WATCHES
 
     kopf.configure(verbose=args.verbose, debug=args.debug, log_format=kopf.LogFormat[args.log_format.upper()])
     if not (args.verbose or args.debug):
@@ -26,34 +26,22 @@ def _run(args: argparse.Namespace) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     if args.metrics_port:
         metrics.serve(args.metrics_port)
-    stopping = threading.Event()
 
     def run_operator() -> None:
-        # kopf discovers resources when it starts (and on CRD events, racing the API server's
-        # discovery); when Istio appears at run time, a handler asks for a restart of the watches.
-        while not stopping.is_set():
-            restart.clear()
-            kopf.run(
-                memo=kopf.Memo(metrics_port=args.metrics_port),
-                standalone=True,
-                clusterwide=not args.namespace,
-                namespaces=args.namespace or (),
-                liveness_endpoint=args.liveness,
-                stop_flag=restart,
-            )
-            if not restart.is_set():
-                return
-
-    def stop_operator() -> None:
-        stopping.set()
-        restart.set()
+        WATCHES.run(
+            memo=kopf.Memo(metrics_port=args.metrics_port),
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or (),
+            liveness_endpoint=args.liveness,
+        )
 
     if not args.leader_elect:
         run_operator()
         return 0
     from .leader import run_as_leader
 
-    run_as_leader(run_operator, stop_operator, namespace=args.leader_election_namespace,
+    run_as_leader(run_operator, WATCHES.stop, namespace=args.leader_election_namespace,
                   name=args.leader_election_id, liveness=args.liveness)
     return 0
 

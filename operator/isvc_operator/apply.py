@@ -12,9 +12,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from kubernetes.utils.quantity import parse_quantity
+
 from .constants import ANNOTATION_SPEC_HASH
 
 ChildKey = tuple[str, str, str]  # (apiVersion, kind, name)
+# Maps whose values are resource quantities (resources.limits/requests, PVC requests, emptyDir).
+QUANTITY_MAPS = frozenset({"limits", "requests", "sizeLimit", "capacity"})
 
 
 def child_key(obj: Mapping[str, Any]) -> ChildKey:
@@ -33,13 +37,22 @@ def with_hash(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {**obj, "metadata": metadata}
 
 
-def is_subset(desired: Any, live: Any) -> bool:
+def _same_quantity(desired: Any, live: Any) -> bool:
+    """The API server stores quantities canonically (`1073741824` -> `1Gi`, `0.5` -> `500m`)."""
+    try:
+        return parse_quantity(desired) == parse_quantity(live)
+    except (ValueError, TypeError, ArithmeticError):
+        return False
+
+
+def is_subset(desired: Any, live: Any, *, quantities: bool = False) -> bool:
     """Every field we set is present in `live` with the same value (server defaults may add more)."""
     if isinstance(desired, Mapping):
-        return isinstance(live, Mapping) and all(k in live and is_subset(v, live[k]) for k, v in desired.items())
+        return isinstance(live, Mapping) and all(
+            k in live and is_subset(v, live[k], quantities=quantities or k in QUANTITY_MAPS) for k, v in desired.items())
     if isinstance(desired, list):
         return isinstance(live, list) and len(desired) == len(live) and all(map(is_subset, desired, live))
-    return desired == live
+    return desired == live or (quantities and _same_quantity(desired, live))
 
 
 def needs_apply(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,14 +24,13 @@ from .kube_api import ApiError, KubeApi, load_api_client
 from .reconcile import Outcome, reconcile
 from .recent import RecentWrites, object_key
 from .runtimes import load_catalog
+from .watches import WATCHES
 
 OURS = {LABEL_MANAGED_BY: OPERATOR_NAME, LABEL_ISVC: kopf.PRESENT}
 API_CONCURRENCY = 32
 ISTIO_GROUP, ISTIO_VERSION, ISTIO_PLURAL = "security.istio.io", "v1", "authorizationpolicies"
 ISTIO_CRD = f"{ISTIO_PLURAL}.{ISTIO_GROUP}"
 logger = logging.getLogger("isvc_operator")
-# Set to stop kopf so that `isvc-operator run` starts it again with fresh resource discovery.
-restart = threading.Event()
 
 
 class _Caches:
@@ -140,8 +138,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 
 @kopf.on.cleanup()
-def stop_retries(memo: kopf.Memo, **_: Any) -> None:
+async def stop_retries(memo: kopf.Memo, **_: Any) -> None:
     memo.controller.close()
+    WATCHES.release_stop_flag()
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -234,7 +233,7 @@ async def istio_crd_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, 
                 break
             await asyncio.sleep(0.5)
         logger.info("Istio's AuthorizationPolicy CRD is installed: restarting the watches to include it")
-        restart.set()
+        WATCHES.request_restart()
         return
     caches.istio_installed = False
     logger.info("Istio's AuthorizationPolicy CRD is gone: re-reconciling every InferenceService")

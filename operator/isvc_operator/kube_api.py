@@ -7,6 +7,7 @@ Plain dicts in and out (no model classes): the builders already speak dicts, and
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -15,6 +16,8 @@ from urllib.parse import quote, urlencode
 from kubernetes import client, config
 
 from .constants import FIELD_MANAGER, GROUP, PLURAL, VERSION
+
+logger = logging.getLogger("isvc_operator")
 
 # (apiVersion, kind) -> plural; everything the operator owns or reads.
 PLURALS: dict[tuple[str, str], str] = {
@@ -108,15 +111,31 @@ class KubeApi:
             body=yaml_safe_json(obj), content_type="application/apply-patch+yaml",
         )
 
-    def valid_alone(self, obj: Mapping[str, Any]) -> bool:
-        """Whether the API server would accept `obj` as a new object (dry-run create: 409 = valid, exists)."""
-        metadata = obj["metadata"]
+    def apply_or_replace(self, obj: Mapping[str, Any], *, exists: bool) -> dict[str, Any]:
+        """Server-side apply; if the API server rejects the merge only because another field manager
+        owns list entries beside ours (e.g. a Service port renumbered by hand: two ports named
+        `http`), replace the child with exactly our object. A forced apply cannot take those entries
+        back: they are keyed by a value we do not set, so it keeps them and fails every time."""
         try:
-            self.request("POST", resource_path(obj["apiVersion"], obj["kind"], metadata["namespace"]),
-                         query={"dryRun": "All"}, body=yaml_safe_json(obj))
+            return self.apply(obj)
         except ApiError as exc:
-            return exc.status == 409
-        return True
+            if exc.status != 422 or not exists:
+                raise
+            rejected = exc
+        live = self.get(obj["apiVersion"], obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+        if live is None:
+            raise rejected  # deleted in between: the next pass creates it
+        replacement = _replacement(obj, live)
+        metadata = replacement["metadata"]
+        try:
+            replaced = self.request(
+                "PUT", resource_path(obj["apiVersion"], obj["kind"], metadata["namespace"], metadata["name"]),
+                query={"fieldManager": FIELD_MANAGER}, body=replacement)
+        except ApiError as exc:
+            raise (rejected if exc.status == 422 else exc) from None  # our object itself is invalid
+        logger.info("%s %s/%s: replaced (apply was rejected: %s)", obj["kind"], metadata["namespace"],
+                    metadata["name"], rejected.message)
+        return replaced
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
@@ -146,6 +165,21 @@ class KubeApi:
 # A JSON surrogate pair (Python's json escapes characters beyond U+FFFF so) is not a valid YAML
 # escape, and apply bodies are parsed as YAML: write such characters as YAML's \\UXXXXXXXX instead.
 _SURROGATE_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
+def _replacement(desired: Mapping[str, Any], live: Mapping[str, Any]) -> dict[str, Any]:
+    """Our object for a PUT over `live`: others' labels and annotations stay (e.g. the Deployment
+    controller's revision), and so do `replicas` when we leave them to an autoscaler."""
+    live_metadata = live.get("metadata") or {}
+    metadata = dict(desired["metadata"])
+    for field in ("labels", "annotations"):
+        metadata[field] = {**(live_metadata.get(field) or {}), **(metadata.get(field) or {})}
+    metadata["resourceVersion"] = live_metadata["resourceVersion"]
+    replacement = {**desired, "metadata": metadata}
+    live_spec, spec = live.get("spec") or {}, desired.get("spec")
+    if isinstance(spec, Mapping) and "replicas" in live_spec and "replicas" not in spec:
+        replacement["spec"] = {**spec, "replicas": live_spec["replicas"]}
+    return replacement
 
 
 def _astral(match: re.Match[str]) -> str:

@@ -111,8 +111,9 @@ async def reconcile(
         elif live is not None:
             observed_children[key] = live
     # Children of one isvc are independent: write them concurrently.
-    results = await asyncio.gather(*(asyncio.to_thread(api.apply, with_hash(obj)) for _, obj in to_apply),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(asyncio.to_thread(api.apply_or_replace, with_hash(obj), exists=key in live_children) for key, obj in to_apply),
+        return_exceptions=True)
     rejected: dict[str, dict[str, Any]] = {}
     retryable: BaseException | None = None
     for (key, _), result in zip(to_apply, results):

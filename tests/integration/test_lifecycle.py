@@ -133,6 +133,28 @@ def test_a_hand_edited_child_is_restored(kube, operator, namespace, model_claim)
     wait_until(lambda: kube.get("service", "edited", namespace)["spec"]["type"] == "NodePort", 30, "the Service type to be restored")
 
 
+def test_a_renumbered_service_port_is_replaced_not_left_beside_ours(kube, operator, namespace, model_claim):
+    """Another writer renumbers our port: a forced apply would keep its entry (keyed by the new
+    number) beside ours, both named http, and be rejected forever; the operator replaces the Service."""
+    kube.apply(isvc("renumbered", namespace))
+    wait_ready(kube, "renumbered", namespace)
+    before = kube.get("service", "renumbered", namespace)
+    ports = before["spec"]["ports"]
+    http = next(i for i, p in enumerate(ports) if p["name"] == "http")
+    kube.run("patch", "service", "renumbered", "-n", namespace, "--type=json",
+             "-p", f'[{{"op": "replace", "path": "/spec/ports/{http}/port", "value": 8501}}]')
+
+    def restored():
+        svc = kube.get("service", "renumbered", namespace)
+        numbers = sorted(p["port"] for p in svc["spec"]["ports"])
+        return svc if numbers == sorted(p["port"] for p in ports) else None
+    svc = wait_until(restored, 30, "the Service's ports to be ours again")
+    assert svc["spec"]["clusterIP"] == before["spec"]["clusterIP"], "replaced in place, not recreated"
+    assert svc["metadata"]["uid"] == before["metadata"]["uid"]
+    obj = wait_ready(kube, "renumbered", namespace)
+    assert condition(obj, "ServiceReady")["reason"] != "ServiceRejected"
+
+
 def test_deleting_the_isvc_removes_its_children(kube, operator, namespace, model_claim):
     kube.apply(isvc("doomed", namespace))
     wait_ready(kube, "doomed", namespace)

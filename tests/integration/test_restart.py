@@ -21,7 +21,7 @@ def test_restart_makes_no_writes_for_an_unchanged_isvc(kube, operator, namespace
     kube.apply(isvc("steady", namespace))
     wait_ready(kube, "steady", namespace)
     before = versions(kube, namespace)
-    operator.stop()
+    assert operator.stop() == 0, "SIGTERM must end the operator with exit code 0, not leave it to be killed"
     operator.start()
     # A marker created after the restart is reconciled after the initial listing of "steady".
     kube.apply(isvc("marker", namespace))
