@@ -508,8 +508,14 @@ def verify(api: KubeApi, namespaces: list[str], churn: Churn | None, istio: bool
         cond = _ready(obj)
         if cond.get("status") != "True" or (obj.get("status") or {}).get("observedGeneration") != obj["metadata"]["generation"]:
             not_ready += 1
+            # The Deployment's own view tells a stale operator apart from pods that never became ready.
+            deployments = children.get(key, {}).get("Deployment") or [{}]
+            dstatus = deployments[0].get("status") or {}
             problems.append(f"isvc {ns}/{name} not Ready at generation {obj['metadata']['generation']}: "
-                            f"{cond.get('status')} {cond.get('reason')} (observed {(obj.get('status') or {}).get('observedGeneration')})")
+                            f"{cond.get('status')} {cond.get('reason')} (observed {(obj.get('status') or {}).get('observedGeneration')}); "
+                            f"Deployment generation {(deployments[0].get('metadata') or {}).get('generation')} observed "
+                            f"{dstatus.get('observedGeneration')}, replicas {dstatus.get('replicas')} updated "
+                            f"{dstatus.get('updatedReplicas')} ready {dstatus.get('readyReplicas')} available {dstatus.get('availableReplicas')}")
         want = expected_children(obj, istio)
         have = children.pop(key, {})
         for kind, child_name in want.items():

@@ -67,3 +67,41 @@ def test_one_leader_reconciles_and_the_follower_takes_over(kube, operator, opera
         operator.start()
     for _, log in replicas:
         assert "Traceback" not in log.read_text(), f"traceback in {log}"
+
+
+def test_a_rolling_update_hands_the_lease_over_without_a_gap(kube, operator, operator_identity, namespace, model_claim):
+    """As a Deployment rolls: a new replica starts, then the old leader gets SIGTERM. The leader
+    releases the Lease on its way out, so a waiting replica leads within a retry period or two,
+    not after the lease duration; never two leaders."""
+    operator.stop()
+    replicas = []
+    try:
+        op_kube = operator_identity[1]
+        replicas.append(start_replica(op_kube, namespace, 0))
+        wait_until(lambda: leading(replicas[0][1]), 30, "the first replica to take the Lease")
+        replicas.append(start_replica(op_kube, namespace, 1))
+        wait_until(lambda: "waits for Lease" in replicas[1][1].read_text(), 30, "the new replica to wait")
+
+        replicas[0][0].send_signal(signal.SIGTERM)
+        assert replicas[0][0].wait(timeout=20) == 0, "the old leader must exit cleanly on SIGTERM"
+        assert "released Lease" in replicas[0][1].read_text()
+        released_at = time.monotonic()
+        wait_until(lambda: leading(replicas[1][1]), LEASE_SECONDS, "the new replica to take the released Lease")
+        handover = time.monotonic() - released_at
+        assert handover < LEASE_SECONDS / 2, f"handover took {handover:.1f}s: the Lease was not released"
+
+        kube.apply(isvc("rolled", namespace))
+        wait_ready(kube, "rolled", namespace)
+        holder = kube.get("lease", "isvc-operator-leader", namespace)["spec"]["holderIdentity"]
+        assert holder.endswith(f"_{replicas[1][0].pid}")
+    finally:
+        for proc, _ in replicas:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        operator.start()
+    for _, log in replicas:
+        assert "Traceback" not in log.read_text(), f"traceback in {log}"
