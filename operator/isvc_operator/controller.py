@@ -27,6 +27,7 @@ class _KeyState:
     dirty: bool = False
     failures: int = 0
     retry: asyncio.TimerHandle | None = None
+    orphans_since: float | None = None
 
 
 @dataclass
@@ -38,6 +39,9 @@ class Controller:
     on_outcome: Callable[[Key, Mapping[str, Any], Outcome | None, BaseException | None, float], None]
     max_backoff: float = 60.0
     on_gone: Callable[[Key, Mapping[str, Any]], None] = lambda key, body: None
+    # Deletes children left behind by a deleted isvc (see `_orphans`); None: leave them to the GC.
+    delete_orphan: Callable[[Mapping[str, Any]], Awaitable[None]] | None = None
+    orphan_grace: float = 30.0
     _states: dict[Key, _KeyState] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _closing: bool = False
@@ -73,9 +77,11 @@ class Controller:
 
     async def _pass(self, key: Key, state: _KeyState) -> None:
         body, children, pods = self.lookup(key)
-        if body is None:
-            return  # deleted: its children go with it
         loop = asyncio.get_running_loop()
+        if body is None:
+            await self._orphans(key, state, children)
+            return
+        state.orphans_since = None
         started = loop.time()
         try:
             outcome = await self.run_pass(body, children, pods)
@@ -108,6 +114,32 @@ class Controller:
             state.retry = None
         state.failures = 0
         self.on_outcome(key, body, outcome, None, loop.time() - started)
+
+    async def _orphans(self, key: Key, state: _KeyState, children: Mapping[ChildKey, Mapping[str, Any]]) -> None:
+        """The isvc is gone: Kubernetes' garbage collector removes its children, normally within a
+        second. After an API server outage its per-object backoff can hold some for minutes (seen
+        in the chaos suite), so whatever is still here after `orphan_grace` seconds we delete."""
+        left = [c for c in children.values() if not (c.get("metadata") or {}).get("deletionTimestamp")]
+        if not left or self.delete_orphan is None:
+            state.orphans_since = None
+            return
+        loop = asyncio.get_running_loop()
+        if state.orphans_since is None:
+            state.orphans_since = loop.time()
+        waited = loop.time() - state.orphans_since
+        if waited < self.orphan_grace:
+            if state.retry is None:
+                state.retry = loop.call_later(self.orphan_grace - waited, self._retry, key)
+            return
+        for child in left:
+            meta = child.get("metadata") or {}
+            logger.warning("%s %s/%s outlived its deleted InferenceService by %.0fs: deleting it",
+                           child.get("kind"), meta.get("namespace"), meta.get("name"), waited)
+            try:
+                await self.delete_orphan(child)
+            except ApiError as exc:
+                logger.warning("deleting %s %s/%s failed: %s", child.get("kind"), meta.get("namespace"), meta.get("name"), exc)
+        state.orphans_since = None
 
     def _retry(self, key: Key) -> None:
         state = self._states.get(key)

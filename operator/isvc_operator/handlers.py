@@ -28,6 +28,7 @@ from .watches import WATCHES
 
 OURS = {LABEL_MANAGED_BY: OPERATOR_NAME, LABEL_ISVC: kopf.PRESENT}
 API_CONCURRENCY = 32
+EVENT_POSTERS = 8
 ISTIO_GROUP, ISTIO_VERSION, ISTIO_PLURAL = "security.istio.io", "v1", "authorizationpolicies"
 ISTIO_CRD = f"{ISTIO_PLURAL}.{ISTIO_GROUP}"
 logger = logging.getLogger("isvc_operator")
@@ -58,14 +59,14 @@ class _Caches:
         bodies = [b for b in (self.isvcs.get(key, ()) if self.isvcs is not None else ())
                   if (b.get("metadata") or {}).get("uid") not in self.gone]
         body = max(bodies, key=lambda b: (b.get("metadata") or {}).get("creationTimestamp") or "", default=None)
-        if body is None:
-            self.recent.forget(key)
-            return None, {}, []
-        body = self.recent.overlay(key, object_key(body), body)
         children: dict[ChildKey, Mapping[str, Any]] = {}
         for index in self.children:
             for child in index.get(key, ()):
                 children[object_key(child)] = child
+        if body is None:
+            self.recent.forget(key)
+            return None, children, []  # what is left of a deleted isvc
+        body = self.recent.overlay(key, object_key(body), body)
         for child_key in self.recent.pending(key):
             if child_key != object_key(body):
                 children[child_key] = self.recent.overlay(key, child_key, children.get(child_key))
@@ -114,6 +115,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=API_CONCURRENCY, thread_name_prefix="kube-api"))
     settings.posting.level = logging.WARNING
+    # kopf posts each object's Events from its own worker over a connection pool without a limit:
+    # the Ready burst of 1000 isvcs held ~430 TLS connections open at once (+115 MB of OpenSSL and
+    # aiohttp buffers in the main heap, kept). A few posters keep up with the burst.
+    settings.posting.worker_limit = EVENT_POSTERS
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
     settings.networking.error_backoffs = [1, 2, 5, 10]
@@ -131,6 +136,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             body, children, api, catalog, pods=pods, istio_installed=caches.istio_installed),
         on_outcome=_report,
         on_gone=caches.forget,
+        delete_orphan=lambda child: asyncio.to_thread(
+            api.delete, child["apiVersion"], child["kind"], child["metadata"]["namespace"], child["metadata"]["name"],
+            child["metadata"].get("uid")),
     )
     logger.info("isvc-operator started: runtimes %s; Istio %s; metrics on port %s",
                 ", ".join(sorted(catalog.runtimes)), "installed" if caches.istio_installed else "not installed",
@@ -199,6 +207,8 @@ async def inferenceservice_changed(namespace: str, name: str, type: str | None, 
     if type == "DELETED":
         metrics.forget((namespace, name))
         CACHES.recent.forget((namespace, name))
+        # A pass of a deleted isvc watches that its children follow it (see Controller._orphans).
+        await _bind(memo, kwargs).trigger((namespace, name))
         return
     CACHES.recent.observed((namespace, name), body)
     await _bind(memo, kwargs).trigger((namespace, name))

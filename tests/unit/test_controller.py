@@ -1,0 +1,51 @@
+"""The per-isvc controller: serial passes, and children a deleted isvc left behind."""
+
+from __future__ import annotations
+
+import asyncio
+
+from isvc_operator.controller import Controller
+
+
+def child(name: str, deleting: bool = False) -> dict:
+    meta = {"name": name, "namespace": "ns", "uid": f"uid-{name}"}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta}
+
+
+def run_orphan_scenario(children: dict, *, gc_removes_after: float | None, grace: float = 0.2) -> list[str]:
+    """A deleted isvc with `children` in the cache; the GC removes them after `gc_removes_after`."""
+    deleted: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        def lookup(key):
+            gone = gc_removes_after is not None and loop.time() - started >= gc_removes_after
+            return None, ({} if gone else children), []
+
+        async def delete_orphan(obj):
+            deleted.append(obj["metadata"]["name"])
+            children.pop(obj["metadata"]["name"])
+
+        async def never(*_):
+            raise AssertionError("a deleted isvc must not be reconciled")
+
+        controller = Controller(lookup=lookup, run_pass=never, on_outcome=lambda *a: None,
+                                delete_orphan=delete_orphan, orphan_grace=grace)
+        await controller.trigger(("ns", "gone"))
+        await asyncio.sleep(grace * 2.5)
+        controller.close()
+
+    asyncio.run(main())
+    return deleted
+
+
+def test_children_the_garbage_collector_removes_in_time_are_left_to_it():
+    assert run_orphan_scenario({"a": child("a")}, gc_removes_after=0.05) == []
+
+
+def test_children_outliving_their_deleted_isvc_are_deleted_after_the_grace():
+    assert run_orphan_scenario({"a": child("a"), "b": child("b", deleting=True)}, gc_removes_after=None) == ["a"]
