@@ -58,6 +58,8 @@ class Batcher:
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsplittable: set[int] = set()  # ids of models whose outputs cannot be split by row
+        self._running = 0  # passes running now (lock held)
+        self._running_rows = 0  # and their rows
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -89,7 +91,10 @@ class Batcher:
             if self._stopping and not any(t.is_alive() for t in self._threads):
                 raise RuntimeError("server is shutting down")
             self._pending.append(item)
-            self._cond.notify()
+            if self.num_threads > 1:
+                self._cond.notify_all()  # an idle worker, or one gathering rows for its next pass
+            else:
+                self._cond.notify()
         return await fut
 
     # ---- worker side ---------------------------------------------------------------------------
@@ -98,12 +103,27 @@ class Batcher:
         while True:
             with self._cond:
                 busy = bool(self._pending)  # work was waiting while the previous batch ran
-                while not self._pending:
-                    if self._stopping:
-                        return
-                    self._cond.wait()
-                first = self._pending[0]
-                if not self._stopping and isinstance(first.key, tuple):
+                while True:
+                    while not self._pending:
+                        if self._stopping:
+                            return
+                        self._cond.wait()
+                    first = self._pending[0]
+                    if self._stopping or not isinstance(first.key, tuple):
+                        break
+                    if self._running and self.merge_fraction > 0 and last_seconds:
+                        # Another worker's pass is running, so the CPU is busy anyway: gather an
+                        # even share of the rows in flight (the running passes' rows plus ours,
+                        # whose clients are coming back) before starting. The clients then settle
+                        # into one group per worker, and passes stay as large as they can be.
+                        target = min(self.max_batch_size, max(1, -(-(self._running_rows + last_rows)
+                                                                   // (self._running + 1))))
+                        self._wait_rows(first, target, first.t0 + min(
+                            MAX_MERGE_WAIT_S, self.merge_fraction * last_seconds))
+                        busy = False
+                        if self._pending and self._pending[0] is first:
+                            break  # enough rows, or the wait is up
+                        continue  # another worker took the request: look again
                     if busy and self.merge_fraction > 0 and last_rows:
                         # Under load the queue holds about half the clients; the other half is
                         # reading the answers just sent and will be back in a moment. Wait a
@@ -111,16 +131,25 @@ class Batcher:
                         target = min(self.max_batch_size, self._rows_for(first.key) + last_rows)
                         self._wait_rows(first, target, time.perf_counter() + min(
                             MAX_MERGE_WAIT_S, self.merge_fraction * last_seconds))
+                        busy = False
                     elif not busy and self.batch_timeout_s > 0:
                         self._wait_rows(first, self.max_batch_size, first.t0 + self.batch_timeout_s)
-                    if not self._pending:
-                        continue
-                    first = self._pending[0]
+                    if self._pending:
+                        first = self._pending[0]
+                        break
                 batch = self._take(first.key)
+                rows = sum(it.rows for it in batch)
+                self._running_rows += rows or 1
+                self._running += 1
             t0 = time.perf_counter()
-            self._run(batch)
+            try:
+                self._run(batch)
+            finally:
+                with self._cond:
+                    self._running_rows -= rows or 1
+                    self._running -= 1
             last_seconds = time.perf_counter() - t0
-            last_rows = sum(it.rows for it in batch)
+            last_rows = rows
 
     def _wait_rows(self, first: _Item, target: int, deadline: float) -> None:
         """Wait (lock held) until ``target`` rows share the first item's key, or ``deadline``."""
