@@ -28,7 +28,6 @@ from .watches import WATCHES
 
 OURS = {LABEL_MANAGED_BY: OPERATOR_NAME, LABEL_ISVC: kopf.PRESENT}
 API_CONCURRENCY = 32
-EVENT_POSTERS = 8
 ISTIO_GROUP, ISTIO_VERSION, ISTIO_PLURAL = "security.istio.io", "v1", "authorizationpolicies"
 ISTIO_CRD = f"{ISTIO_PLURAL}.{ISTIO_GROUP}"
 logger = logging.getLogger("isvc_operator")
@@ -117,8 +116,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.level = logging.WARNING
     # kopf posts each object's Events from its own worker over a connection pool without a limit:
     # the Ready burst of 1000 isvcs held ~430 TLS connections open at once (+115 MB of OpenSSL and
-    # aiohttp buffers in the main heap, kept). A few posters keep up with the burst.
-    settings.posting.worker_limit = EVENT_POSTERS
+    # aiohttp buffers in the main heap, kept). As many posters as API threads keep up with the
+    # burst if each leaves as soon as its object has nothing to post (it idles 1 s by default,
+    # holding its slot: 8 posters managed only 8 Events/s).
+    settings.posting.worker_limit = API_CONCURRENCY
+    settings.posting.idle_timeout = 0.1
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 660
     settings.networking.error_backoffs = [1, 2, 5, 10]

@@ -4,6 +4,13 @@ After a write the watch event arrives a little later; a pass that runs in betwee
 another event) would see the object as it was and write again. Each write's response is kept
 until an event at or after its resourceVersion arrives for that object, and wins over older
 cached state meanwhile. An object deleted after our write sends a DELETED event, which drops it.
+
+The watch event often arrives before the write returns (our status patch or a sibling's write
+is still queued): `observed` then finds nothing to drop. The event also re-triggers the isvc, so
+the pass that follows reads the entry through `overlay`, sees the cache at least as new, and
+drops it there. Without that, every such response stayed for the life of the object: at 1000
+isvcs, 2000 full apply responses (45 MB) and the heap fragmentation they cause.
+Entries are kept without managedFields (nothing reads them; they are half an apply response).
 """
 
 from __future__ import annotations
@@ -31,9 +38,9 @@ class RecentWrites:
         self._by_isvc: dict[Key, dict[ObjectKey, Mapping[str, Any]]] = {}
 
     def record(self, key: Key, responses: Mapping[ObjectKey, Mapping[str, Any]]) -> None:
-        if responses:
-            self._by_isvc.setdefault(key, {}).update(
-                {k: v for k, v in responses.items() if _rv(v) is not None})
+        kept = {k: _slim(v) for k, v in responses.items() if _rv(v) is not None}
+        if kept:
+            self._by_isvc.setdefault(key, {}).update(kept)
 
     def observed(self, key: Key, obj: Mapping[str, Any]) -> None:
         """A watch event for `obj` (any type): our write of it is no longer news once the event is as new."""
@@ -51,13 +58,29 @@ class RecentWrites:
         self._by_isvc.pop(key, None)
 
     def overlay(self, key: Key, obj_key: ObjectKey, cached: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-        mine = self._by_isvc.get(key, {}).get(obj_key)
+        """The newer of our write and the cached object; our write is dropped once the cache has caught up."""
+        entries = self._by_isvc.get(key)
+        mine = entries.get(obj_key) if entries else None
         if mine is None:
             return cached
         cached_rv = _rv(cached)
         if cached is None or (cached_rv is not None and cached_rv < (_rv(mine) or 0)):
             return mine
+        del entries[obj_key]  # the cache holds this write or a later state: no longer news
+        if not entries:
+            del self._by_isvc[key]
         return cached
 
-    def pending(self, key: Key) -> Mapping[ObjectKey, Mapping[str, Any]]:
-        return self._by_isvc.get(key, {})
+    def pending(self, key: Key) -> tuple[ObjectKey, ...]:
+        """The objects with a write not yet seen by `observed` (a copy: `overlay` may drop entries)."""
+        return tuple(self._by_isvc.get(key, ()))
+
+    def __len__(self) -> int:
+        return sum(len(entries) for entries in self._by_isvc.values())
+
+
+def _slim(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    metadata = obj.get("metadata") or {}
+    if "managedFields" not in metadata:
+        return obj
+    return {**obj, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
