@@ -480,7 +480,25 @@ def expected_children(obj: dict[str, Any], istio: bool) -> dict[str, str]:
     return out
 
 
-def verify(api: KubeApi, namespaces: list[str], churn: Churn | None, istio: bool) -> dict[str, Any]:
+def _pods_summary(api: KubeApi, ns: str, name: str) -> str:
+    """ReplicaSets and pods of one isvc, to tell the fake kubelet or a controller from the operator."""
+    try:
+        selector = {"labelSelector": f"{LABEL_ISVC}={name}"}
+        sets = api.request("GET", f"/apis/apps/v1/namespaces/{ns}/replicasets", query=selector)["items"]
+        pods = api.request("GET", f"/api/v1/namespaces/{ns}/pods", query=selector)["items"]
+    except ApiError as exc:
+        return f"(pods: {exc})"
+    rs = [f"{r['metadata']['name']} want {r['spec'].get('replicas')} have {(r.get('status') or {}).get('replicas')} "
+          f"ready {(r.get('status') or {}).get('readyReplicas')}" for r in sets]
+    ps = []
+    for p in pods:
+        ready = next((c.get("status") for c in (p.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
+        ps.append(f"{p['metadata']['name']} {(p.get('status') or {}).get('phase')} ready={ready} node={p['spec'].get('nodeName')}"
+                  f"{' deleting' if p['metadata'].get('deletionTimestamp') else ''}")
+    return f"ReplicaSets [{'; '.join(rs)}] pods [{'; '.join(ps)}]"
+
+
+def verify(api: KubeApi, namespaces: list[str], churn: Churn | None, istio: bool, detail: bool = False) -> dict[str, Any]:
     """The whole contract, from a fresh LIST of everything (not from any cache)."""
     problems: list[str] = []
     lost = duplicated = stuck = not_ready = orphans = stale = 0
@@ -515,7 +533,8 @@ def verify(api: KubeApi, namespaces: list[str], churn: Churn | None, istio: bool
                             f"{cond.get('status')} {cond.get('reason')} (observed {(obj.get('status') or {}).get('observedGeneration')}); "
                             f"Deployment generation {(deployments[0].get('metadata') or {}).get('generation')} observed "
                             f"{dstatus.get('observedGeneration')}, replicas {dstatus.get('replicas')} updated "
-                            f"{dstatus.get('updatedReplicas')} ready {dstatus.get('readyReplicas')} available {dstatus.get('availableReplicas')}")
+                            f"{dstatus.get('updatedReplicas')} ready {dstatus.get('readyReplicas')} available {dstatus.get('availableReplicas')}; "
+                            f"{_pods_summary(api, ns, name) if detail else ''}")
         want = expected_children(obj, istio)
         have = children.pop(key, {})
         for kind, child_name in want.items():
@@ -608,6 +627,10 @@ def converge(api: KubeApi, namespaces: list[str], churn: Churn | None, istio: bo
         if last.get("ok"):
             return time.monotonic() - t0, last
         time.sleep(1)
+    try:  # once more with each not-Ready isvc's ReplicaSets and pods named (too costly for every poll)
+        last = verify(api, namespaces, churn, istio, detail=True)
+    except ApiError:
+        pass
     return None, last
 
 

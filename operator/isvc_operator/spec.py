@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes.utils.quantity import parse_quantity
+
 from .constants import BOOKKEEPING_PREFIXES, MAX_NAME_LENGTH
 
 FRAMEWORKS = ("tensorflow", "pytorch", "containers")
@@ -176,6 +178,11 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
     if max_replicas is not None and min_replicas is not None and min_replicas > max_replicas:
         raise InvalidSpec(f"spec.predictor: minReplicas {min_replicas} is greater than maxReplicas {max_replicas}")
 
+    where = f"spec.predictor.{framework}{'[0]' if framework == 'containers' else ''}"
+    _check_quantities(body.get("resources"), f"{where}.resources")
+    ports = tuple(body.get("ports") or ())
+    _unique_ports(ports, f"{where}.ports")
+
     def _tuple(key: str) -> tuple[Any, ...] | None:
         value = body.get(key)
         return tuple(value) if value is not None else None
@@ -198,13 +205,47 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
         args=_tuple("args"),
         env=tuple(body.get("env") or ()),
         resources=body.get("resources"),
-        ports=tuple(body.get("ports") or ()),
+        ports=ports,
         security_context=body.get("securityContext"),
         replicas=replicas,
         min_replicas=min_replicas,
         max_replicas=max_replicas,
         scale_target=scale_target,
     )
+
+
+# The API server's own pattern: a string it cannot convert fails the whole apply with a 500.
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+
+
+def _check_quantities(resources: Any, where: str) -> None:
+    if not isinstance(resources, Mapping):
+        return
+    for section in ("limits", "requests"):
+        for resource, value in (resources.get(section) or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                continue
+            valid = isinstance(value, str) and _QUANTITY.match(value)
+            if valid:
+                try:
+                    parse_quantity(value)
+                except (ValueError, ArithmeticError):
+                    valid = None
+            if not valid:
+                raise InvalidSpec(f"{where}.{section}.{resource}: {value!r} is not a quantity (e.g. 500m, 2, 128Mi, 1Gi)")
+
+
+def _unique_ports(ports: tuple[Any, ...], where: str) -> None:
+    """Two ports with one name (or number) would leave one of them silently unserved."""
+    for field_name in ("name", "containerPort"):
+        seen: set[Any] = set()
+        for port in ports:
+            value = port.get(field_name) if isinstance(port, Mapping) else None
+            if value is None:
+                continue
+            if value in seen:
+                raise InvalidSpec(f"{where}: two ports with {field_name} {value!r}; each port needs its own")
+            seen.add(value)
 
 
 _VERSION_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")

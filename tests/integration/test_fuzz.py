@@ -403,7 +403,7 @@ def _(doc, draw):
     _body(doc)["runtimeVersion"] = draw(st.sampled_from(["2.19.0 ", "ü", "latest@sha256:zz", "../../x", ":", "2.19.0\n"]))
 
 
-@mutation("version_label_injection", RUNTIME_ONLY, "", ("tensorflow",))
+@mutation("version_label_injection", MUST_REJECT, "versionLabels", ("tensorflow",))
 def _(doc, draw):
     # Rendered into TF Serving's text config; quotes/newlines there break (or rewrite) the config.
     _body(doc)["versionLabels"] = {draw(st.sampled_from(['a" } } model_config_list { config { name: "x', "line\nbreak",

@@ -81,3 +81,27 @@ def test_names_that_cannot_name_every_child(name):
 
 def test_name_at_the_maximum_length_is_accepted():
     assert parse_inferenceservice(body(TF, name="a" * 45)).name == "a" * 45
+
+
+@pytest.mark.parametrize(("ports", "message"), [
+    ([{"name": "http", "containerPort": 8080}, {"name": "http", "containerPort": 8081}], "two ports with name 'http'"),
+    ([{"name": "http", "containerPort": 8080}, {"name": "grpc", "containerPort": 8080}], "two ports with containerPort 8080"),
+])
+def test_duplicate_container_ports_are_invalid_not_silently_dropped(ports, message):
+    spec = {"predictor": {"containers": [{"image": "registry.local/m:2", "ports": ports}]}}
+    with pytest.raises(InvalidSpec, match=message):
+        parse_inferenceservice(body(spec))
+
+
+@pytest.mark.parametrize("value", ["lots", "1.5.5", "ü", " 1", "1 Gi", True])
+def test_a_resource_quantity_the_api_server_cannot_convert_is_invalid(value):
+    """The API server answers such an apply with a 500, which would otherwise be retried forever."""
+    spec = {"predictor": {"tensorflow": {"storageUri": "pvc://models", "resources": {"limits": {"cpu": value}}}}}
+    with pytest.raises(InvalidSpec, match=r"resources\.limits\.cpu: .* is not a quantity"):
+        parse_inferenceservice(body(spec))
+
+
+@pytest.mark.parametrize("value", ["500m", "2", 2, 0.5, "1Gi", "1e3", "-1", 1073741824])
+def test_quantities_the_api_server_converts_pass(value):
+    spec = {"predictor": {"tensorflow": {"storageUri": "pvc://models", "resources": {"requests": {"memory": value}}}}}
+    assert parse_inferenceservice(body(spec)).predictor.resources == {"requests": {"memory": value}}
