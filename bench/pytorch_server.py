@@ -405,6 +405,7 @@ def main() -> int:
         result["floor"][name] = [max(a, b, key=lambda x: x["rows_per_s"]) for a, b in zip(before, after)]
         result.setdefault("floor_runs", {})[name] = {"before": before, "after": after}
 
+    result["machine"]["loadavg_at_end"] = os.getloadavg()
     compute_ratios(result, models)
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
@@ -470,7 +471,8 @@ def render(result, models) -> str:
     lines = []
     m, v = result["machine"], result["versions"]
     lines.append(f"Machine: {m['cpu']}, {m['cores']} cores (limit {m['cpu_limit']}), {m['mem_gib']} GiB, "
-                 f"load avg at start {tuple(round(x, 2) for x in m['loadavg_at_start'])}")
+                 f"load avg at start {tuple(round(x, 2) for x in m['loadavg_at_start'])}, "
+                 f"at end {tuple(round(x, 2) for x in m.get('loadavg_at_end', ()))}")
     lines.append("Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
     lines.append(f"Load: wrk -t1 -cN, {result['duration_s']:.0f} s per point after a warm-up, 127.0.0.1")
     lines.append("")
