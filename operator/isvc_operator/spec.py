@@ -125,7 +125,7 @@ def parse_storage_uri(uri: str) -> Storage:
         )
     if scheme == "pvc":
         claim, _, sub_path = rest.partition("/")
-        if not claim or not _DNS_SUBDOMAIN.match(claim) or len(claim) > 253:
+        if not claim or not _DNS_SUBDOMAIN.fullmatch(claim) or len(claim) > 253:
             raise InvalidSpec(
                 f"storageUri {uri!r}: {claim!r} is not a valid PersistentVolumeClaim name "
                 "(lower-case letters, digits, '-' and '.')"
@@ -179,6 +179,10 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
         raise InvalidSpec(f"spec.predictor: minReplicas {min_replicas} is greater than maxReplicas {max_replicas}")
 
     where = f"spec.predictor.{framework}{'[0]' if framework == 'containers' else ''}"
+    runtime_version = body.get("runtimeVersion")
+    if runtime_version is not None and not _IMAGE_TAG.fullmatch(str(runtime_version)):
+        raise InvalidSpec(f"{where}.runtimeVersion: {runtime_version!r} is not an image tag "
+                          "(letters, digits, '_', '.', '-', at most 128, optionally @sha256:DIGEST)")
     _check_quantities(body.get("resources"), f"{where}.resources")
     ports = tuple(body.get("ports") or ())
     _unique_ports(ports, f"{where}.ports")
@@ -214,6 +218,8 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
     )
 
 
+# An image tag as registries define it, optionally pinned to a digest.
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[a-f0-9]{64})?$")
 # The API server's own pattern: a string it cannot convert fails the whole apply with a 500.
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
 
@@ -225,7 +231,7 @@ def _check_quantities(resources: Any, where: str) -> None:
         for resource, value in (resources.get(section) or {}).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 continue
-            valid = isinstance(value, str) and _QUANTITY.match(value)
+            valid = isinstance(value, str) and _QUANTITY.fullmatch(value)
             if valid:
                 try:
                     parse_quantity(value)
@@ -272,7 +278,7 @@ def _versions(framework: str, body: Mapping[str, Any]) -> tuple[VersionPolicy | 
         else:
             policy = VersionPolicy(kind)
     labels = tuple(sorted((str(k), int(v)) for k, v in labels_spec.items()))
-    unsafe = [k for k, _ in labels if not _VERSION_LABEL.match(k)]
+    unsafe = [k for k, _ in labels if not _VERSION_LABEL.fullmatch(k)]
     if unsafe:
         # Written into TF Serving's text config between quotes: only plain names, no injection.
         raise InvalidSpec(f"spec.predictor.tensorflow.versionLabels: {', '.join(map(repr, unsafe))}: a label is letters, "
@@ -310,7 +316,7 @@ def parse_inferenceservice(body: Mapping[str, Any]) -> InferenceService:
     """The typed InferenceService, or `InvalidSpec` with a message that quotes what was found."""
     metadata = body.get("metadata") or {}
     name = metadata.get("name", "")
-    if len(name) > MAX_NAME_LENGTH or not _DNS_LABEL.match(name):
+    if len(name) > MAX_NAME_LENGTH or not _DNS_LABEL.fullmatch(name):
         raise InvalidSpec(
             f"metadata.name {name!r}: must be a DNS label of at most {MAX_NAME_LENGTH} characters "
             "(lower-case letters, digits and '-', starting with a letter)"

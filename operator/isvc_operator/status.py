@@ -107,6 +107,11 @@ def _deployment_condition(deployment: Mapping[str, Any] | None, name: str) -> di
             kind, FALSE, "ProgressDeadlineExceeded",
             f"Deployment {name} made no progress: {progressing.get('message', '')}".rstrip(": "),
         )
+    failure = _conditions_by_type(deployment).get("ReplicaFailure") or {}
+    if failure.get("status") == TRUE:
+        # Its ReplicaSet cannot create pods (quota, admission, an image the pod API refuses).
+        return condition(kind, FALSE, failure.get("reason") or "ReplicaFailure",
+                         f"Deployment {name} cannot create pods: {failure.get('message', '')}".rstrip(": "))
     desired = (deployment.get("spec") or {}).get("replicas")
     desired = 1 if desired is None else desired
     total = status.get("replicas") or 0

@@ -398,7 +398,7 @@ def _(doc, draw):
     _drop_sizing(doc)  # replicas 0 would never schedule a pod, and so never notice the claim
 
 
-@mutation("odd_runtime_version", RUNTIME_ONLY, "", ("tensorflow", "pytorch"))
+@mutation("odd_runtime_version", MUST_FAIL, "runtimeVersion", ("tensorflow", "pytorch"))
 def _(doc, draw):
     _body(doc)["runtimeVersion"] = draw(st.sampled_from(["2.19.0 ", "ü", "latest@sha256:zz", "../../x", ":", "2.19.0\n"]))
 

@@ -105,3 +105,17 @@ def test_a_resource_quantity_the_api_server_cannot_convert_is_invalid(value):
 def test_quantities_the_api_server_converts_pass(value):
     spec = {"predictor": {"tensorflow": {"storageUri": "pvc://models", "resources": {"requests": {"memory": value}}}}}
     assert parse_inferenceservice(body(spec)).predictor.resources == {"requests": {"memory": value}}
+
+
+@pytest.mark.parametrize("version", ["2.19.0 ", "2.19.0\n", "ü", "../../x", ":", "latest@sha256:zz", "-x"])
+def test_a_runtime_version_that_is_no_image_tag_is_invalid(version):
+    """Otherwise the Deployment is stored but its pods are refused, and the rollout never ends."""
+    spec = {"predictor": {"tensorflow": {"storageUri": "pvc://models", "runtimeVersion": version}}}
+    with pytest.raises(InvalidSpec, match="runtimeVersion: .* is not an image tag"):
+        parse_inferenceservice(body(spec))
+
+
+@pytest.mark.parametrize("version", ["2.19.0", "2.19.0-gpu", "latest", "v1_2", "2.19.0@sha256:" + "a" * 64])
+def test_image_tags_and_digests_are_runtime_versions(version):
+    spec = {"predictor": {"pytorch": {"storageUri": "pvc://models", "runtimeVersion": version}}}
+    assert parse_inferenceservice(body(spec)).predictor.runtime_version == version

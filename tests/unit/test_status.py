@@ -134,3 +134,13 @@ def test_pod_failures_do_not_override_an_available_deployment():
     failing = [pod(containerStatuses=[{"name": "x", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}])]
     assert predictor_condition(deployment(), "m-predictor", failing)["status"] == "True"
     assert pod_failure([{**failing[0], "metadata": {"name": "old", "deletionTimestamp": "T"}}]) is None
+
+
+def test_a_replicaset_that_cannot_create_pods_is_a_failure_with_the_api_servers_words():
+    """Quota, admission or a pod the API refuses: the Deployment says so in ReplicaFailure."""
+    live = deployment(replicas=1, total=0, updated=0, available=0)
+    live["status"]["conditions"] = [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                                     "message": 'pods "m-predictor-abc-" is forbidden: exceeded quota: q'}]
+    cond = predictor_condition(live, "m-predictor")
+    assert (cond["status"], cond["reason"]) == ("False", "FailedCreate")
+    assert cond["message"] == 'Deployment m-predictor cannot create pods: pods "m-predictor-abc-" is forbidden: exceeded quota: q'
