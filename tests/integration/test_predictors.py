@@ -114,6 +114,16 @@ def test_scheduling_failures_are_named(kube, operator, namespace):
     assert "didn't match Pod's node affinity/selector" in cond["message"]
 
 
+def test_pods_refused_by_a_quota_are_named(kube, operator, namespace, model_claim):
+    """The ReplicaSet cannot create pods: kube-controller-manager puts ReplicaFailure on the Deployment."""
+    kube.apply({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods", "namespace": namespace},
+                "spec": {"hard": {"pods": "0"}}})
+    kube.apply(isvc("quota", namespace, {"tensorflow": {"storageUri": "pvc://models"}}))
+    cond = wait_reason(kube, "quota", namespace, "FailedCreate", timeout=60)
+    assert cond["status"] == "False"
+    assert "Deployment quota-predictor cannot create pods" in cond["message"] and "quota" in cond["message"]
+
+
 def pod_name(kube, name, namespace):
     return wait_until(lambda: kube.run("get", "pods", "-n", namespace, "-l", f"serving.isvc.dev/inferenceservice={name}",
                                        "-o", "jsonpath={.items[0].metadata.name}", check=False).stdout, 30, f"a pod of {name}")
