@@ -42,6 +42,7 @@ class Controller:
     # Deletes children left behind by a deleted isvc (see `_orphans`); None: leave them to the GC.
     delete_orphan: Callable[[Mapping[str, Any]], Awaitable[None]] | None = None
     orphan_grace: float = 30.0
+    pass_timeout: float = 120.0
     _states: dict[Key, _KeyState] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _closing: bool = False
@@ -84,7 +85,9 @@ class Controller:
         state.orphans_since = None
         started = loop.time()
         try:
-            outcome = await self.run_pass(body, children, pods)
+            # A pass that hangs (a request stuck past its own timeout) must not block its isvc for
+            # good: it is abandoned and retried with backoff like any failure.
+            outcome = await asyncio.wait_for(self.run_pass(body, children, pods), self.pass_timeout)
         except Exception as exc:  # noqa: BLE001 - one isvc's failure must never stop the others
             if self._closing:
                 return  # interrupted by the operator's own shutdown; the next start converges it
@@ -103,7 +106,10 @@ class Controller:
             # Capped exponent: 2 ** 1024 does not fit a float (OverflowError after 1024 failures).
             delay = min(self.max_backoff, 0.5 * 2 ** min(state.failures - 1, 16))
             self.on_outcome(key, body, None, exc, loop.time() - started)
-            if not isinstance(exc, (ApiError, ChildrenRejected)):
+            if isinstance(exc, TimeoutError):
+                logger.warning("reconcile of %s/%s took over %.0fs: abandoned, retrying in %.1fs",
+                               *key, self.pass_timeout, delay)
+            elif not isinstance(exc, (ApiError, ChildrenRejected)):
                 logger.exception("reconcile of %s/%s failed; retrying in %.1fs", *key, delay)
             if state.retry is not None:
                 state.retry.cancel()

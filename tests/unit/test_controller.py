@@ -49,3 +49,29 @@ def test_children_the_garbage_collector_removes_in_time_are_left_to_it():
 
 def test_children_outliving_their_deleted_isvc_are_deleted_after_the_grace():
     assert run_orphan_scenario({"a": child("a"), "b": child("b", deleting=True)}, gc_removes_after=None) == ["a"]
+
+
+def test_a_hung_pass_is_abandoned_and_retried():
+    calls: list[float] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def run_pass(body, children, pods):
+            calls.append(loop.time())
+            if len(calls) == 1:
+                await asyncio.sleep(3600)  # stuck
+            return None
+
+        outcomes: list = []
+        controller = Controller(lookup=lambda key: ({"metadata": {}}, {}, []), run_pass=run_pass,
+                                on_outcome=lambda key, body, outcome, error, s: outcomes.append(error),
+                                pass_timeout=0.05)
+        await controller.trigger(("ns", "stuck"))
+        await asyncio.sleep(0.8)  # the first retry comes after 0.5 s
+        controller.close()
+        assert isinstance(outcomes[0], TimeoutError)
+        assert outcomes[1] is None, "the retry ran to completion"
+
+    asyncio.run(main())
+    assert len(calls) == 2
