@@ -54,10 +54,11 @@ class Outcome:
 
     @property
     def ready_changed(self) -> bool:
-        """An Event per change of Ready's status, and per new failure reason; not per step of a rollout."""
+        """An Event when Ready becomes True or False, and per new failure reason: outcomes, not the
+        steps of a rollout (Unknown is in the status; an Event for it doubled the Events written)."""
         before = (self.ready_before or {}).get("status")
         after = (self.ready_after or {}).get("status")
-        return self.ready_after is not None and (before != after or (
+        return self.ready_after is not None and after in ("True", "False") and (before != after or (
             after == "False" and (self.ready_before or {}).get("reason") != self.ready_after.get("reason")))
 
 

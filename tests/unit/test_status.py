@@ -144,3 +144,16 @@ def test_a_replicaset_that_cannot_create_pods_is_a_failure_with_the_api_servers_
     cond = predictor_condition(live, "m-predictor")
     assert (cond["status"], cond["reason"]) == ("False", "FailedCreate")
     assert cond["message"] == 'Deployment m-predictor cannot create pods: pods "m-predictor-abc-" is forbidden: exceeded quota: q'
+
+
+def test_events_mark_outcomes_not_rollout_steps():
+    from isvc_operator.reconcile import Outcome
+
+    def ready(status, reason="R"):
+        return {"type": "Ready", "status": status, "reason": reason, "message": "m"}
+    assert not Outcome(result="applied", ready_before=None, ready_after=ready("Unknown")).ready_changed
+    assert not Outcome(result="applied", ready_before=ready("True"), ready_after=ready("Unknown")).ready_changed
+    assert Outcome(result="applied", ready_before=ready("Unknown"), ready_after=ready("True")).ready_changed
+    assert Outcome(result="applied", ready_before=ready("True"), ready_after=ready("False")).ready_changed
+    assert Outcome(result="applied", ready_before=ready("False", "A"), ready_after=ready("False", "B")).ready_changed
+    assert not Outcome(result="applied", ready_before=ready("False", "A"), ready_after=ready("False", "A")).ready_changed
