@@ -67,6 +67,12 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
 
 
+def wait_established(kube: "Kube", crd: str, timeout: float = 60) -> None:
+    """Poll the CRD: `kubectl wait` fails at once while a just-created CRD has no conditions yet."""
+    wait_until(lambda: condition(kube.get("crd", crd), "Established").get("status") == "True", timeout,
+               f"CRD {crd} to be Established")
+
+
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
     for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
         if cond.get("type") == type_:
@@ -87,7 +93,7 @@ def kube() -> Iterator[Kube]:
         started = True
     kube = Kube(str(kubectl_bin), str(kubeconfig))
     kube.apply((ROOT / "crds/serving.isvc.dev_inferenceservices.yaml").read_text())
-    kube.run("wait", "--for=condition=Established", "crd/inferenceservices.serving.isvc.dev", "--timeout=60s")
+    wait_established(kube, "inferenceservices.serving.isvc.dev")
     yield kube
     if started and not os.environ.get("ISVC_KEEP_CLUSTER"):
         subprocess.run(["bash", str(ROOT / "hack/cluster/down.sh")], check=False)

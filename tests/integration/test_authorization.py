@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import condition, wait_until
+from tests.conftest import condition, wait_established, wait_until
 from tests.integration.test_lifecycle import isvc, wait_ready
 
 pytestmark = pytest.mark.cluster
@@ -40,7 +40,7 @@ def test_policies_follow_istio_and_the_spec(kube, operator, namespace, model_cla
 
     # Istio installed while the operator runs: both get a policy, no restart needed.
     kube.apply(ISTIO_CRD.read_text())
-    kube.run("wait", "--for=condition=Established", "crd/authorizationpolicies.security.istio.io", "--timeout=30s")
+    wait_established(kube, "authorizationpolicies.security.istio.io")
     policy = wait_until(lambda: kube.get("authorizationpolicies.security.istio.io", "auto", namespace), 60, "the policy of 'auto'")
     wait_ready(kube, "required", namespace)
     assert policy["spec"]["selector"] == {"matchLabels": {"serving.isvc.dev/inferenceservice": "auto", "app.kubernetes.io/component": "predictor"}}

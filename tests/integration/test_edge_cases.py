@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from tests.conftest import ROOT, condition, wait_until
+from tests.conftest import ROOT, condition, wait_established, wait_until
 from tests.integration.test_lifecycle import isvc, wait_ready
 
 pytestmark = pytest.mark.cluster
@@ -84,14 +84,14 @@ def test_crd_reapplied_with_live_objects(kube, operator, namespace, model_claim)
     version["additionalPrinterColumns"].append({"name": "Generation", "type": "integer", "jsonPath": ".metadata.generation"})
     try:
         kube.apply(crd)
-        kube.run("wait", "--for=condition=Established", "crd/inferenceservices.serving.isvc.dev", "--timeout=60s")
+        wait_established(kube, "inferenceservices.serving.isvc.dev")
         wait_until(lambda: "GENERATION" in kube.run("get", "isvc", "-n", namespace).stdout, 30, "the new printer column")
         time.sleep(3)  # watch streams that the CRD update restarts would reconcile within this
         assert kube.get("isvc", "live", namespace)["metadata"]["resourceVersion"] == isvc_rv
         assert children(kube, namespace) == before, "a CRD re-apply caused writes to unchanged children"
     finally:
         kube.apply(CRD.read_text())
-    kube.run("wait", "--for=condition=Established", "crd/inferenceservices.serving.isvc.dev", "--timeout=60s")
+    wait_established(kube, "inferenceservices.serving.isvc.dev")
     # The watches still work after both CRD changes: a spec change and a deleted child converge.
     kube.run("patch", "isvc", "live", "-n", namespace, "--type=merge", "-p", '{"spec":{"predictor":{"replicas":2}}}')
     obj = wait_ready(kube, "live", namespace, generation=2)
