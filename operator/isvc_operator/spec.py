@@ -203,7 +203,7 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
         image_pull_secrets=tuple(s["name"] if isinstance(s, Mapping) else s for s in predictor.get("imagePullSecrets") or ()),
         storage=storage,
         runtime=body.get("runtime"),
-        runtime_version=body.get("runtimeVersion"),
+        runtime_version=runtime_version,
         image=body.get("image"),
         command=_tuple("command"),
         args=_tuple("args"),
@@ -224,20 +224,24 @@ _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[a-f0-9]{64
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
 
 
+def _is_quantity(value: Any) -> bool:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return True
+    if not (isinstance(value, str) and _QUANTITY.fullmatch(value)):
+        return False
+    try:
+        parse_quantity(value)  # the pattern alone lets e.g. "1.5.5" through
+    except (ValueError, ArithmeticError):
+        return False
+    return True
+
+
 def _check_quantities(resources: Any, where: str) -> None:
     if not isinstance(resources, Mapping):
         return
     for section in ("limits", "requests"):
         for resource, value in (resources.get(section) or {}).items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                continue
-            valid = isinstance(value, str) and _QUANTITY.fullmatch(value)
-            if valid:
-                try:
-                    parse_quantity(value)
-                except (ValueError, ArithmeticError):
-                    valid = None
-            if not valid:
+            if not _is_quantity(value):
                 raise InvalidSpec(f"{where}.{section}.{resource}: {value!r} is not a quantity (e.g. 500m, 2, 128Mi, 1Gi)")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -30,34 +29,21 @@ def leading(log):
     return "leads (Lease" in log.read_text()
 
 
-def test_one_leader_reconciles_and_the_follower_takes_over(kube, operator, operator_identity, namespace, model_claim):
-    operator.stop()  # the session's operator would reconcile this namespace too
-    replicas = []
+@pytest.fixture
+def replicas(operator, operator_identity, namespace):
+    """Starts leader-elected operator processes in `namespace` (the session's operator pauses: it
+    would reconcile this namespace too); stops them afterwards and checks their logs."""
+    started = []
+
+    def start():
+        started.append(start_replica(operator_identity[1], namespace, len(started)))
+        return started[-1]
+
+    operator.stop()
     try:
-        op_kube = operator_identity[1]
-        replicas = [start_replica(op_kube, namespace, i) for i in range(2)]
-        wait_until(lambda: any(leading(log) for _, log in replicas), 30, "one replica to take the Lease")
-        time.sleep(3)  # a second leader would show up within one retry period
-        leaders = [i for i, (_, log) in enumerate(replicas) if leading(log)]
-        assert len(leaders) == 1, f"expected exactly one leader, got {leaders}"
-        leader, follower = replicas[leaders[0]], replicas[1 - leaders[0]]
-
-        kube.apply(isvc("first", namespace))
-        wait_ready(kube, "first", namespace)
-        assert f"reconcile {namespace}/" not in follower[1].read_text(), "the follower reconciled while not leading"
-
-        leader[0].send_signal(signal.SIGKILL)
-        killed_at = time.monotonic()
-        wait_until(lambda: leading(follower[1]), LEASE_SECONDS + 10, "the follower to take the Lease")
-        takeover = time.monotonic() - killed_at
-        assert takeover <= LEASE_SECONDS + 2 * 2 + 1, f"takeover took {takeover:.1f}s, more than the lease duration"
-
-        kube.apply(isvc("second", namespace))
-        wait_ready(kube, "second", namespace)
-        holder = kube.get("lease", "isvc-operator-leader", namespace)["spec"]["holderIdentity"]
-        assert holder.endswith(f"_{follower[0].pid}")
+        yield start
     finally:
-        for proc, _ in replicas:
+        for proc, _ in started:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -65,43 +51,52 @@ def test_one_leader_reconciles_and_the_follower_takes_over(kube, operator, opera
                 except subprocess.TimeoutExpired:
                     proc.kill()
         operator.start()
-    for _, log in replicas:
+    for _, log in started:
         assert "Traceback" not in log.read_text(), f"traceback in {log}"
 
 
-def test_a_rolling_update_hands_the_lease_over_without_a_gap(kube, operator, operator_identity, namespace, model_claim):
+def test_one_leader_reconciles_and_the_follower_takes_over(kube, replicas, namespace, model_claim):
+    pair = [replicas(), replicas()]
+    wait_until(lambda: any(leading(log) for _, log in pair), 30, "one replica to take the Lease")
+    time.sleep(3)  # a second leader would show up within one retry period
+    leaders = [i for i, (_, log) in enumerate(pair) if leading(log)]
+    assert len(leaders) == 1, f"expected exactly one leader, got {leaders}"
+    leader, follower = pair[leaders[0]], pair[1 - leaders[0]]
+
+    kube.apply(isvc("first", namespace))
+    wait_ready(kube, "first", namespace)
+    assert f"reconcile {namespace}/" not in follower[1].read_text(), "the follower reconciled while not leading"
+
+    leader[0].send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_until(lambda: leading(follower[1]), LEASE_SECONDS + 10, "the follower to take the Lease")
+    takeover = time.monotonic() - killed_at
+    assert takeover <= LEASE_SECONDS + 2 * 2 + 1, f"takeover took {takeover:.1f}s, more than the lease duration"
+
+    kube.apply(isvc("second", namespace))
+    wait_ready(kube, "second", namespace)
+    holder = kube.get("lease", "isvc-operator-leader", namespace)["spec"]["holderIdentity"]
+    assert holder.endswith(f"_{follower[0].pid}")
+
+
+def test_a_rolling_update_hands_the_lease_over_without_a_gap(kube, replicas, namespace, model_claim):
     """As a Deployment rolls: a new replica starts, then the old leader gets SIGTERM. The leader
     releases the Lease on its way out, so a waiting replica leads within a retry period or two,
     not after the lease duration; never two leaders."""
-    operator.stop()
-    replicas = []
-    try:
-        op_kube = operator_identity[1]
-        replicas.append(start_replica(op_kube, namespace, 0))
-        wait_until(lambda: leading(replicas[0][1]), 30, "the first replica to take the Lease")
-        replicas.append(start_replica(op_kube, namespace, 1))
-        wait_until(lambda: "waits for Lease" in replicas[1][1].read_text(), 30, "the new replica to wait")
+    old = replicas()
+    wait_until(lambda: leading(old[1]), 30, "the first replica to take the Lease")
+    new = replicas()
+    wait_until(lambda: "waits for Lease" in new[1].read_text(), 30, "the new replica to wait")
 
-        replicas[0][0].send_signal(signal.SIGTERM)
-        assert replicas[0][0].wait(timeout=20) == 0, "the old leader must exit cleanly on SIGTERM"
-        assert "released Lease" in replicas[0][1].read_text()
-        released_at = time.monotonic()
-        wait_until(lambda: leading(replicas[1][1]), LEASE_SECONDS, "the new replica to take the released Lease")
-        handover = time.monotonic() - released_at
-        assert handover < LEASE_SECONDS / 2, f"handover took {handover:.1f}s: the Lease was not released"
+    old[0].send_signal(signal.SIGTERM)
+    assert old[0].wait(timeout=20) == 0, "the old leader must exit cleanly on SIGTERM"
+    assert "released Lease" in old[1].read_text()
+    released_at = time.monotonic()
+    wait_until(lambda: leading(new[1]), LEASE_SECONDS, "the new replica to take the released Lease")
+    handover = time.monotonic() - released_at
+    assert handover < LEASE_SECONDS / 2, f"handover took {handover:.1f}s: the Lease was not released"
 
-        kube.apply(isvc("rolled", namespace))
-        wait_ready(kube, "rolled", namespace)
-        holder = kube.get("lease", "isvc-operator-leader", namespace)["spec"]["holderIdentity"]
-        assert holder.endswith(f"_{replicas[1][0].pid}")
-    finally:
-        for proc, _ in replicas:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-        operator.start()
-    for _, log in replicas:
-        assert "Traceback" not in log.read_text(), f"traceback in {log}"
+    kube.apply(isvc("rolled", namespace))
+    wait_ready(kube, "rolled", namespace)
+    holder = kube.get("lease", "isvc-operator-leader", namespace)["spec"]["holderIdentity"]
+    assert holder.endswith(f"_{new[0].pid}")
