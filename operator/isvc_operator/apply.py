@@ -55,11 +55,12 @@ def is_subset(desired: Any, live: Any, *, quantities: bool = False) -> bool:
     return desired == live or (quantities and _same_quantity(desired, live))
 
 
-def needs_apply(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:
+def needs_apply(desired: Mapping[str, Any], live: Mapping[str, Any] | None, digest: str | None = None) -> bool:
+    """`digest`: desired_hash(desired) when the caller has it already."""
     if live is None:
         return True
     annotations = (live.get("metadata") or {}).get("annotations") or {}
-    if annotations.get(ANNOTATION_SPEC_HASH) != desired_hash(desired):
+    if annotations.get(ANNOTATION_SPEC_HASH) != (digest or desired_hash(desired)):
         return True
     # Same desired object as last time: only a hand edit or deletion of our fields can make it differ.
     return not is_subset(desired, live)

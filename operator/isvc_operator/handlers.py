@@ -22,6 +22,7 @@ from .controller import Controller, Key
 from . import metrics
 from .kube_api import ApiError, KubeApi, load_api_client
 from .reconcile import Outcome, reconcile
+from .plan import Plans
 from .recent import RecentWrites, object_key
 from .runtimes import load_catalog
 from .watches import WATCHES
@@ -44,6 +45,7 @@ class _Caches:
 
     def __init__(self) -> None:
         self.recent = RecentWrites()
+        self.plans = Plans()
         # uids of isvcs the API server says are gone while kopf's index still holds them (kopf's
         # relist after a watch gap yields the listed objects only, never DELETED for the others).
         self.gone: set[str] = set()
@@ -135,7 +137,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.controller = Controller(
         lookup=caches.lookup,
         run_pass=lambda body, children, pods: reconcile(
-            body, children, api, catalog, pods=pods, istio_installed=caches.istio_installed),
+            body, children, api, catalog, pods=pods, istio_installed=caches.istio_installed, plans=caches.plans),
         on_outcome=_report,
         on_gone=caches.forget,
         delete_orphan=lambda child: asyncio.to_thread(
@@ -209,6 +211,7 @@ async def inferenceservice_changed(namespace: str, name: str, type: str | None, 
     if type == "DELETED":
         metrics.forget((namespace, name))
         CACHES.recent.forget((namespace, name))
+        CACHES.plans.forget((namespace, name))
         # A pass of a deleted isvc watches that its children follow it (see Controller._orphans).
         await _bind(memo, kwargs).trigger((namespace, name))
         return

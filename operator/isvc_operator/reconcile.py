@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from .apply import ChildKey, child_key, needs_apply, with_hash
-from .builders import build_children
+from .apply import ChildKey, needs_apply
 from .builders.metadata import predictor_name, service_name
 from .builders.service import model_url
 from .kube_api import ApiError, KubeApi
-from .model_server import resolve_model_server
+from .plan import Plans, make_plan
 from .runtimes import Catalog
-from .spec import InvalidSpec, parse_inferenceservice
+from .spec import InvalidSpec
 from .status import Observed, compute_status, invalid_spec_status, rejected_condition, status_changed
 
 CONDITION_OF_KIND = {"Deployment": "PredictorReady", "ConfigMap": "PredictorReady", "HorizontalPodAutoscaler": "PredictorReady",
@@ -78,8 +77,10 @@ async def reconcile(
     *,
     pods: Sequence[Mapping[str, Any]] = (),
     istio_installed: bool = False,
+    plans: Plans | None = None,
     now: Callable[[], str] = utc_now,
 ) -> Outcome:
+    """`plans`: the operator's memo of each isvc's spec -> children (None: worked out afresh)."""
     metadata = body.get("metadata") or {}
     namespace, name = metadata.get("namespace"), metadata.get("name")
     if metadata.get("deletionTimestamp"):
@@ -89,9 +90,8 @@ async def reconcile(
     writes = 0
 
     try:
-        isvc = parse_inferenceservice(body)
-        server = resolve_model_server(isvc, catalog)
-        desired = build_children(isvc, server, istio_installed=istio_installed)
+        plan = (plans.get(body, catalog, istio_installed=istio_installed) if plans is not None
+                else make_plan(body, catalog, istio_installed=istio_installed))
     except InvalidSpec as exc:
         status = invalid_spec_status(generation=generation, message=str(exc), previous=previous, now=now())
         isvc_response = None
@@ -104,16 +104,16 @@ async def reconcile(
     observed_children: dict[ChildKey, Mapping[str, Any]] = {}
     applied: list[ChildKey] = []
     to_apply = []
-    for obj in desired:
-        key = child_key(obj)
-        live = live_children.get(key)
-        if needs_apply(obj, live):
-            to_apply.append((key, obj))
+    isvc, server = plan.isvc, plan.server
+    for child in plan.children:
+        live = live_children.get(child.key)
+        if needs_apply(child.desired, live, child.digest):
+            to_apply.append((child.key, child))
         elif live is not None:
-            observed_children[key] = live
+            observed_children[child.key] = live
     # Children of one isvc are independent: write them concurrently.
     results = await asyncio.gather(
-        *(asyncio.to_thread(api.apply_or_replace, with_hash(obj), exists=key in live_children) for key, obj in to_apply),
+        *(asyncio.to_thread(api.apply_or_replace, child.to_apply, exists=key in live_children) for key, child in to_apply),
         return_exceptions=True)
     rejected: dict[str, dict[str, Any]] = {}
     retryable: BaseException | None = None
@@ -131,7 +131,7 @@ async def reconcile(
     writes += len(applied)
 
     # Prune: children we own that are no longer desired (e.g. autoscaling switched off).
-    desired_keys = {child_key(obj) for obj in desired}
+    desired_keys = {child.key for child in plan.children}
     stale = [key for key in live_children if key not in desired_keys]
     for api_version, kind, child_name in stale:
         uid = ((live_children[(api_version, kind, child_name)].get("metadata")) or {}).get("uid")
