@@ -47,12 +47,14 @@ def _same_quantity(desired: Any, live: Any) -> bool:
 
 def is_subset(desired: Any, live: Any, *, quantities: bool = False) -> bool:
     """Every field we set is present in `live` with the same value (server defaults may add more)."""
+    if desired == live:  # whole equal subtrees in one C-level comparison (most lists, all leaves)
+        return True
     if isinstance(desired, Mapping):
         return isinstance(live, Mapping) and all(
             k in live and is_subset(v, live[k], quantities=quantities or k in QUANTITY_MAPS) for k, v in desired.items())
     if isinstance(desired, list):
         return isinstance(live, list) and len(desired) == len(live) and all(map(is_subset, desired, live))
-    return desired == live or (quantities and _same_quantity(desired, live))
+    return quantities and _same_quantity(desired, live)
 
 
 def needs_apply(desired: Mapping[str, Any], live: Mapping[str, Any] | None, digest: str | None = None) -> bool:
