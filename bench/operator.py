@@ -25,7 +25,10 @@ unless --no-cluster), it measures:
 Each phase uses fresh namespaces (N isvcs spread over --namespaces), each with a Bound static PVC
 `models`; they are deleted (and waited for) after the phase. Every phase has a deadline.
 
-Usage: python bench/operator.py [--n 300] [--operator-path DIR] [--out bench/results/operator.json]
+With --repeat K each N runs K (floor, operator) rounds and reports the median times and ratios
+(worst case for idle writes, idle CPU and RSS): on 2 shared cores one round's ratio swings widely.
+
+Usage: python bench/operator.py [--n 300] [--repeat 3] [--operator-path DIR] [--out bench/results/operator.json]
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import os
 import platform
 import signal
 import ssl
+import statistics
 import subprocess
 import time
 import uuid
@@ -524,7 +528,7 @@ async def operator_phase(kube: Kube, n: int, namespaces: list[str], op_kubeconfi
             audit_offset = audit.stat().st_size
             if profile:
                 spy = subprocess.Popen([profile, "record", "-p", str(op.proc.pid), "-o", str(workdir / f"profile-{n}.txt"),
-                                        "-f", "raw", "-r", "50"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                        "-f", "raw", "-r", "50", "--gil"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             cpu0, wall0 = op.cpu_s(), time.time()
             t0 = time.monotonic()
             writer = asyncio.create_task(create_isvcs(kube, items))
@@ -701,6 +705,28 @@ def row(r: dict[str, Any]) -> dict[str, Any]:
             "idle_requests_per_isvc": sum(r["idle_requests_60s"].values()) / r["n"]}
 
 
+# Worst case over rounds for the absolute targets; medians for times and ratios.
+WORST_OF_ROUNDS = ("idle_writes_60s", "idle_cpu_s_60s", "peak_rss_mb")
+ROUND_FIELDS = ("floor_children_s", "op_children_s", "children_ratio", "floor_ready_s", "op_ready_s", "ready_ratio",
+                "floor_update_wave_s", "update_wave_s", "wave_ratio", "op_create_cpu_s")
+
+
+def combine_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row per N from repeated (floor, operator) rounds. On 2 shared cores the same code's
+    ratio swings from round to round (floor and operator phases run minutes apart), so a single
+    round proves little: each round's ratio is paired, and the row reports their median."""
+    if len(rounds) == 1:
+        return rounds[0]
+    worst = max(rounds, key=lambda r: (r["idle_writes_60s"], r["idle_cpu_s_60s"]))
+    out = {**worst}
+    for key in ROUND_FIELDS + ("op_ready_s_per_isvc",):
+        out[key] = statistics.median(r[key] for r in rounds)
+    for key in WORST_OF_ROUNDS:
+        out[key] = max(r[key] for r in rounds)
+    out["rounds"] = [{key: r[key] for key in ROUND_FIELDS} for r in rounds]
+    return out
+
+
 def print_table(runs: list[dict[str, Any]]) -> None:
     cols = [("N", "n", "{:d}"), ("floor_ch s", "floor_children_s", "{:.2f}"), ("op_ch s", "op_children_s", "{:.2f}"),
             ("ch ratio", "children_ratio", "{:.2f}"), ("floor_rdy s", "floor_ready_s", "{:.2f}"),
@@ -724,6 +750,11 @@ def print_table(runs: list[dict[str, Any]]) -> None:
                   f"(ours {r['op_ready_s']:.2f}s, floor {r['floor_ready_s']:.2f}s)")
         elif "kserve_error" in r:
             print(f"N={r['n']}: KServe failed: {r['kserve_error']}")
+    for r in runs:
+        if "rounds" in r:
+            for key in ("children_ratio", "ready_ratio", "wave_ratio"):
+                print(f"N={r['n']}: {key} by round " + ", ".join(f"{x[key]:.2f}" for x in r["rounds"]) +
+                      f" (median {r[key]:.2f})")
     for r in runs:
         print(f"N={r['n']}: idle requests by verb {r['idle_requests_60s'] or '{}'}; "
               f"operator requests while creating {r['op_create_requests']}; operator CPU while creating {r['op_create_cpu_s']:.1f}s")
@@ -773,27 +804,30 @@ async def amain(args: argparse.Namespace) -> int:
                              "idle_window_s": args.idle, "nodes": int(os.environ.get("ISVC_BENCH_NODES", "3")),
                              "idle_requests_counted_by": "kube-apiserver audit log (operator's ServiceAccount)"}}
         for n in args.n:
-            run_id = uuid.uuid4().hex[:5]
-            deadline = args.deadline or max(300.0, 1.0 * n)
-            floor_ns = [f"bf-{n}-{run_id}-{k}" for k in range(args.namespaces)]
-            op_ns = [f"bo-{n}-{run_id}-{k}" for k in range(args.namespaces)]
-            log(f"N={n}: floor phase")
-            floor = await floor_phase(kube, n, floor_ns, deadline)
-            log(f"N={n}: operator phase")
-            op = await operator_phase(kube, n, op_ns, op_kubeconfig, operator_path, audit, workdir, deadline,
-                                      args.idle, args.profile)
-            peer: dict[str, Any] = {}
-            if args.kserve_manager:
-                log(f"N={n}: KServe phase")
-                try:
-                    peer = await kserve_phase(kube, n, [f"bk-{n}-{run_id}-{k}" for k in range(args.namespaces)],
-                                              kubeconfig, Path(args.kserve_manager), kserve_certs, workdir,
-                                              min(deadline, 120 + n / 2))
-                except BenchError as exc:  # the stretch never hides our own numbers
-                    log(f"KServe N={n} failed: {exc}; not run at larger N")
-                    peer = {"kserve_error": str(exc)}
-                    args.kserve_manager = None
-            runs.append(row({"n": n, **floor, **op, **peer}))
+            rounds = []
+            for round_no in range(args.repeat):
+                run_id = uuid.uuid4().hex[:5]
+                deadline = args.deadline or max(300.0, 1.0 * n)
+                floor_ns = [f"bf-{n}-{run_id}-{k}" for k in range(args.namespaces)]
+                op_ns = [f"bo-{n}-{run_id}-{k}" for k in range(args.namespaces)]
+                log(f"N={n}: floor phase (round {round_no + 1}/{args.repeat})")
+                floor = await floor_phase(kube, n, floor_ns, deadline)
+                log(f"N={n}: operator phase (round {round_no + 1}/{args.repeat})")
+                op = await operator_phase(kube, n, op_ns, op_kubeconfig, operator_path, audit, workdir, deadline,
+                                          args.idle, args.profile)
+                peer: dict[str, Any] = {}
+                if args.kserve_manager and round_no == 0:
+                    log(f"N={n}: KServe phase")
+                    try:
+                        peer = await kserve_phase(kube, n, [f"bk-{n}-{run_id}-{k}" for k in range(args.namespaces)],
+                                                  kubeconfig, Path(args.kserve_manager), kserve_certs, workdir,
+                                                  min(deadline, 120 + n / 2))
+                    except BenchError as exc:  # the stretch never hides our own numbers
+                        log(f"KServe N={n} failed: {exc}; not run at larger N")
+                        peer = {"kserve_error": str(exc)}
+                        args.kserve_manager = None
+                rounds.append(row({"n": n, **floor, **op, **peer}))
+            runs.append(combine_rounds(rounds))
     print_table(runs)
     targets = check_targets(runs)
     for line in targets:
@@ -809,6 +843,8 @@ async def amain(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, action="append", help="size (repeatable); default 100, 300, 1000")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of (floor, operator) per N; the table shows median times and ratios")
     parser.add_argument("--concurrency", type=int, default=64, help="the bench client's requests in flight")
     parser.add_argument("--namespaces", type=int, default=10)
     parser.add_argument("--idle", type=float, default=60.0, help="idle window, seconds")
@@ -817,7 +853,7 @@ def main() -> int:
                         help="PYTHONPATH of the operator under test (e.g. a patched copy)")
     parser.add_argument("--no-cluster", action="store_true", help="use a running bench cluster as is")
     parser.add_argument("--profile", metavar="PY_SPY", default=None,
-                        help="path of a py-spy binary: profile the operator while it creates (raw folded stacks in --workdir)")
+                        help="path of a py-spy binary: profile the operator while it creates (raw folded stacks of the thread holding the GIL, in --workdir)")
     parser.add_argument("--kserve-manager", default=None,
                         help="stretch: a KServe manager binary (go build ./cmd/manager) to run as a peer")
     parser.add_argument("--kserve-src", default=None, help="the KServe module source (its config/ directory)")

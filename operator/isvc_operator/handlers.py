@@ -34,6 +34,21 @@ ISTIO_CRD = f"{ISTIO_PLURAL}.{ISTIO_GROUP}"
 logger = logging.getLogger("isvc_operator")
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's change detection, switched off: it serves create/update handlers, which we do not use,
+    yet kopf builds a deep copy of every watched body for it on every event (Pods and Deployments
+    included): ~9% of the operator's CPU in a create burst."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+
 class _Caches:
     """The kopf indexes, captured from handler kwargs (kopf hands them only to handlers), and what
     the cluster offers. Shared by reference: kopf gives each object a shallow copy of the memo."""
@@ -116,6 +131,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=API_CONCURRENCY, thread_name_prefix="kube-api"))
     settings.posting.level = logging.WARNING
+    settings.persistence.diffbase_storage = NoDiffBase()
     # kopf posts each object's Events from its own worker over a connection pool without a limit:
     # the Ready burst of 1000 isvcs held ~430 TLS connections open at once (+115 MB of OpenSSL and
     # aiohttp buffers in the main heap, kept). As many posters as API threads keep up with the
