@@ -74,7 +74,7 @@ GROUP_PATH = "/apis/serving.isvc.dev/v1alpha1"
 LABEL_ISVC = "serving.isvc.dev/inferenceservice"
 OURS = "app.kubernetes.io/managed-by=isvc-operator"
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
-ISTIO_CRD = Path("/work/shared/crds/istio")
+ISTIO_CRD = ROOT / "tests/fixtures/istio-authorizationpolicies-crd.yaml"  # a copy of Istio's CRD (Apache-2.0)
 CHILD_KINDS = [  # (list path suffix, kind)
     ("/apis/apps/v1", "deployments", "Deployment"),
     ("/api/v1", "services", "Service"),
