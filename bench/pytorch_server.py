@@ -140,20 +140,30 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     raise RuntimeError(f"{url} did not answer 200 within {timeout}s")
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of a process and its children."""
-    total = 0
+def process_tree(pid: int):
+    """Yield (pid, thread ids) for a process and all its descendants; vanished ones are skipped."""
     stack = [pid]
     while stack:
         p = stack.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+            for task in tasks:
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    stack.extend(int(c) for c in f.read().split())
+        except OSError:
+            continue
+        yield p, tasks
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process and its children."""
+    total = 0
+    for p, _ in process_tree(pid):
         try:
             with open(f"/proc/{p}/status") as f:
                 for line in f:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1]) * 1024
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    stack.extend(int(c) for c in f.read().split())
         except OSError:
             pass
     return total
@@ -166,22 +176,18 @@ def cpu_by_thread(pid: int) -> tuple[float, float]:
     others are the batch workers and torch's OpenMP threads (the forward pass)."""
     tick = os.sysconf("SC_CLK_TCK")
     main = other = 0.0
-    stack = [pid]
-    while stack:
-        p = stack.pop()
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
+    for p, tasks in process_tree(pid):
+        for task in tasks:
+            try:
                 with open(f"/proc/{p}/task/{task}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
-                secs = (int(fields[11]) + int(fields[12])) / tick
-                if int(task) == p:
-                    main += secs
-                else:
-                    other += secs
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    stack.extend(int(c) for c in f.read().split())
-        except OSError:
-            pass
+            except OSError:
+                continue  # the thread ended
+            secs = (int(fields[11]) + int(fields[12])) / tick
+            if int(task) == p:
+                main += secs
+            else:
+                other += secs
     return main, other
 
 
