@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -254,20 +255,19 @@ async def istio_crd_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, 
     caches: _Caches = memo.caches
     if established == caches.istio_installed:
         return
-    if established:
-        # kopf only watches resources it found in discovery, which can lag behind Established:
-        # wait until discovery serves it, then restart the watches (all children are re-listed,
-        # unchanged ones cost no writes).
-        api: KubeApi = memo.api
-        for _ in range(60):
-            if await asyncio.to_thread(api.serves, f"{ISTIO_GROUP}/{ISTIO_VERSION}", ISTIO_PLURAL):
-                break
-            await asyncio.sleep(0.5)
-        logger.info("Istio's AuthorizationPolicy CRD is installed: restarting the watches to include it")
-        WATCHES.request_restart()
-        return
-    caches.istio_installed = False
-    logger.info("Istio's AuthorizationPolicy CRD is gone: re-reconciling every InferenceService")
-    controller = _bind(memo, kwargs)
-    for key in list(caches.isvcs or ()):
-        await controller.trigger(key)
+    # kopf watches what discovery lists when it starts, so the watches restart, once discovery
+    # agrees (it can lag behind the CRD), and the fresh kopf re-lists every isvc and child
+    # (unchanged ones cost no writes). On removal the old watch must also stop before the API
+    # server tears the resource's storage down (about 1 s after the CRD is deleted): the watch's
+    # reconnect would get 404, which kopf takes as fatal.
+    api: KubeApi = memo.api
+    caches.istio_installed = established
+    logger.info("Istio's AuthorizationPolicy CRD is %s: restarting the watches", "installed" if established else "gone")
+    WATCHES.request_restart(before=lambda: _wait_for_discovery(api, served=established))
+
+
+def _wait_for_discovery(api: KubeApi, *, served: bool, timeout: float = 30) -> None:
+    """Between kopf runs: until discovery lists Istio's resource (or no longer does)."""
+    deadline = time.monotonic() + timeout
+    while api.serves(f"{ISTIO_GROUP}/{ISTIO_VERSION}", ISTIO_PLURAL) != served and time.monotonic() < deadline:
+        time.sleep(0.2)
