@@ -172,8 +172,10 @@ async def stop_retries(memo: kopf.Memo, **_: Any) -> None:
     WATCHES.release_stop_flag()
 
 
+# The indexers are coroutines although they never wait: kopf runs a plain function in a thread of
+# its executor (a context copy, a hand-off and a wake-up per event), a coroutine in its own loop.
 @kopf.index(GROUP, VERSION, PLURAL)
-def inferenceservices(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+async def inferenceservices(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Key, Any]:
     return {(namespace, name): _slim(body)}
 
 
@@ -195,7 +197,7 @@ def _slim(body: kopf.Body) -> dict[str, Any]:
     return obj
 
 
-def _index_child(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
+async def _index_child(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Key, Any]:
     return {(namespace, labels[LABEL_ISVC]): _slim(body)}
 
 
@@ -204,7 +206,7 @@ for _group, _version, _plural in CHILD_RESOURCES:
 
 
 @kopf.index("", "v1", "pods", labels=OURS)
-def model_pods(namespace: str, labels: kopf.Labels, name: str, meta: kopf.Meta, status: kopf.Status, **_: Any) -> dict[Key, Any]:
+async def model_pods(namespace: str, labels: kopf.Labels, name: str, meta: kopf.Meta, status: kopf.Status, **_: Any) -> dict[Key, Any]:
     """Only what failure reasons need, so thousands of pods stay cheap to hold."""
     return {(namespace, labels[LABEL_ISVC]): {
         "metadata": {"name": name, "deletionTimestamp": meta.get("deletionTimestamp")},
