@@ -445,9 +445,12 @@ def main() -> int:
         # The floor is taken right before and right after this model's server points, and the
         # higher of the two is used: other load on the machine changes over minutes, and the
         # ratio should not profit from a floor measured at a bad moment.
+        def floor_rows() -> list[dict]:  # before and after the servers, the same way
+            return [f for passes in floor_passes[name]
+                    for f in floor(info["dir"], info["width"], floor_batches[name], floor_secs, threads, passes)]
+
         print(f"bench: floor {name} (before)", flush=True)
-        before = [f for passes in floor_passes[name]
-                  for f in floor(info["dir"], info["width"], floor_batches[name], floor_secs, threads, passes)]
+        before = floor_rows()
         servers = {
             "ours (batching)": [],
             "ours (no batching)": ["--enable_batching=false"],
@@ -476,8 +479,7 @@ def main() -> int:
                 "bare", cmd, f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port}/v1/models/iris:predict",
                 info, plan[name], args.duration, lua, work)
         print(f"bench: floor {name} (after)", flush=True)
-        after = [f for passes in floor_passes[name]
-                 for f in floor(info["dir"], info["width"], floor_batches[name], floor_secs, threads, passes)]
+        after = floor_rows()
         result["floor"][name] = [max(a, b, key=lambda x: x["rows_per_s"]) for a, b in zip(before, after)]
         result.setdefault("floor_runs", {})[name] = {"before": before, "after": after}
 

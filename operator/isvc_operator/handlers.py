@@ -150,7 +150,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     caches = CACHES = _Caches()  # fresh per kopf run: the indexes are the new run's
     memo.caches = caches
     # Known before the first pass, so a running operator never prunes policies it cannot see yet.
-    caches.istio_installed = await asyncio.to_thread(api.serves, f"{ISTIO_GROUP}/{ISTIO_VERSION}", ISTIO_PLURAL)
+    caches.istio_installed = await asyncio.to_thread(_istio_served, api)
     memo.controller = Controller(
         lookup=caches.lookup,
         run_pass=lambda body, children, pods: reconcile(
@@ -268,8 +268,12 @@ async def istio_crd_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, 
     WATCHES.request_restart(before=lambda: _wait_for_discovery(api, served=established))
 
 
+def _istio_served(api: KubeApi) -> bool:
+    return api.serves(f"{ISTIO_GROUP}/{ISTIO_VERSION}", ISTIO_PLURAL)
+
+
 def _wait_for_discovery(api: KubeApi, *, served: bool, timeout: float = 30) -> None:
     """Between kopf runs: until discovery lists Istio's resource (or no longer does)."""
     deadline = time.monotonic() + timeout
-    while api.serves(f"{ISTIO_GROUP}/{ISTIO_VERSION}", ISTIO_PLURAL) != served and time.monotonic() < deadline:
+    while _istio_served(api) != served and time.monotonic() < deadline:
         time.sleep(0.2)

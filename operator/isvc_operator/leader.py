@@ -98,18 +98,17 @@ def run_as_leader(
     def started_leading() -> None:
         logger.info("leader election: %s leads (Lease %s/%s)", me, namespace, name)
         follower.stop()
+        code = 0
         try:
             run_operator()
         except BaseException:
             # This runs in the election's thread: an error here would end the thread and leave a
-            # leader that renews its Lease and reconciles nothing. Hand the Lease over and exit.
+            # leader that renews its Lease and reconciles nothing. Hand the Lease over and exit 1.
             logger.exception("leader election: %s: the operator failed; releasing Lease %s/%s and exiting", me, namespace, name)
-            finished.set()
-            release_lease(namespace, name, me)
-            os._exit(1)
+            code = 1
         finished.set()
         release_lease(namespace, name, me)
-        os._exit(0)  # a clean stop (SIGTERM) ends the process, the renew loop with it
+        os._exit(code)  # a stop ends the process, the renew loop with it
 
     def stopped_leading() -> None:
         if not finished.is_set():
