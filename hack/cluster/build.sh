@@ -14,7 +14,7 @@ log() { echo "[build] $*" >&2; }
 
 build_kube() {
   local v=$KUBE_VERSION minor
-  local want=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local want=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
   local missing=()
   for b in "${want[@]}"; do [ -x "$bin/$b-$v" ] || missing+=("$b"); done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -47,6 +47,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubectl/pkg/cmd"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
   (cd "$src" && go mod tidy >&2)
