@@ -4,14 +4,17 @@
 #   docker build -t ghcr.io/isvc-operator/isvc-operator:0.1.0 .
 # tests/install/test_dockerfile.py replays the pip steps below in a virtualenv and lints this file.
 
-FROM python:3.11.14-slim-bookworm AS builder
+# The Python base; hack/images/build.sh passes one built from Debian packages where no registry is reachable.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS builder
 WORKDIR /src
 # Only what the wheel is built from: the project metadata and the package.
 COPY pyproject.toml README.md ./
 COPY operator/isvc_operator/ operator/isvc_operator/
 RUN pip wheel --no-cache-dir --disable-pip-version-check --wheel-dir /wheels .
 
-FROM python:3.11.14-slim-bookworm
+FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="isvc-operator" \
       org.opencontainers.image.description="Kubernetes operator for InferenceService (serving.isvc.dev)" \
       org.opencontainers.image.source="https://github.com/isvc-operator/isvc-operator" \

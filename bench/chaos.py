@@ -121,7 +121,7 @@ def render_identity() -> tuple[str, list[dict[str, Any]]]:
 
 
 def cluster_env(policy: Path) -> dict[str, str]:
-    return {**os.environ, "ISVC_CLUSTER_DIR": str(CLUSTER_DIR), "ISVC_API_PORT": API_PORT, "ISVC_ETCD_PORT": ETCD_PORT,
+    return {**os.environ, "ISVC_CLUSTER_DIR": str(CLUSTER_DIR), "ISVC_REAL_NODE": "0", "ISVC_API_PORT": API_PORT, "ISVC_ETCD_PORT": ETCD_PORT,
             "ISVC_AUDIT_POLICY": str(policy)}
 
 

@@ -257,7 +257,7 @@ def kubectl() -> str:
 
 
 def cluster_env() -> dict[str, str]:
-    return {**os.environ, "ISVC_CLUSTER_DIR": str(CLUSTER_DIR), "ISVC_API_PORT": API_PORT,
+    return {**os.environ, "ISVC_CLUSTER_DIR": str(CLUSTER_DIR), "ISVC_REAL_NODE": "0", "ISVC_API_PORT": API_PORT,
             "ISVC_ETCD_PORT": ETCD_PORT, "ISVC_NODES": os.environ.get("ISVC_BENCH_NODES", "3")}
 
 

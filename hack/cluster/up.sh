@@ -11,32 +11,28 @@ api_port=${ISVC_API_PORT:-16443}
 etcd_port=${ISVC_ETCD_PORT:-12379}
 nodes=${ISVC_NODES:-3}
 kubeconfig="$state/kubeconfig"
-log() { echo "[cluster] $*" >&2; }
 
 bin=$("$here/build.sh" all)
 cache=${ISVC_CACHE:-$HOME/.cache/isvc-operator}
 kubectl="$bin/kubectl-$KUBE_VERSION"
 
-running() { [ -f "$state/$1.pid" ] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null; }
+source "$here/lib.sh"
 api_ready() { "$kubectl" --kubeconfig "$kubeconfig" get --raw /readyz >/dev/null 2>&1; }
+die() { tail -n 20 "$state/logs/"*.log >&2 || true; exit 1; }
 
-start() {  # name, then the command; detached so it outlives make
-  local name=$1; shift
-  if running "$name"; then return 0; fi
-  setsid nohup "$@" >"$state/logs/$name.log" 2>&1 < /dev/null &
-  echo $! >"$state/$name.pid"
-}
-
-wait_for() {  # what, seconds, command...
-  local what=$1 secs=$2; shift 2
-  local deadline=$((SECONDS + secs))
-  until "$@"; do
-    if [ $SECONDS -ge $deadline ]; then
-      log "timed out waiting for $what; logs in $state/logs/"; tail -n 20 "$state/logs/"*.log >&2 || true; exit 1
-    fi
-    sleep 0.2
-  done
-}
+# The real node (hack/node/): ISVC_REAL_NODE=auto (default: on where this machine can run it, else
+# one line saying why), 1 (required: fail without it) or 0 (kwok nodes only, as the benchmarks run).
+real_node=${ISVC_REAL_NODE:-auto}
+if [ "$real_node" != 0 ]; then
+  if why=$(bash "$root/hack/node/up.sh" check); then
+    real_node=1
+  elif [ "$real_node" = 1 ]; then
+    log "the real node cannot run here: $why"; exit 1
+  else
+    log "real node: off ($why); kwok nodes only"; real_node=0
+  fi
+fi
+source "$root/hack/node/env.sh"
 
 mkdir -p "$state/pki" "$state/logs" "$state/etcd"
 if [ ! -f "$state/pki/sa.key" ]; then
@@ -44,11 +40,25 @@ if [ ! -f "$state/pki/sa.key" ]; then
   openssl rsa -in "$state/pki/sa.key" -pubout -out "$state/pki/sa.pub" 2>/dev/null
   echo "$(openssl rand -hex 16),admin,admin,system:masters" > "$state/pki/tokens.csv"
 fi
-token=$(cut -d, -f1 "$state/pki/tokens.csv")
+# The real node's kubelet and kube-proxy authenticate as themselves (Node authorizer, built-in RBAC).
+grep -q ",system:node:$NODE_NAME," "$state/pki/tokens.csv" \
+  || echo "$(openssl rand -hex 16),system:node:$NODE_NAME,system:node:$NODE_NAME,system:nodes" >> "$state/pki/tokens.csv"
+grep -q ",system:kube-proxy," "$state/pki/tokens.csv" \
+  || echo "$(openssl rand -hex 16),system:kube-proxy,system:kube-proxy" >> "$state/pki/tokens.csv"
+# The serving certificate (its own CA): valid for the host (127.0.0.1), for pods (the node IP and the
+# `kubernetes` Service) and for the in-cluster names.
+sans="IP:127.0.0.1,IP:$NODE_IP,IP:$SERVICE_API_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default"
+sans+=",DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+if ! openssl x509 -in "$state/pki/apiserver.crt" -noout -ext subjectAltName 2>/dev/null | grep -q "$SERVICE_API_IP"; then
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=isvc-local-apiserver" \
+    -keyout "$state/pki/apiserver.key" -out "$state/pki/apiserver.crt" \
+    -addext "subjectAltName=$sans" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,digitalSignature,keyEncipherment,keyCertSign" \
+    -addext "extendedKeyUsage=serverAuth" 2>/dev/null
+fi
+token=$(awk -F, '$2 == "admin" {print $1}' "$state/pki/tokens.csv")
 
-write_kubeconfig() {  # the apiserver's self-signed serving certificate is the CA once it exists
-  local trust="insecure-skip-tls-verify: true"
-  [ -f "$state/pki/apiserver.crt" ] && trust="certificate-authority: $state/pki/apiserver.crt"
+write_kubeconfig() {
   cat > "$kubeconfig" <<KCFG
 apiVersion: v1
 kind: Config
@@ -56,7 +66,7 @@ clusters:
 - name: isvc-local
   cluster:
     server: https://127.0.0.1:$api_port
-    $trust
+    certificate-authority: $state/pki/apiserver.crt
 users:
 - name: admin
   user:
@@ -80,11 +90,15 @@ audit_flags=()
 if [ -n "${ISVC_AUDIT_POLICY:-}" ]; then
   audit_flags=(--audit-policy-file "$ISVC_AUDIT_POLICY" --audit-log-path "$state/logs/audit.log" --audit-log-format json)
 fi
+# With the real node, pods reach the API server through the `kubernetes` Service on the node IP.
+bind_flags=(--bind-address 127.0.0.1)
+[ "$real_node" = 1 ] && bind_flags=(--bind-address 0.0.0.0 --advertise-address "$NODE_IP")
 start kube-apiserver "$bin/kube-apiserver-$KUBE_VERSION" \
   --etcd-servers "http://127.0.0.1:$etcd_port" \
-  --bind-address 127.0.0.1 --secure-port "$api_port" \
-  --cert-dir "$state/pki" --token-auth-file "$state/pki/tokens.csv" \
-  --authorization-mode RBAC \
+  "${bind_flags[@]}" --secure-port "$api_port" \
+  --tls-cert-file "$state/pki/apiserver.crt" --tls-private-key-file "$state/pki/apiserver.key" \
+  --token-auth-file "$state/pki/tokens.csv" \
+  --authorization-mode Node,RBAC --kubelet-preferred-address-types InternalIP \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$state/pki/sa.pub" --service-account-signing-key-file "$state/pki/sa.key" \
   --service-cluster-ip-range 10.96.0.0/16 --service-node-port-range 30000-32767 \
@@ -92,8 +106,7 @@ start kube-apiserver "$bin/kube-apiserver-$KUBE_VERSION" \
   --max-requests-inflight 2000 --max-mutating-requests-inflight 1000 \
   "${audit_flags[@]}"
 log "waiting for kube-apiserver on https://127.0.0.1:$api_port"
-wait_for kube-apiserver 120 api_ready
-write_kubeconfig
+wait_for kube-apiserver 120 api_ready || die
 
 cat > "$state/scheduler.yaml" <<SCHED
 apiVersion: kubescheduler.config.k8s.io/v1
@@ -151,8 +164,15 @@ nodes_ready() {
   [ "$("$kubectl" --kubeconfig "$kubeconfig" get nodes -l type=kwok \
       -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null | grep -c True)" -ge "$nodes" ]
 }
-wait_for "kwok nodes" 60 nodes_ready
+wait_for "kwok nodes" 60 nodes_ready || die
 sa_ready() { "$kubectl" --kubeconfig "$kubeconfig" get serviceaccount default -n default >/dev/null 2>&1; }
-wait_for "the default ServiceAccount (kube-controller-manager)" 60 sa_ready
+wait_for "the default ServiceAccount (kube-controller-manager)" 60 sa_ready || die
+if [ "$real_node" = 1 ]; then
+  if ! bash "$root/hack/node/up.sh" start; then
+    if [ "${ISVC_REAL_NODE:-auto}" = 1 ]; then exit 1; fi
+    log "real node: failed to start (logs in $state/logs/); kwok nodes only"
+    bash "$root/hack/node/down.sh" >/dev/null 2>&1 || true
+  fi
+fi
 log "up: $nodes kwok nodes, Kubernetes $KUBE_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION"
 echo "export KUBECONFIG=$kubeconfig"

@@ -17,6 +17,7 @@ from kubernetes.utils.quantity import parse_quantity
 from .constants import BOOKKEEPING_PREFIXES, MAX_NAME_LENGTH
 
 FRAMEWORKS = ("tensorflow", "pytorch", "containers")
+PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
 SERVICE_TYPES = ("NodePort", "ClusterIP", "LoadBalancer")
 STORAGE_SCHEMES = ("pvc", "http", "https")
 AUTHORIZATION_MODES = ("Auto", "Enabled", "Disabled")
@@ -60,6 +61,8 @@ class Predictor:
     env: tuple[Mapping[str, Any], ...] = ()
     resources: Mapping[str, Any] | None = None
     ports: tuple[Mapping[str, Any], ...] = ()
+    # A custom container's own probes (Kubernetes Probe objects), when it brings them.
+    probes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Only what the user wrote: loosening the restricted defaults must be explicit.
     security_context: Mapping[str, Any] | None = None
     replicas: int | None = None
@@ -210,6 +213,7 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
         env=tuple(body.get("env") or ()),
         resources=body.get("resources"),
         ports=ports,
+        probes={key: body[key] for key in PROBES if body.get(key) is not None},
         security_context=body.get("securityContext"),
         replicas=replicas,
         min_replicas=min_replicas,

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Builds the project's images without Docker (buildah, Debian's package) and loads them into the
+# real node's containerd. Docker Hub is not reachable here, so the Python base image is made from
+# Debian packages (debootstrap bookworm + python3.11) and passed to the unchanged Dockerfiles as
+# PYTHON_IMAGE. Python wheels come from the package index as pip on this host reaches it.
+#
+#   build.sh [--load] IMAGE...     IMAGE: pause | operator | pytorch-server | test-server | all
+#
+# Every image archive is cached by the hash of what it is built from (Dockerfile, the files it
+# copies, the base), outside the checkout: a second run with no change takes seconds. --load
+# imports the archive into the node's containerd unless that exact archive is there already.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+source "$here/images.env"
+source "$root/hack/node/env.sh"
+cache="$NODE_CACHE/images"
+mkdir -p "$cache"
+log() { echo "[images] $*" >&2; }
+load=0
+[ "${1:-}" = --load ] && { load=1; shift; }
+[ $# -gt 0 ] || set -- all
+
+hash_files() {  # paths relative to the repo root -> one sha256 over names and contents
+  (cd "$root" && find "$@" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -path '*.egg-info/*' \
+     ! -path '*/.venv/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16
+}
+
+# -- the Python base image (debootstrap rootfs, cached as a tarball; then a buildah image)
+base_key() { hash_files hack/images/base.sh; }
+ensure_base() { bash "$here/base.sh" "$(base_key)"; }
+
+# pip inside a build reaches the index as pip on this host does: with the host's CA bundle (an
+# index behind a TLS proxy) and, for the server, a wheel directory filled on the host from pip's own
+# cache, so that torch (about 3.5 GB with its CUDA libraries) is downloaded once per machine.
+# These mounts exist during RUN steps only; nothing of them is in the image.
+volumes=()
+build_volumes() {  # image id -> $volumes
+  local wheels="$NODE_CACHE/wheels"
+  mkdir -p "$wheels"
+  if [ "$1" = pytorch-server ]; then
+    python3 -c "import tomllib; print('\\n'.join(tomllib.load(open('$root/servers/pytorch/pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > "$cache/pytorch-server.requirements.txt"
+    log "pytorch-server: wheels for $(paste -sd' ' "$cache/pytorch-server.requirements.txt") into $wheels"
+    python3 -m pip download -q --disable-pip-version-check --only-binary=:all: -d "$wheels" \
+      -r "$cache/pytorch-server.requirements.txt" >&2
+  fi
+  printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\nfind-links = /var/cache/isvc-wheels\n' > "$cache/pip.conf"
+  volumes=(-v "$cache/pip.conf:/etc/pip.conf:ro" -v "$wheels:/var/cache/isvc-wheels:ro")
+  if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+    volumes+=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
+  fi
+}
+
+# -- one image: name, tag, context dir, then the paths its Dockerfile copies (relative to the repo)
+archive_for() { echo "$cache/$1-$2.tar"; }
+build_image() {
+  local id=$1 ref=$2 context=$3; shift 3
+  local key archive started
+  key=$(hash_files "$@")
+  [ "$id" = pause ] || key="$key-$(base_key)"
+  archive=$(archive_for "$id" "$key")
+  if [ ! -f "$archive" ]; then
+    started=$SECONDS
+    if [ "$id" = pause ]; then
+      local out ctr
+      out=$(mktemp -d)
+      (cd "$root/hack/node/pause" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/pause" .)
+      ctr=$(buildah from scratch)
+      buildah copy -q "$ctr" "$out/pause" /pause >/dev/null
+      buildah config --entrypoint '["/pause"]' --user 65535:65535 "$ctr"
+      buildah commit -q --rm "$ctr" "$ref" >/dev/null
+      rm -rf "$out"
+    else
+      ensure_base
+      log "$id: buildah build $context (log: $cache/$id.log)"
+      build_volumes "$id"
+      buildah build --isolation chroot --network host --layers -q "${volumes[@]}" \
+        --build-arg "PYTHON_IMAGE=$BASE_PYTHON_IMAGE" -t "$ref" -f "$root/$context/Dockerfile" "$root/$context" \
+        > "$cache/$id.log" 2>&1 || { tail -n 30 "$cache/$id.log" >&2; exit 1; }
+    fi
+    buildah push -q "$ref" "docker-archive:$archive.tmp:$ref" >/dev/null
+    mv "$archive.tmp" "$archive"
+    # Older archives of this image are of no use any more.
+    find "$cache" -maxdepth 1 -name "$id-*.tar" ! -name "$(basename "$archive")" -delete
+    log "$id: $ref built in $((SECONDS - started)) s, $(du -h "$archive" | cut -f1)"
+  fi
+  if [ $load = 1 ]; then load_image "$ref" "$archive"; fi
+  echo "$ref"
+}
+
+load_image() {  # ref, archive: import into the node's containerd unless this archive is already there
+  local ref=$1 archive=$2 label
+  [ -S "$NODE_CONTAINERD_SOCK" ] || { log "no containerd at $NODE_CONTAINERD_SOCK: $ref not loaded"; return 1; }
+  local ctr=(ctr --address "$NODE_CONTAINERD_SOCK" -n k8s.io)
+  label=$("${ctr[@]}" images ls "name==$ref" 2>/dev/null | awk 'NR > 1 {print $NF}')
+  if [[ "$label" == *"isvc.dev/archive=$(basename "$archive")"* ]]; then return 0; fi
+  local started=$SECONDS
+  "${ctr[@]}" images import --no-unpack=false "$archive" >/dev/null
+  "${ctr[@]}" images label "$ref" "isvc.dev/archive=$(basename "$archive")" >/dev/null
+  log "loaded $ref into the node in $((SECONDS - started)) s"
+}
+
+[ "$*" = all ] && set -- pause operator pytorch-server test-server
+for what in "$@"; do
+  case "$what" in
+    pause) build_image pause "$PAUSE_IMAGE" hack/node/pause hack/node/pause ;;
+    operator) build_image operator "$OPERATOR_IMAGE:$IMAGE_VERSION" . \
+                Dockerfile pyproject.toml README.md operator/isvc_operator ;;
+    pytorch-server) build_image pytorch-server "$PYTORCH_SERVER_IMAGE:$IMAGE_VERSION" servers/pytorch \
+                servers/pytorch/Dockerfile servers/pytorch/pyproject.toml servers/pytorch/README.md \
+                servers/pytorch/isvc_pytorch_server ;;
+    test-server) build_image test-server "localhost/isvc-test-server:1" tests/e2e/test-server tests/e2e/test-server ;;
+    *) echo "usage: $0 [--load] pause|operator|pytorch-server|test-server ... | all" >&2; exit 2 ;;
+  esac
+done

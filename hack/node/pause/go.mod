@@ -1,0 +1,3 @@
+module isvc-operator/pause
+
+go 1.24
