@@ -9,12 +9,13 @@ LOCAL_KUBECONFIG := $(CLUSTER_DIR)/kubeconfig
 include hack/cluster/versions.env
 KUBECTL := $(HOME)/.cache/isvc-operator/bin/kubectl-$(KUBE_VERSION)
 
-.PHONY: help venv binaries cluster-up cluster-down dev dev-stop test test-unit test-cluster test-pytorch-server manifests render bench bench-pytorch chaos
+.PHONY: help venv binaries node-deps images cluster-up cluster-down dev dev-stop test test-unit test-cluster test-e2e test-pytorch-server manifests render bench bench-pytorch chaos
 
 help:
 	@echo "make dev           local control plane (unless KUBECONFIG reaches a cluster) + CRD + operator + samples"
 	@echo "make test          the whole test suite (unit, real control plane, install, PyTorch server)"
-	@echo "make cluster-up    start the local control plane (kube-apiserver, etcd, kcm, scheduler, kwok)"
+	@echo "make cluster-up    start the local control plane (kube-apiserver, etcd, kcm, scheduler, kwok) and its real node"
+	@echo "make images        build the operator, PyTorch server and test images (buildah) and load them into the real node"
 	@echo "make cluster-down  stop it (PURGE=1 also deletes its state)"
 	@echo "make dev-stop      stop the operator started by make dev"
 	@echo "make manifests     regenerate manifests/install.yaml from the Helm chart"
@@ -33,26 +34,36 @@ venv: $(VENV)/.installed
 binaries:
 	bash hack/cluster/build.sh all >/dev/null
 
-cluster-up:
+# The real node's runtime and the image builder, from Debian's packages (once; as root).
+node-deps:
+	bash hack/node/install.sh
+
+images: node-deps
+	bash hack/images/build.sh --load all
+
+cluster-up: node-deps
 	bash hack/cluster/up.sh
 
 cluster-down:
 	bash hack/cluster/down.sh $(if $(PURGE),--purge,)
 
-dev: venv
+dev: venv node-deps
 	bash hack/dev.sh
 
 dev-stop:
 	bash hack/dev.sh stop
 
-test: venv binaries
+test: venv binaries node-deps
 	bash hack/test.sh
 
 test-unit: venv
 	$(PY) -m pytest tests/unit -q
 
 test-cluster: venv binaries
-	$(PY) -m pytest tests -q -m cluster
+	$(PY) -m pytest tests -q -m cluster --ignore tests/e2e
+
+test-e2e: venv binaries node-deps
+	$(PY) -m pytest tests/e2e -q
 
 test-pytorch-server:
 	bash servers/pytorch/run-tests.sh

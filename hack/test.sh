@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The whole suite: the operator's tests (unit + real control plane + install) and the PyTorch server's.
-# pytest's exit code 5 (no tests collected) is a failure here, never a pass.
+# The whole suite: the end-to-end tests on the real node, the operator's tests (unit + real control
+# plane + install) and the PyTorch server's. pytest's exit code 5 (no tests collected) is a failure
+# here, never a pass.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+source hack/cluster/versions.env
 status=0
 # An operator left running by `make dev` would reconcile the tests' namespaces too.
 bash hack/dev.sh stop >/dev/null 2>&1 || true
@@ -16,7 +18,18 @@ run() {
   echo "== $name: exit $rc in $((SECONDS - started))s"
   [ $rc -eq 0 ] || status=1
 }
-run operator .venv/bin/python -m pytest tests -q -p no:cacheprovider
+# One cluster for both pytest sessions (started here unless one answers; stopped here if so).
+kubectl="$HOME/.cache/isvc-operator/bin/kubectl-$KUBE_VERSION"
+started_cluster=0
+if ! "$kubectl" --kubeconfig .cluster/kubeconfig get --raw /readyz >/dev/null 2>&1; then
+  bash hack/cluster/up.sh >/dev/null || exit 1
+  started_cluster=1
+fi
+# The e2e tests install the operator with Helm as a pod; the other tests run it as a process. Two
+# sessions, so that the two never reconcile at the same time.
+run e2e .venv/bin/python -m pytest tests/e2e -q -p no:cacheprovider
+run operator .venv/bin/python -m pytest tests -q -p no:cacheprovider --ignore tests/e2e
+if [ $started_cluster = 1 ] && [ -z "${ISVC_KEEP_CLUSTER:-}" ]; then bash hack/cluster/down.sh; fi
 if [ -f servers/pytorch/run-tests.sh ]; then
   run pytorch-server bash servers/pytorch/run-tests.sh
 fi

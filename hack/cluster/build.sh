@@ -119,6 +119,16 @@ build_helm() {
   mv "$tmp/helm" "$bin/helm-$v"
 }
 
+build_actionlint() {
+  local v=$ACTIONLINT_VERSION
+  [ -x "$bin/actionlint-$v" ] && return 0
+  log "actionlint $v"
+  local tmp
+  tmp=$(mktemp -d)
+  GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "github.com/rhysd/actionlint/cmd/actionlint@$v"
+  mv "$tmp/actionlint" "$bin/actionlint-$v"
+}
+
 what=${1:-all}
 case "$what" in
   all) build_etcd; build_kwok; build_kube; build_helm ;;
@@ -126,6 +136,7 @@ case "$what" in
   etcd) build_etcd ;;
   kwok) build_kwok ;;
   helm) build_helm ;;
-  *) echo "usage: $0 [all|kube|etcd|kwok|helm]" >&2; exit 2 ;;
+  actionlint) build_actionlint ;;
+  *) echo "usage: $0 [all|kube|etcd|kwok|helm|actionlint]" >&2; exit 2 ;;
 esac
 echo "$bin"

@@ -52,14 +52,22 @@ build_volumes() {  # image id -> $volumes
   fi
 }
 
-# -- one image: name, tag, context dir, then the paths its Dockerfile copies (relative to the repo)
-archive_for() { echo "$cache/$1-$2.tar"; }
+# -- one image: name, tag, context dir, then the paths its Dockerfile copies (relative to the repo).
+# The cache is keyed by the hash of those paths (and of the base): the node's containerd, once the
+# image is loaded there (labelled with its key; containerd's store outlives the cluster), else the
+# archive in $cache until it is loaded. buildah's own storage is emptied after each build: a torch
+# image and its build layers take over 20 GB there, more than this machine's disk can spare.
+ctr_images() { ctr --address "$NODE_CONTAINERD_SOCK" -n k8s.io images "$@"; }
+node_has() {  # ref, key: the node's containerd holds this very build
+  [ -S "$NODE_CONTAINERD_SOCK" ] && ctr_images ls "name==$1" 2>/dev/null | grep -q "isvc.dev/key=$2"
+}
 build_image() {
   local id=$1 ref=$2 context=$3; shift 3
   local key archive started
   key=$(hash_files "$@")
   [ "$id" = pause ] || key="$key-$(base_key)"
-  archive=$(archive_for "$id" "$key")
+  archive="$cache/$id-$key.tar"
+  if node_has "$ref" "$key"; then echo "$ref"; return 0; fi
   if [ ! -f "$archive" ]; then
     started=$SECONDS
     if [ "$id" = pause ]; then
@@ -75,29 +83,27 @@ build_image() {
       ensure_base
       log "$id: buildah build $context (log: $cache/$id.log)"
       build_volumes "$id"
-      buildah build --isolation chroot --network host --layers -q "${volumes[@]}" \
+      buildah build --isolation chroot --network host -q "${volumes[@]}" \
         --build-arg "PYTHON_IMAGE=$BASE_PYTHON_IMAGE" -t "$ref" -f "$root/$context/Dockerfile" "$root/$context" \
-        > "$cache/$id.log" 2>&1 || { tail -n 30 "$cache/$id.log" >&2; exit 1; }
+        > "$cache/$id.log" 2>&1 || { tail -n 30 "$cache/$id.log" >&2; buildah rmi --prune >/dev/null 2>&1; exit 1; }
     fi
+    find "$cache" -maxdepth 1 -name "$id-*.tar" -delete  # an older build of this image
     buildah push -q "$ref" "docker-archive:$archive.tmp:$ref" >/dev/null
     mv "$archive.tmp" "$archive"
-    # Older archives of this image are of no use any more.
-    find "$cache" -maxdepth 1 -name "$id-*.tar" ! -name "$(basename "$archive")" -delete
+    buildah rmi -f "$ref" >/dev/null
+    buildah rmi --prune >/dev/null 2>&1 || true
     log "$id: $ref built in $((SECONDS - started)) s, $(du -h "$archive" | cut -f1)"
   fi
-  if [ $load = 1 ]; then load_image "$ref" "$archive"; fi
+  if [ $load = 1 ]; then load_image "$ref" "$archive" "$key"; fi
   echo "$ref"
 }
 
-load_image() {  # ref, archive: import into the node's containerd unless this archive is already there
-  local ref=$1 archive=$2 label
-  [ -S "$NODE_CONTAINERD_SOCK" ] || { log "no containerd at $NODE_CONTAINERD_SOCK: $ref not loaded"; return 1; }
-  local ctr=(ctr --address "$NODE_CONTAINERD_SOCK" -n k8s.io)
-  label=$("${ctr[@]}" images ls "name==$ref" 2>/dev/null | awk 'NR > 1 {print $NF}')
-  if [[ "$label" == *"isvc.dev/archive=$(basename "$archive")"* ]]; then return 0; fi
-  local started=$SECONDS
-  "${ctr[@]}" images import --no-unpack=false "$archive" >/dev/null
-  "${ctr[@]}" images label "$ref" "isvc.dev/archive=$(basename "$archive")" >/dev/null
+load_image() {  # ref, archive, key: import into the node's containerd, then drop the archive
+  local ref=$1 archive=$2 key=$3 started=$SECONDS
+  [ -S "$NODE_CONTAINERD_SOCK" ] || { log "$ref: built, not loaded (no real node running: make cluster-up)"; return 0; }
+  ctr_images import "$archive" >/dev/null
+  ctr_images label "$ref" "isvc.dev/key=$key" >/dev/null
+  rm -f "$archive"
   log "loaded $ref into the node in $((SECONDS - started)) s"
 }
 

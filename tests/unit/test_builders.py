@@ -279,3 +279,16 @@ def test_custom_container_is_probed_on_its_declared_port():
     assert container["image"] == "me/server:1"
     assert container["readinessProbe"]["tcpSocket"] == {"port": 7070}
     assert service["spec"]["ports"] == [{"name": "http", "port": 7070, "targetPort": "http", "protocol": "TCP", "nodePort": 31000}]
+
+
+def test_custom_container_keeps_its_own_probes_and_defaults_the_others():
+    body = copy.deepcopy(SEED_000)
+    readiness = {"httpGet": {"path": "/v1/models/m", "port": "http"}, "periodSeconds": 1}
+    liveness = {"httpGet": {"path": "/healthz", "port": "http"}, "failureThreshold": 2}
+    body["spec"]["predictor"] = {"containers": [{"image": "me/server:1", "ports": [{"name": "http", "containerPort": 7070}],
+                                                 "readinessProbe": readiness, "livenessProbe": liveness}]}
+    deployment, _ = children_of(parse_inferenceservice(body))
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"] == readiness
+    assert container["livenessProbe"] == liveness
+    assert container["startupProbe"] == {"tcpSocket": {"port": 7070}, "periodSeconds": 5, "failureThreshold": 120}

@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on SIGTERM, how long in-flight requests may take to finish")
     p.add_argument("--warmup", type=_bool, nargs="?", const=True, default=True,
                    help="run a forward pass on zeros before reporting AVAILABLE, when the input shape is known")
+    p.add_argument("--exit_on_load_failure", type=_bool, nargs="?", const=True, default=True,
+                   help="exit 1 when the model fails to load and no version was ever served, with the error "
+                        "as the termination message (Kubernetes: CrashLoopBackOff); false: keep answering 503")
+    p.add_argument("--termination_message_path", default="/dev/termination-log",
+                   help="where that error is written when the file exists (Kubernetes' terminationMessagePath)")
     p.add_argument("--log_level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
@@ -161,9 +166,18 @@ def main(argv: list[str] | None = None) -> int:
     batcher = Batcher(max_batch, args.batch_timeout_micros / 1e6 if args.enable_batching else 0.0,
                       workers, metrics, merge_fraction=args.batch_merge_fraction)
     warm = (1, max_batch) if args.warmup and max_batch > 1 else ((1,) if args.warmup else ())
+    unservable: list[str] = []
+    server_holder: list = []
+
+    def stop_unservable(message: str) -> None:
+        unservable.append(message)
+        if server_holder:
+            server_holder[0].should_exit = True
+
     manager = ModelManager(args.model_name, args.model_base_path, device,
                            poll_wait_seconds=args.file_system_poll_wait_seconds,
-                           model_class_name=args.model_class_name, warmup_batch_sizes=warm, metrics=metrics)
+                           model_class_name=args.model_class_name, warmup_batch_sizes=warm, metrics=metrics,
+                           on_unservable=stop_unservable if args.exit_on_load_failure else None)
     app = App(manager, batcher, metrics, max_request_bytes=args.max_request_bytes)
     log.info("isvc-pytorch-server %s (torch %s) serving %s from %s on %s:%d; device %s, %d intra-op threads "
              "(CPU limit %d), %d batch threads, batching %s (max %d rows, timeout %d us)", __version__,
@@ -179,5 +193,22 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=args.graceful_shutdown_seconds, timeout_keep_alive=75,
     )
     server = _server_class()(config)
+    server_holder.append(server)
+    if unservable:  # failed before the server existed
+        server.should_exit = True
     server.run()
+    if unservable:
+        log.error("exiting: nothing to serve: %s", unservable[0])
+        _write_termination_message(args.termination_message_path, unservable[0])
+        return 1
     return 0 if server.started else 1
+
+
+def _write_termination_message(path: str, message: str) -> None:
+    """Kubernetes shows this file's content as the container's last termination message."""
+    if os.path.exists(path):
+        try:
+            with open(path, "w") as f:
+                f.write(message[:4000])
+        except OSError:
+            pass

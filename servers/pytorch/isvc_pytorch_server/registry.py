@@ -38,8 +38,12 @@ class VersionState:
 
 class ModelManager:
     def __init__(self, name: str, base_path: str, device, *, poll_wait_seconds: float = 1.0,
-                 model_class_name: str | None = None, warmup_batch_sizes=(1,), metrics=None):
+                 model_class_name: str | None = None, warmup_batch_sizes=(1,), metrics=None,
+                 on_unservable=None):
         self.name = name
+        # Called with the error when the latest version fails and none was ever AVAILABLE: nothing
+        # to serve, and (in a pod) better said by an exit the kubelet reports than by a 503 forever.
+        self.on_unservable = on_unservable
         self.base_path = base_path
         self.device = device
         self.poll_wait_seconds = poll_wait_seconds
@@ -129,6 +133,8 @@ class ModelManager:
         self._failed[version] = fp
         self.states[version] = VersionState(version, "END", message, code)
         log.error("version %d of model %s failed to load: %s", version, self.name, message)
+        if self.serving is None and self.on_unservable is not None:
+            self.on_unservable(f"version {version} of model {self.name} failed to load: {message}")
 
     def _warmup(self, model: loader.LoadedModel) -> None:
         """Run a forward on zeros when the input shape is known, so the first request is not slow."""

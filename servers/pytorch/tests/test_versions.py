@@ -99,3 +99,27 @@ def test_flat_base_path_is_version_1(start_server, tmp_path, iris_net):
     assert status == 200
     np.testing.assert_allclose(doc["predictions"], expected(iris_net, SEED_BODY["instances"]), rtol=1e-5, atol=1e-6)
     assert "serving them as version 1" in s.output()
+
+
+def test_a_model_that_never_loads_exits_with_the_error_as_termination_message(start_server, tmp_path):
+    """Nothing was ever served and the latest version fails: exit 1, the error in the termination
+    message (Kubernetes reports CrashLoopBackOff with it instead of a pod that is never ready)."""
+    base = tmp_path / "models"
+    (base / "1").mkdir(parents=True)
+    (base / "1" / "model.pt").write_bytes(b"this is not a TorchScript archive")
+    message = tmp_path / "termination-log"
+    message.write_text("")
+    s = start_server(str(base), extra=[f"--termination_message_path={message}"])
+    assert s.proc.wait(60) == 1, s.output()
+    assert "version 1 of model iris failed to load" in message.read_text()
+    assert "model.pt" in message.read_text()
+
+
+def test_with_exit_on_load_failure_off_a_model_that_never_loads_answers_503(start_server, tmp_path):
+    base = tmp_path / "models"
+    (base / "1").mkdir(parents=True)
+    (base / "1" / "model.pt").write_bytes(b"this is not a TorchScript archive")
+    s = start_server(str(base), extra=["--exit_on_load_failure=false"])
+    doc = s.wait_status(503, check=lambda d: "failed" in str(d) or "END" in str(d))
+    assert s.proc.poll() is None, "the server exited although --exit_on_load_failure=false"
+    assert doc
