@@ -86,6 +86,12 @@ cat > "$node_dir/cni/10-isvc.conflist" <<CNI
   ]
 }
 CNI
+mkdir -p "$node_dir/registries/_default"
+cat > "$node_dir/registries/_default/hosts.toml" <<HOSTS
+server = "http://127.0.0.1:1"
+[host."http://127.0.0.1:1"]
+  capabilities = ["pull", "resolve"]
+HOSTS
 cat > "$node_dir/containerd.toml" <<TOML
 version = 2
 root = "$NODE_CONTAINERD_ROOT/root"
@@ -113,6 +119,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = "$(command -v runc)"
         SystemdCgroup = false
+  # Every registry is this machine's port 1: images are imported (hack/images/build.sh), and a pull
+  # of anything else fails at once without a packet leaving the machine.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$node_dir/registries"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$node_dir/cni"

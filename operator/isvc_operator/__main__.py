@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -34,6 +35,9 @@ def _run(args: argparse.Namespace) -> int:
             clusterwide=not args.namespace,
             namespaces=args.namespace or (),
             liveness_endpoint=args.liveness,
+            # kopf would ask getpass for a user name, which fails for a uid without a passwd entry
+            # (the image runs as 65532): the pod name says who this operator is.
+            identity=os.environ.get("POD_NAME") or socket.gethostname(),
         )
 
     if not args.leader_elect:

@@ -13,6 +13,7 @@ import http.server
 import json
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 import threading
@@ -119,6 +120,8 @@ def e2e_operator(kube: Kube, images: None, helm_bin: str) -> Iterator[dict[str, 
                     "-f", str(values), "--wait", "--timeout", "180s"], check=True, env=kube.env, capture_output=True,
                    timeout=240)
     pod = wait_until(lambda: _running_operator_pod(kube), 120, "the operator pod to run")
+    wait_until(lambda: "isvc-operator started" in kube.run("logs", "-n", E2E_NAMESPACE, pod["metadata"]["name"]).stdout,
+               60, "the in-cluster operator to lead and start watching")
     yield pod
     logs = kube.run("logs", "-n", E2E_NAMESPACE, f"deployment/{RELEASE}", check=False).stdout
     subprocess.run([helm_bin, "uninstall", RELEASE, "-n", E2E_NAMESPACE, "--wait", "--timeout", "120s"],
@@ -199,5 +202,9 @@ def run_pod(kube: Kube, namespace: str, name: str, image: str, command: list[str
     return logs
 
 
-def elapsed_since(start: float) -> str:
-    return f"{time.monotonic() - start:.1f} s"
+def float32(tree: Any) -> Any:
+    """Numbers rounded to float32, as the model computes them: the server prints the shortest float32
+    text of each value, the in-process reference its float64 widening; both round to the same float32."""
+    if isinstance(tree, list):
+        return [float32(item) for item in tree]
+    return struct.unpack("f", struct.pack("f", tree))[0]
