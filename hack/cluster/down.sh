@@ -8,6 +8,8 @@ state=${ISVC_CLUSTER_DIR:-$root/.cluster}
 source "$here/lib.sh"
 bash "$root/hack/dev.sh" stop >/dev/null 2>&1 || true  # the operator and model store of make dev
 bash "$root/hack/node/down.sh"
-for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do stop "$name"; done
+stop kwok kube-scheduler kube-controller-manager
+stop kube-apiserver
+stop etcd
 if [ "${1:-}" = "--purge" ]; then rm -rf "$state"; fi
 log "down"

@@ -10,14 +10,23 @@ start() {  # name, then the command; detached so it outlives make
   echo $! >"$state/$name.pid"
 }
 
-stop() {  # name: SIGTERM, up to 5 s, then SIGKILL
-  local name=$1 pid
-  [ -f "$state/$name.pid" ] || return 0
-  pid=$(cat "$state/$name.pid")
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$state/$name.pid"
+stop() {  # names: SIGTERM to all, up to 5 s for all to exit, then SIGKILL
+  local name pids=()
+  for name in "$@"; do
+    [ -f "$state/$name.pid" ] || continue
+    pids+=("$(cat "$state/$name.pid")")
+    rm -f "$state/$name.pid"
+  done
+  [ ${#pids[@]} -gt 0 ] || return 0
+  kill "${pids[@]}" 2>/dev/null || true
+  local pid alive
+  for _ in $(seq 50); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 1 ] || break
+    sleep 0.1
+  done
+  kill -9 "${pids[@]}" 2>/dev/null || true
 }
 
 wait_for() {  # what, seconds, command...: returns 1 on time-out (callers decide whether that is fatal)

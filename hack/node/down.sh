@@ -16,8 +16,7 @@ if [ -f "$NODE_RUN/owner" ] && [ "$(cat "$NODE_RUN/owner")" != "$state" ] && [ "
   exit 0
 fi
 
-stop kubelet
-stop kube-proxy
+stop kubelet kube-proxy
 ctr() { command ctr --address "$NODE_CONTAINERD_SOCK" -n k8s.io "$@"; }
 if [ -S "$NODE_CONTAINERD_SOCK" ] && ctr version >/dev/null 2>&1; then
   for task in $(ctr tasks ls -q 2>/dev/null); do ctr tasks kill -s SIGKILL "$task" >/dev/null 2>&1; done
