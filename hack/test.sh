@@ -29,7 +29,17 @@ fi
 # sessions, so that the two never reconcile at the same time.
 run e2e .venv/bin/python -m pytest tests/e2e -q -p no:cacheprovider
 run operator .venv/bin/python -m pytest tests -q -p no:cacheprovider --ignore tests/e2e
-if [ $started_cluster = 1 ] && [ -z "${ISVC_KEEP_CLUSTER:-}" ]; then bash hack/cluster/down.sh; fi
+if [ $started_cluster = 1 ] && [ -z "${ISVC_KEEP_CLUSTER:-}" ]; then
+  # The node dies as in a crash (kill -9, containers still running), then `make cluster-down` runs
+  # twice: nothing of the node may be left on the machine (hack/node/leftovers.sh says what is).
+  crash_then_down() {
+    for name in kubelet kube-proxy containerd; do
+      [ -f .cluster/$name.pid ] && kill -9 "$(cat .cluster/$name.pid)" 2>/dev/null
+    done
+    bash hack/cluster/down.sh && bash hack/cluster/down.sh && bash hack/node/leftovers.sh
+  }
+  run cluster-down crash_then_down
+fi
 if [ -f servers/pytorch/run-tests.sh ]; then
   run pytorch-server bash servers/pytorch/run-tests.sh
 fi
