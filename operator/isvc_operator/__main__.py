@@ -18,7 +18,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from . import metrics
     from . import handlers  # noqa: F401 - importing registers the handlers
-    from .watches import WATCHES
+    from .runner import OperatorRunner
 
     kopf.configure(verbose=args.verbose, debug=args.debug, log_format=kopf.LogFormat[args.log_format.upper()])
     if not (args.verbose or args.debug):
@@ -27,9 +27,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         metrics.serve(args.metrics_port)
 
+    runner = OperatorRunner()
+
     def run_operator() -> None:
-        WATCHES.run(
-            memo=kopf.Memo(metrics_port=args.metrics_port),
+        runner.run(
+            memo=kopf.Memo(metrics_port=args.metrics_port, runner=runner),
             standalone=True,
             clusterwide=not args.namespace,
             namespaces=args.namespace or (),
@@ -41,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from .leader import run_as_leader
 
-    run_as_leader(run_operator, WATCHES.stop, namespace=args.leader_election_namespace,
+    run_as_leader(run_operator, runner.stop, namespace=args.leader_election_namespace,
                   name=args.leader_election_id, liveness=args.liveness)
     return 0
 

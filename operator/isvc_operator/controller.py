@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .apply import ChildKey
-from .kube_api import ApiError
-from .reconcile import ChildrenRejected, Outcome
+from .api_errors import ApiError
+from .kinds import IsvcKey as Key
+from .kinds import ObjectKey
+from .reconcile import ChildrenRejected, IsvcGone, Outcome
 
-Key = tuple[str, str]  # (namespace, name)
 logger = logging.getLogger("isvc_operator.controller")
 
 
@@ -34,8 +34,8 @@ class _KeyState:
 class Controller:
     """`lookup(key)` returns the isvc body and its live children from the watch caches."""
 
-    lookup: Callable[[Key], tuple[Mapping[str, Any] | None, Mapping[ChildKey, Mapping[str, Any]], list[Any]]]
-    run_pass: Callable[[Mapping[str, Any], Mapping[ChildKey, Mapping[str, Any]], list[Any]], Awaitable[Outcome]]
+    lookup: Callable[[Key], tuple[Mapping[str, Any] | None, Mapping[ObjectKey, Mapping[str, Any]], list[Any]]]
+    run_pass: Callable[[Mapping[str, Any], Mapping[ObjectKey, Mapping[str, Any]], list[Any]], Awaitable[Outcome]]
     on_outcome: Callable[[Key, Mapping[str, Any], Outcome | None, BaseException | None, float], None]
     max_backoff: float = 60.0
     on_gone: Callable[[Key, Mapping[str, Any]], None] = lambda key, body: None
@@ -91,16 +91,19 @@ class Controller:
         except Exception as exc:  # noqa: BLE001 - one isvc's failure must never stop the others
             if self._closing:
                 return  # interrupted by the operator's own shutdown; the next start converges it
-            if isinstance(exc, ApiError) and exc.status == 404 and "inferenceservices" in exc.message:
-                # The isvc itself is gone although the cache still holds it (a watch relisted after
-                # an outage and kopf never saw its DELETED event): stop converging it, or its
-                # children are re-created and garbage-collected in a loop.
+            if isinstance(exc, IsvcGone):
+                # The isvc itself is gone although the cache still holds it: stop converging it,
+                # or its children are re-created and garbage-collected in a loop.
                 self.on_gone(key, body)
                 self.on_outcome(key, body, None, exc, loop.time() - started)
-                if state.retry is not None:
-                    state.retry.cancel()
-                    state.retry = None
-                state.failures = 0
+                self._forget_retry(state)
+                return
+            if not isinstance(exc, (ApiError, ChildrenRejected, TimeoutError)):
+                # A bug, not a condition of the cluster: the same pass would fail the same way.
+                # Its traceback once; the next change of the isvc or a child runs a pass again.
+                self.on_outcome(key, body, None, exc, loop.time() - started)
+                logger.exception("reconcile of %s/%s failed (not retried until the isvc or a child changes)", *key)
+                self._forget_retry(state)
                 return
             state.failures += 1
             # Capped exponent: 2 ** 1024 does not fit a float (OverflowError after 1024 failures).
@@ -109,19 +112,21 @@ class Controller:
             if isinstance(exc, TimeoutError):
                 logger.warning("reconcile of %s/%s took over %.0fs: abandoned, retrying in %.1fs",
                                *key, self.pass_timeout, delay)
-            elif not isinstance(exc, (ApiError, ChildrenRejected)):
-                logger.exception("reconcile of %s/%s failed; retrying in %.1fs", *key, delay)
             if state.retry is not None:
                 state.retry.cancel()
             state.retry = loop.call_later(delay, self._retry, key)
             return
+        self._forget_retry(state)
+        self.on_outcome(key, body, outcome, None, loop.time() - started)
+
+    @staticmethod
+    def _forget_retry(state: _KeyState) -> None:
         if state.retry is not None:
             state.retry.cancel()
             state.retry = None
         state.failures = 0
-        self.on_outcome(key, body, outcome, None, loop.time() - started)
 
-    async def _orphans(self, key: Key, state: _KeyState, children: Mapping[ChildKey, Mapping[str, Any]]) -> None:
+    async def _orphans(self, key: Key, state: _KeyState, children: Mapping[ObjectKey, Mapping[str, Any]]) -> None:
         """The isvc is gone: Kubernetes' garbage collector removes its children, normally within a
         second. After an API server outage its per-object backoff can hold some for minutes (seen
         in the chaos suite), so whatever is still here after `orphan_grace` seconds we delete."""

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from isvc_operator.apply import desired_hash, with_hash
+from isvc_operator.drift import desired_hash, with_hash
 from isvc_operator.plan import Plans, make_plan
 from isvc_operator.runtimes import load_catalog
 from isvc_operator.spec import InvalidSpec

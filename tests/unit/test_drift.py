@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from isvc_operator.apply import desired_hash, is_subset, needs_apply, with_hash
+from isvc_operator.drift import desired_hash, is_subset, needs_apply, with_hash
 
 DESIRED = {
     "apiVersion": "v1",
