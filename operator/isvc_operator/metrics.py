@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter as Tally
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -26,17 +28,40 @@ API_ERRORS = Counter(
 
 
 class ReadyStates(Collector):
-    """InferenceServices by the status of their Ready condition, as last reconciled."""
+    """InferenceServices by the status of their Ready condition, as last reconciled.
+
+    The event loop sets and forgets states while Prometheus' HTTP thread collects: both hold the
+    lock, and a scrape reads a per-state tally (three numbers), never the per-isvc map.
+    """
 
     def __init__(self) -> None:
-        self.states: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+        self._states: dict[tuple[str, str], str] = {}
+        self._tally: Tally[str] = Tally()
+
+    def set(self, key: tuple[str, str], state: str) -> None:
+        with self._lock:
+            old = self._states.get(key)
+            if old == state:
+                return
+            if old is not None:
+                self._tally[old] -= 1
+            self._states[key] = state
+            self._tally[state] += 1
+
+    def forget(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            old = self._states.pop(key, None)
+            if old is not None:
+                self._tally[old] -= 1
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {"True": 0, "False": 0, "Unknown": 0, **{k: v for k, v in self._tally.items() if v}}
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily("isvc_inferenceservices", "InferenceServices by Ready status.", labels=["ready"])
-        counts = {"True": 0, "False": 0, "Unknown": 0}
-        for state in self.states.values():
-            counts[state] = counts.get(state, 0) + 1
-        for state, count in sorted(counts.items()):
+        for state, count in sorted(self.counts().items()):
             family.add_metric([state], count)
         yield family
 
@@ -52,11 +77,11 @@ def record_pass(key: tuple[str, str], result: str, seconds: float, ready: Mappin
     if error_status is not None:
         API_ERRORS.labels(status=str(error_status)).inc()
     if ready is not None:
-        READY_STATES.states[key] = ready.get("status", "Unknown")
+        READY_STATES.set(key, ready.get("status", "Unknown"))
 
 
 def forget(key: tuple[str, str]) -> None:
-    READY_STATES.states.pop(key, None)
+    READY_STATES.forget(key)
 
 
 def serve(port: int, address: str = "0.0.0.0") -> None:
