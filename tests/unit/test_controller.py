@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from isvc_operator.api_errors import ApiTransportError
 from isvc_operator.controller import Controller
+from isvc_operator.reconcile import IsvcGone
 
 
 def child(name: str, deleting: bool = False) -> dict:
@@ -75,3 +77,44 @@ def test_a_hung_pass_is_abandoned_and_retried():
 
     asyncio.run(main())
     assert len(calls) == 2
+
+
+def run_failing_pass(error: BaseException, wait: float = 0.8) -> tuple[int, list, list]:
+    """A pass that always raises `error`: how many passes ran in `wait` seconds, the outcomes
+    reported and the isvcs reported gone."""
+    calls: list[int] = []
+    outcomes: list = []
+    gone: list = []
+
+    async def main() -> None:
+        async def run_pass(body, children, pods):
+            calls.append(1)
+            raise error
+
+        controller = Controller(lookup=lambda key: ({"metadata": {"uid": "u"}}, {}, []), run_pass=run_pass,
+                                on_outcome=lambda key, body, outcome, exc, s: outcomes.append(exc),
+                                on_gone=lambda key, body: gone.append(key))
+        await controller.trigger(("ns", "a"))
+        await asyncio.sleep(wait)  # the first retry comes after 0.5 s
+        controller.close()
+
+    asyncio.run(main())
+    return len(calls), outcomes, gone
+
+
+def test_a_transient_api_error_is_retried():
+    calls, outcomes, gone = run_failing_pass(ApiTransportError("ConnectionRefusedError", "refused"))
+    assert calls == 2 and gone == []
+
+
+def test_a_programming_error_is_logged_with_its_traceback_once_and_not_retried(caplog):
+    calls, outcomes, _ = run_failing_pass(TypeError("'NoneType' object is not subscriptable"))
+    assert calls == 1, "the same pass fails the same way: no retry loop"
+    assert isinstance(outcomes[0], TypeError)
+    tracebacks = [r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], TypeError)]
+    assert len(tracebacks) == 1
+
+
+def test_an_isvc_the_api_server_says_is_gone_is_forgotten_not_retried():
+    calls, _, gone = run_failing_pass(IsvcGone("404 Not Found: "))
+    assert (calls, gone) == (1, [("ns", "a")])
