@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     render = commands.add_parser("render", help="print the children of InferenceService YAML, without a cluster")
     render.add_argument("-f", "--filename", required=True, help="YAML file with one or more InferenceServices ('-': stdin)")
     render.add_argument("--catalog", default=None, help="runtime catalog YAML (default: built-in)")
-    render.add_argument("--istio", action="store_true", help="render as for a cluster with Istio (AuthorizationPolicy)")
+    render.add_argument("--istio", action="store_true", help="render as for a cluster with Istio (the AuthorizationPolicy of mode Auto; Enabled always has one)")
     render.set_defaults(func=_render)
 
     args = parser.parse_args(argv)

@@ -41,3 +41,22 @@ def test_samples_render():
     for sample in samples:
         result = subprocess.run([sys.executable, "-m", "isvc_operator", "render", "-f", str(sample)], capture_output=True, text=True)
         assert result.returncode == 0, f"{sample.name}: {result.stderr}"
+
+
+def _render(tmp_path, authorization: str, *flags: str) -> list[str]:
+    source = tmp_path / "isvc.yaml"
+    source.write_text("apiVersion: serving.isvc.dev/v1alpha1\nkind: InferenceService\nmetadata: {name: m}\n"
+                      f"spec:\n  predictor:\n    tensorflow: {{storageUri: pvc://models}}\n  authorization: {{mode: {authorization}}}\n")
+    result = subprocess.run([sys.executable, "-m", "isvc_operator", "render", "-f", str(source), *flags],
+                            capture_output=True, text=True, check=True)
+    return [d["kind"] for d in yaml.safe_load_all(result.stdout)]
+
+
+def test_render_shows_the_policy_an_enabled_authorization_requires_without_istio_flag(tmp_path):
+    assert _render(tmp_path, "Enabled") == ["Deployment", "Service", "AuthorizationPolicy"]
+
+
+def test_render_shows_the_auto_policy_only_for_a_cluster_with_istio(tmp_path):
+    assert _render(tmp_path, "Auto") == ["Deployment", "Service"]
+    assert _render(tmp_path, "Auto", "--istio") == ["Deployment", "Service", "AuthorizationPolicy"]
+    assert _render(tmp_path, "Disabled", "--istio") == ["Deployment", "Service"]
