@@ -8,9 +8,11 @@ Usage (the operator puts this in the predictor pod's init container)::
 URI is an ``http://`` or ``https://`` URL of a tar.gz/tgz, tar.bz2, tar.xz, tar or zip archive;
 DEST is the (emptyDir) model volume. The container's root filesystem is read-only, so the
 download is streamed to a hidden temporary file inside DEST (``.isvc-download-*``), unpacked into a
-hidden staging directory inside DEST (``.isvc-extract-*``) and only then moved into place: DEST
-must have room for the archive plus its content, and a failed run leaves no half-unpacked model
-behind. Leftovers of a killed earlier run are removed first, so the kubelet's retries start clean.
+hidden staging directory inside DEST (``.isvc-extract-*``) and only then moved into place, the
+same-named entries of an earlier attempt set aside (``.isvc-previous-*``) and put back if a move
+fails: DEST must have room for the archive plus its content, and a failed run leaves no
+half-unpacked model and no mix of old and new files behind. Leftovers of a killed earlier run are
+removed first, so the kubelet's retries start clean.
 
 Archive type is decided by content (magic bytes), never by file name or Content-Type, because
 model URLs often lie (a zip named ``.tgz``, ``application/octet-stream`` for everything).

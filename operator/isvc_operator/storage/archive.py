@@ -300,9 +300,17 @@ class _Writer:
         except OSError as exc:
             raise self._fail_write(member.name, exc) from None
         member_bytes = 0
-        with os.fdopen(fd, "wb") as out, member.open() as source:
+        try:
+            source = member.open()
+        except _READ_ERRORS as exc:
+            os.close(fd)
+            raise _ArchiveReadError(exc) from exc
+        with os.fdopen(fd, "wb") as out, source:
             while True:
-                chunk = source.read(CHUNK_SIZE)
+                try:
+                    chunk = source.read(CHUNK_SIZE)
+                except _READ_ERRORS as exc:
+                    raise _ArchiveReadError(exc) from exc
                 if not chunk:
                     break
                 member_bytes += len(chunk)
@@ -389,21 +397,73 @@ def _write_plan(plan: dict[str, _Member], staging: Path, kind: str, max_bytes: i
 
 
 def _publish(staging: Path, dest: Path) -> None:
-    """Move the staged tree into DEST, replacing same-named entries from an earlier attempt."""
-    for child in sorted(staging.iterdir()):
-        target = dest / child.name
-        try:
-            if target.is_symlink() or target.is_file():
-                target.unlink()
-            elif target.is_dir():
+    """Move the staged tree into DEST, replacing same-named entries from an earlier attempt: all of
+    them, or none (a failed move puts the earlier entries back, and the new ones go)."""
+    entries = sorted(staging.iterdir())
+    try:
+        previous = Path(tempfile.mkdtemp(prefix=PREVIOUS_PREFIX, dir=dest))
+    except OSError as exc:
+        raise StorageError(f"extract failed: cannot write into {dest}: {exc.strerror or exc}") from None
+    set_aside: list[str] = []
+    moved_in: list[str] = []
+    step = ""
+    try:
+        for child in entries:
+            target = dest / child.name
+            if target.is_symlink() or target.exists():
+                step = f"setting the earlier {child.name} aside"
+                os.replace(target, previous / child.name)
+                set_aside.append(child.name)
+        for child in entries:
+            step = f"moving {child.name} into {dest}"
+            os.replace(child, dest / child.name)
+            moved_in.append(child.name)
+    except OSError as exc:
+        restored = _roll_back(dest, previous, moved_in, set_aside)
+        outcome = "the earlier content is back" if restored else "and putting the earlier content back failed too"
+        raise StorageError(f"extract failed: {step}: {exc.strerror or exc}; {outcome}") from None
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _roll_back(dest: Path, previous: Path, moved_in: list[str], set_aside: list[str]) -> bool:
+    """Undo a partial publish; False if DEST could not be restored (the next attempt starts clean)."""
+    try:
+        for name in moved_in:
+            target = dest / name
+            if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
-            os.replace(child, target)
-        except OSError as exc:
-            raise StorageError(f"extract failed: moving {child.name} into {dest}: {exc.strerror or exc}") from None
+            else:
+                target.unlink()
+        for name in set_aside:
+            os.replace(previous / name, dest / name)
+    except OSError:
+        return False
+    shutil.rmtree(previous, ignore_errors=True)
+    return True
+
+
+class _ArchiveReadError(Exception):
+    """Reading the archive failed (damaged or truncated data), as opposed to writing what it holds."""
+
+    def __init__(self, cause: BaseException, *, opening: bool = False) -> None:
+        super().__init__(str(cause) or type(cause).__name__)
+        self.cause = cause
+        self.opening = opening
+
+
+def _open_archive(path: Path, kind: str) -> zipfile.ZipFile | tarfile.TarFile:
+    try:
+        return zipfile.ZipFile(path) if kind == "zip" else tarfile.open(path, mode=_TAR_MODES[kind])
+    except _READ_ERRORS as exc:
+        raise _ArchiveReadError(exc, opening=True) from exc
 
 
 def extract_archive(path: str | os.PathLike[str], dest: str | os.PathLike[str], *, max_bytes: int) -> ExtractResult:
-    """Unpack the archive at PATH into DEST safely; DEST is untouched if anything is refused."""
+    """Unpack the archive at PATH into DEST safely; DEST is untouched if anything is refused or fails.
+
+    Errors reading the archive are "archive corrupt"; errors writing into DEST (a full or
+    read-only volume) are "extract failed"; anything else is a bug and propagates.
+    """
     path, dest = Path(path), Path(dest)
     try:
         with open(path, "rb") as handle:
@@ -417,26 +477,23 @@ def extract_archive(path: str | os.PathLike[str], dest: str | os.PathLike[str], 
     except OSError as exc:
         raise StorageError(f"extract failed: cannot write into {dest}: {exc.strerror or exc}") from None
     try:
-        stage = "open"
         try:
-            if kind == "zip":
-                with zipfile.ZipFile(path) as archive:
-                    stage = "read"
-                    plan, top = _plan(_scan_zip(archive, dest, max_bytes), dest)
-                    result = _write_plan(plan, staging, kind, max_bytes, dest)
-            else:
-                with tarfile.open(path, mode=_TAR_MODES[kind]) as archive:
-                    stage = "read"
-                    plan, top = _plan(_scan_tar(archive, dest, max_bytes), dest)
-                    result = _write_plan(plan, staging, kind, max_bytes, dest)
-        except _READ_ERRORS as exc:
-            detail = str(exc) or type(exc).__name__
+            with _open_archive(path, kind) as archive:
+                try:
+                    members = (_scan_zip(archive, dest, max_bytes) if isinstance(archive, zipfile.ZipFile)
+                               else _scan_tar(archive, dest, max_bytes))
+                except _READ_ERRORS as exc:
+                    raise _ArchiveReadError(exc) from exc
+                plan, top = _plan(members, dest)
+                result = _write_plan(plan, staging, kind, max_bytes, dest)
+        except _ArchiveReadError as exc:
             hint = ""
-            if stage == "open" and kind != "tar" and kind != "zip" and isinstance(exc, tarfile.ReadError):
+            if exc.opening and kind not in ("tar", "zip") and isinstance(exc.cause, tarfile.ReadError):
                 hint = f" (a {kind} must hold a tar archive; a single compressed file is not supported)"
-            raise StorageError(f"archive corrupt: cannot read {kind} archive: {detail}{hint}") from None
+            raise StorageError(f"archive corrupt: cannot read {kind} archive: {exc}{hint}") from None
+        except OSError as exc:
+            raise StorageError(f"extract failed: writing into {dest}: {exc.strerror or exc}") from None
         _publish(staging, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dataclasses.replace(result, stripped=top)
-

@@ -277,3 +277,46 @@ def test_extraction_replaces_entries_of_an_earlier_attempt(tmp_path: Path, dest:
     extract_archive(archive, dest, max_bytes=MiB)
 
     assert sorted(tree(dest)) == ["1/saved_model.pb", "1/variables/variables.index", "keep.txt"]
+
+
+def test_a_failed_move_into_place_leaves_the_earlier_content_whole(tmp_path: Path, dest: Path, monkeypatch) -> None:
+    dest.mkdir()
+    make_tree(dest, ["a/old.txt", "b/old.txt"])
+    before = tree(dest)
+    archive = build(tmp_path / "m.tgz", "w:gz", [("file", "a/new.txt", b"new a"), ("file", "b/new.txt", b"new b")])
+    real_replace = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if ".isvc-extract-" in str(src) and Path(src).name == "b":
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(StorageError, match="extract failed: moving b into .*No space left on device"):
+        extract_archive(archive, dest, max_bytes=MiB)
+    assert tree(dest) == before, "old and new files mixed"
+    assert own_files(dest) == []
+
+
+def test_a_write_failure_is_not_blamed_on_the_archive(tmp_path: Path, dest: Path, monkeypatch) -> None:
+    archive = build(tmp_path / "m.tgz", "w:gz", TF_MODEL)
+
+    def chmod(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chmod", chmod)
+    with pytest.raises(StorageError) as err:
+        extract_archive(archive, dest, max_bytes=MiB)
+    assert str(err.value).startswith("extract failed: writing into"), str(err.value)
+    assert "Operation not permitted" in str(err.value)
+
+
+def test_a_bug_in_the_write_phase_is_not_reported_as_a_corrupt_archive(tmp_path: Path, dest: Path, monkeypatch) -> None:
+    archive = build(tmp_path / "m.tgz", "w:gz", TF_MODEL)
+
+    def walk(*args, **kwargs):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(os, "walk", walk)
+    with pytest.raises(ValueError, match="a bug"):
+        extract_archive(archive, dest, max_bytes=MiB)
