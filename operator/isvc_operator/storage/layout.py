@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import OWN_PREFIXES, VERSION_DIR, StorageError
@@ -75,18 +75,31 @@ def _is_state_dict(name: str) -> bool:
     return name in ("model.pth", "model.pt") or name.endswith(".bin")
 
 
-def _pytorch_model(directory: Path) -> str | None:
-    """Describe the servable PyTorch model in DIRECTORY, or None."""
-    files = sorted(p.name for p in directory.iterdir() if p.is_file())
+def pytorch_format(names: Iterable[str]) -> tuple[str, str] | None:
+    """The format the PyTorch server loads from a version directory holding these files, and its
+    description; None when it loads nothing. The server's loader follows the same rules (the
+    table of cases in tests/fixtures/pytorch_layouts.json is run against both):
+
+    1. model.py + a state dict (model.pth, model.pt or *.bin): eager PyTorch;
+    2. else *.pt2: an exported program, if there is exactly one;
+    3. else model.pt: TorchScript.
+    """
+    files = sorted(names)
     state = [name for name in files if _is_state_dict(name)]
     if "model.py" in files and state:
-        return f"model.py + state dict {state[0]}"
-    if "model.pt" in files:
-        return "TorchScript model.pt"
+        return "pytorch_eager", f"model.py + state dict {state[0]}"
     exported = [name for name in files if name.endswith(".pt2")]
     if exported:
-        return f"exported program {exported[0]}"
+        return ("torch_export", f"exported program {exported[0]}") if len(exported) == 1 else None
+    if "model.pt" in files:
+        return "torchscript", "TorchScript model.pt"
     return None
+
+
+def _pytorch_model(directory: Path) -> str | None:
+    """Describe the servable PyTorch model in DIRECTORY, or None."""
+    found = pytorch_format(p.name for p in directory.iterdir() if p.is_file())
+    return found[1] if found else None
 
 
 def _pytorch_hint(dest: Path, versions: list[Path]) -> str:
@@ -94,6 +107,9 @@ def _pytorch_hint(dest: Path, versions: list[Path]) -> str:
         prefix = "" if directory == dest else directory.name + "/"
         files = {p.name for p in directory.iterdir() if p.is_file()}
         state = sorted(name for name in files if _is_state_dict(name))
+        exported = sorted(name for name in files if name.endswith(".pt2"))
+        if len(exported) > 1 and not ("model.py" in files and state):
+            return f"{prefix or 'the root'} holds several exported programs ({', '.join(exported)}): keep exactly one *.pt2"
         if "model.py" in files and not state:
             return f"{prefix}model.py needs a state-dict file next to it: model.pth, model.pt or *.bin"
         if state and "model.py" not in files:

@@ -5,8 +5,11 @@ Three layouts are accepted in a version directory (checked in this order):
 * ``model.py`` + a state dict (``model.pth``, ``model.pt`` or ``*.bin``): KServe's old
   pytorchserver layout; the ``nn.Module`` subclass defined in ``model.py`` is built with no
   arguments and the state dict loaded into it (``weights_only=True``: no arbitrary pickles).
-* one ``*.pt2`` file: a ``torch.export`` program (``torch.export.load``).
+* one ``*.pt2`` file: a ``torch.export`` program (``torch.export.load``); several are refused.
 * ``model.pt``: TorchScript (``torch.jit.load``).
+
+The storage init container checks an unpacked model by the same rules; the
+table of cases in the repository's ``tests/fixtures/pytorch_layouts.json`` is run against both.
 """
 
 from __future__ import annotations
@@ -131,7 +134,7 @@ def list_versions(base_path: str) -> tuple[dict[int, str], bool]:
             versions[int(name)] = p
     if versions:
         return versions, False
-    if _model_kind(names) is not None:
+    if _has_model_files(names):
         return {1: base_path}, True
     return {}, False
 
@@ -145,15 +148,27 @@ def fingerprint(path: str) -> tuple:
         return ()
 
 
-def _model_kind(names) -> str | None:
+def _is_state_dict(name: str) -> bool:
+    return name in STATE_DICT_NAMES or name.endswith(".bin")
+
+
+def model_format(names) -> str | None:
+    """The format loaded from a directory holding these files: ``pytorch_eager``, ``torch_export``
+    or ``torchscript``; None when none applies (see the module docstring for the order)."""
     names = set(names)
-    if "model.py" in names:
+    if "model.py" in names and any(_is_state_dict(n) for n in names):
         return "pytorch_eager"
-    if any(n.endswith(".pt2") for n in names):
-        return "torch_export"
+    exported = [n for n in names if n.endswith(".pt2")]
+    if exported:
+        return "torch_export" if len(exported) == 1 else None
     if "model.pt" in names:
         return "torchscript"
     return None
+
+
+def _has_model_files(names) -> bool:
+    """Files only a model directory holds: served (or refused with a precise reason) as version 1."""
+    return any(n in ("model.py", "model.pt") or n.endswith(".pt2") for n in names)
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -175,8 +190,15 @@ def load_version(version: int, path: str, device: torch.device, model_class_name
         files = sorted(e.name for e in os.scandir(path) if e.is_file())
     except OSError as e:
         raise ModelLoadError(f"cannot list version directory {path}: {e}") from e
-    kind = _model_kind(files)
+    kind = model_format(files)
     if kind is None:
+        exported = [f for f in files if f.endswith(".pt2")]
+        if len(exported) > 1:
+            raise ModelLoadError(f"more than one *.pt2 file in {path}: {exported}; keep exactly one")
+        if "model.py" in files:
+            raise ModelLoadError(
+                f"{path} has model.py but no state dict beside it (model.pth, model.pt or *.bin); found {files}"
+            )
         raise ModelLoadError(
             f"no model found in {path}: found {files or 'no files'}; accepted: {ACCEPTED}"
         )

@@ -1,6 +1,8 @@
 """Loading each format in-process, and the errors for layouts that are not accepted."""
 
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,3 +111,30 @@ def test_device_choice():
             loader.resolve_device("cuda")
     with pytest.raises(ModelLoadError, match="unknown device"):
         loader.resolve_device("tpu")
+
+
+LAYOUT_CASES = json.loads(
+    (Path(__file__).resolve().parents[3] / "tests/fixtures/pytorch_layouts.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", LAYOUT_CASES, ids=lambda case: "+".join(case["files"]) or "empty")
+def test_the_format_loaded_agrees_with_the_storage_init_container(tmp_path, case):
+    """The table the init container's layout check runs too: what it accepts, this loads."""
+    for name in case["files"]:
+        (tmp_path / name).write_bytes(b"x")
+    assert loader.model_format(case["files"]) == case["format"]
+    if case["format"] is None:
+        with pytest.raises(ModelLoadError):
+            loader.load_version(1, str(tmp_path), CPU)
+
+
+def test_an_exported_program_beside_model_pt_is_what_is_loaded(tmp_path, iris_net):
+    save_model(iris_net, str(tmp_path), "export")
+    torch.save(iris_net.state_dict(), tmp_path / "model.pt")  # not TorchScript: never read
+    assert loader.load_version(1, str(tmp_path), CPU).format == "torch_export"
+
+
+def test_model_py_without_a_state_dict_beside_an_exported_program_loads_the_program(tmp_path, iris_net):
+    save_model(iris_net, str(tmp_path), "export")
+    (tmp_path / "model.py").write_text(IRIS_MODEL_PY)
+    assert loader.load_version(1, str(tmp_path), CPU).format == "torch_export"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,18 @@ def test_check_layout_rejects_and_says_what_was_found(tmp_path: Path, layout: st
 def test_check_layout_rejects_unknown_layouts(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="unknown layout 'onnx'; accepted: tensorflow, pytorch"):
         check_layout(tmp_path, "onnx")
+
+
+LAYOUT_CASES = json.loads((Path(__file__).resolve().parents[2] / "fixtures/pytorch_layouts.json").read_text())["cases"]
+DESCRIPTION = {"torchscript": "TorchScript model.pt", "torch_export": "exported program", "pytorch_eager": "model.py + state dict"}
+
+
+@pytest.mark.parametrize("case", LAYOUT_CASES, ids=lambda case: "+".join(case["files"]) or "empty")
+def test_pytorch_layout_agrees_with_the_servers_loader(tmp_path: Path, case: dict) -> None:
+    """The init container accepts exactly what the PyTorch server loads, and names the same format."""
+    dest = make_tree(tmp_path / "m", [f"1/{name}" for name in case["files"]] or ["1/"])
+    if case["format"] is None:
+        with pytest.raises(StorageError, match="layout pytorch: no numeric version directory"):
+            check_layout(dest, "pytorch")
+    else:
+        assert check_layout(dest, "pytorch").startswith(f"layout pytorch: version 1 ({DESCRIPTION[case['format']]}")
