@@ -13,11 +13,13 @@ import time
 
 from . import __version__, codec
 from .errors import ApiError
+from .loader import OUT_OF_MEMORY, SERVER_FAILURES
 
 log = logging.getLogger(__name__)
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
-MODEL_INPUT_ERRORS = (RuntimeError, ValueError, TypeError, IndexError, KeyError, AssertionError)
+# What a model raises on input it cannot take (torch's shape errors are RuntimeErrors).
+MODEL_INPUT_ERRORS = (RuntimeError, ValueError, TypeError, IndexError, KeyError)
 
 
 class _Disconnected(Exception):
@@ -128,6 +130,12 @@ class App:
     async def _infer(self, model, req):
         try:
             return await self.batcher.infer(model, req.arrays, req.rows)
+        except SERVER_FAILURES as e:
+            # The server's failure, not the client's: 503 (retry, perhaps elsewhere) when memory
+            # ran out, else 500; the traceback goes to the log.
+            log.error("running version %s failed on the server's side", getattr(model, "version", "?"), exc_info=e)
+            status = 503 if isinstance(e, OUT_OF_MEMORY) else 500
+            raise ApiError(status, f"the server failed to run the model: {type(e).__name__}: {_first_line(e)}") from None
         except MODEL_INPUT_ERRORS as e:
             raise ApiError(400, f"the model rejected the input: {_first_line(e)}") from None
 

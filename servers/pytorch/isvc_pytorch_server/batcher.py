@@ -24,6 +24,8 @@ from collections import deque
 
 import numpy as np
 
+from .errors import ApiError
+
 log = logging.getLogger(__name__)
 MAX_MERGE_WAIT_S = 0.01
 
@@ -57,12 +59,13 @@ class Batcher:
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._unsplittable: set[int] = set()  # ids of models whose outputs cannot be split by row
+        self._accepting = 0  # workers that have not decided to exit (lock held)
         self._running = 0  # passes running now (lock held)
         self._running_rows = 0  # and their rows
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._accepting = self.num_threads
         for i in range(self.num_threads):
             t = threading.Thread(target=self._worker, name=f"batch-worker-{i}", daemon=True)
             t.start()
@@ -81,15 +84,18 @@ class Batcher:
 
     async def infer(self, model, arrays: list[np.ndarray], rows: int | None) -> dict[str, np.ndarray]:
         """Queue one request; returns its outputs (or raises the model's exception)."""
-        if rows is None or not model.batchable or id(model) in self._unsplittable:
+        if rows is None or not model.batchable:
             key = object()  # unique: never batched with anything
         else:
+            # id(model) is unique among the models queued: each queued item holds its model.
             key = (id(model),) + tuple((a.shape[1:], a.dtype.num) for a in arrays)
         fut = self._loop.create_future()
         item = _Item(model, key, arrays, rows or 0, fut)
         with self._cond:
-            if self._stopping and not any(t.is_alive() for t in self._threads):
-                raise RuntimeError("server is shutting down")
+            if self._stopping and not self._accepting:
+                # Every worker has decided to exit (a thread can still be alive while it leaves):
+                # queued now, the request would wait forever.
+                raise ApiError(503, "the server is shutting down")
             self._pending.append(item)
             if self.num_threads > 1:
                 self._cond.notify_all()  # an idle worker, or one gathering rows for its next pass
@@ -106,6 +112,7 @@ class Batcher:
                 while True:
                     while not self._pending:
                         if self._stopping:
+                            self._accepting -= 1  # decided under the lock that queues requests
                             return
                         self._cond.wait()
                     first = self._pending[0]
@@ -196,7 +203,9 @@ class Batcher:
         except Exception as e:
             if len(batch) > 1:
                 if isinstance(e, NotSplittable):
-                    self._unsplittable.add(id(batch[0].model))
+                    # On the model itself: a mark by id() outlived the model, and a new version
+                    # at the same address lost batching.
+                    batch[0].model.batchable = False
                     log.warning("model outputs are not one row per input row (%s); batching is off for it", e)
                 else:
                     log.info("a batch of %d requests failed (%s); running them one by one", len(batch), e)

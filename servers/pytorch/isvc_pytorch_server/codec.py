@@ -213,6 +213,8 @@ def decode_v2(doc: dict, model) -> Request:
         idx = by_name.get(name, pos if len(specs) == 1 or name not in by_name else None)
         if len(specs) > 1 and name not in by_name:
             raise ApiError(400, f"unknown input {name!r}; the model's inputs are {list(by_name)}")
+        if ordered[idx] is not None:
+            raise ApiError(400, f"input {name!r} is given twice; the model's inputs are {list(by_name)}, once each")
         ordered[idx] = item
     arrays = []
     for spec, item in zip(specs, ordered):

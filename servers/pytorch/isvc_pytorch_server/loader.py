@@ -35,6 +35,12 @@ ACCEPTED = (
     "or model.py + a state dict (model.pth, model.pt or *.bin)"
 )
 STATE_DICT_NAMES = ("model.pth", "model.pt")
+# Failures of the server while running a model, not of the request: out of (GPU or host) memory,
+# a device error, a broken invariant (assert). torch.OutOfMemoryError is a RuntimeError, which
+# otherwise means the model refused the input (a shape mismatch), so this is checked first.
+OUT_OF_MEMORY: tuple[type[BaseException], ...] = (torch.OutOfMemoryError, MemoryError)
+SERVER_FAILURES: tuple[type[BaseException], ...] = (
+    *OUT_OF_MEMORY, AssertionError, *((torch.AcceleratorError,) if hasattr(torch, "AcceleratorError") else ()))
 _module_counter = itertools.count()
 
 
