@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark isvc-pytorch-server against KServe's ModelServer and the in-process floor.
+"""Benchmark isvc-pytorch-server against KServe's ResolvedRuntime and the in-process floor.
 
 Run:  servers/pytorch/.venv/bin/python bench/pytorch_server.py          (about 10 minutes)
       servers/pytorch/.venv/bin/python bench/pytorch_server.py --quick  (3 s points: a smoke run)
@@ -8,7 +8,7 @@ What it measures, all in one run on this machine, with closed-loop load from ``w
 thread, N connections, only against 127.0.0.1, each point bounded by --duration):
 
 * (a) our server with dynamic batching (default flags) and without (--enable_batching=false);
-* (b) KServe's Python ModelServer (PyPI ``kserve``) serving the same TorchScript file with a
+* (b) KServe's Python ResolvedRuntime (PyPI ``kserve``) serving the same TorchScript file with a
   ``kserve.Model`` whose predict is the old pytorchserver's (``torch.tensor(instances)`` ->
   model -> ``.tolist()``). It runs from its own venv, ``servers/pytorch/.venv-kserve``, created
   here on first use (``pip install kserve==0.21.0``); torch comes from the server's venv through a
@@ -67,7 +67,7 @@ end
 """
 
 KSERVE_MODEL = r'''
-"""KServe ModelServer serving a TorchScript file the way KServe's pytorchserver did."""
+"""KServe ResolvedRuntime serving a TorchScript file the way KServe's pytorchserver did."""
 import argparse
 import os
 
@@ -98,7 +98,7 @@ if __name__ == "__main__":
     parser.add_argument("--model_dir", required=True)
     args, _ = parser.parse_known_args()
     model = TorchScriptModel(args.model_name, args.model_dir)
-    kserve.ModelServer(http_port=args.http_port, enable_grpc=False).start([model])
+    kserve.ResolvedRuntime(http_port=args.http_port, enable_grpc=False).start([model])
 '''
 
 BARE_ASGI = r'''
@@ -467,7 +467,7 @@ def main() -> int:
             port = free_port()
             cmd = [kserve_py, os.path.join(work, "kserve_model.py"), f"--model_name={name}",
                    f"--model_dir={os.path.join(info['dir'], '1')}", f"--http_port={port}"]
-            result["servers"][name]["kserve ModelServer"] = measure(
+            result["servers"][name]["kserve ResolvedRuntime"] = measure(
                 "kserve", cmd, f"http://127.0.0.1:{port}/v1/models/{name}",
                 f"http://127.0.0.1:{port}/v1/models/{name}:predict", info, plan[name], args.duration, lua, work)
         if name == "iris":
@@ -530,11 +530,11 @@ def compute_ratios(result, models):
     best64 = max((f for f in fl["mlp"] if f["batch"] == 64), key=lambda x: x["rows_per_s"], default=None)
     if best64:
         r["mlp_c64_ours_over_floor_batch64"] = round(ours["rows_per_s"] / best64["rows_per_s"], 3)
-    ks = at("mlp", "kserve ModelServer", 64)
+    ks = at("mlp", "kserve ResolvedRuntime", 64)
     if ks:
         r["mlp_c64_ours_over_kserve"] = round(ours["req_per_s"] / ks["req_per_s"], 2)
     iris = at("iris", "ours (batching)", 32)
-    ks = at("iris", "kserve ModelServer", 32)
+    ks = at("iris", "kserve ResolvedRuntime", 32)
     if ks:
         r["iris_c32_ours_over_kserve"] = round(iris["req_per_s"] / ks["req_per_s"], 2)
     bare = at("iris", "bare ASGI (fixed reply)", 32)

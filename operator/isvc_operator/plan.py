@@ -19,7 +19,7 @@ from typing import Any
 from .drift import desired_hash, with_hash
 from .builders import build_children
 from .kinds import IsvcKey, ObjectKey, object_key
-from .model_server import ModelServer, resolve_model_server
+from .resolved_runtime import ResolvedRuntime, resolve_runtime
 from .runtimes import Catalog
 from .spec import InferenceService, InvalidSpec, parse_inferenceservice
 
@@ -38,14 +38,14 @@ class Child:
 @dataclass(frozen=True)
 class Plan:
     isvc: InferenceService
-    server: ModelServer
+    server: ResolvedRuntime
     children: tuple[Child, ...]
 
 
 def make_plan(body: Mapping[str, Any], catalog: Catalog, *, istio_installed: bool) -> Plan:
     """Raises InvalidSpec with the message for the isvc's status."""
     isvc = parse_inferenceservice(body)
-    server = resolve_model_server(isvc, catalog)
+    server = resolve_runtime(isvc, catalog)
     desired = build_children(isvc, server, istio_installed=istio_installed)
     return Plan(isvc, server, tuple(Child(object_key(obj), obj, desired_hash(obj)) for obj in desired))
 

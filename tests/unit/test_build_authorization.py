@@ -8,7 +8,7 @@ import pytest
 
 from isvc_operator.builders import build_children
 from isvc_operator.builders.authorization import authorization_wanted
-from isvc_operator.model_server import resolve_model_server
+from isvc_operator.resolved_runtime import resolve_runtime
 from isvc_operator.runtimes import load_catalog
 from isvc_operator.spec import InvalidSpec, parse_inferenceservice
 from isvc_operator.status import authorization_condition
@@ -26,7 +26,7 @@ def policy_of(authorization=None, predictor=None, istio=True):
     if predictor is not None:
         body["spec"]["predictor"] = predictor
     isvc = parse_inferenceservice(body)
-    children = build_children(isvc, resolve_model_server(isvc, load_catalog()), istio_installed=istio)
+    children = build_children(isvc, resolve_runtime(isvc, load_catalog()), istio_installed=istio)
     return next((c for c in children if c["kind"] == "AuthorizationPolicy"), None)
 
 

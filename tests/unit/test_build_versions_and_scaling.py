@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from isvc_operator.builders import build_children
-from isvc_operator.model_server import resolve_model_server
+from isvc_operator.resolved_runtime import resolve_runtime
 from isvc_operator.runtimes import load_catalog
 from isvc_operator.spec import InvalidSpec, parse_inferenceservice
 
@@ -22,7 +22,7 @@ def children(tensorflow=None, **predictor):
     body["spec"]["predictor"]["tensorflow"].update(tensorflow or {})
     body["spec"]["predictor"].update(predictor)
     isvc = parse_inferenceservice(body)
-    return {c["kind"]: c for c in build_children(isvc, resolve_model_server(isvc, load_catalog()))}
+    return {c["kind"]: c for c in build_children(isvc, resolve_runtime(isvc, load_catalog()))}
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from isvc_operator.builders import build_children
 from isvc_operator.builders.deployment import build_deployment
 from isvc_operator.builders.service import build_service, model_url
-from isvc_operator.model_server import resolve_model_server
+from isvc_operator.resolved_runtime import resolve_runtime
 from isvc_operator.runtimes import load_catalog
 from isvc_operator.spec import InvalidSpec, parse_inferenceservice
 
@@ -105,7 +105,7 @@ GOLDEN_SERVICE = {
 
 
 def children_of(isvc, **kwargs):
-    return build_children(isvc, resolve_model_server(isvc, load_catalog()), **kwargs)
+    return build_children(isvc, resolve_runtime(isvc, load_catalog()), **kwargs)
 
 
 def _isvc(**spec_changes):
@@ -140,7 +140,7 @@ def test_builders_are_deterministic():
 )
 def test_pvc_storage_is_mounted_read_only(uri, mount, claim):
     isvc = _isvc(predictor__tensorflow={"storageUri": uri})
-    deployment = build_deployment(isvc, resolve_model_server(isvc, load_catalog()))
+    deployment = build_deployment(isvc, resolve_runtime(isvc, load_catalog()))
     pod = deployment["spec"]["template"]["spec"]
     assert pod["containers"][0]["volumeMounts"] == [mount, {"name": "scratch", "mountPath": "/tmp"}]
     assert pod["volumes"] == [{"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
@@ -159,7 +159,7 @@ def test_pvc_storage_is_mounted_read_only(uri, mount, claim):
 )
 def test_image_comes_from_catalog_version_gpu_or_override(changes, image):
     isvc = _isvc(**changes)
-    assert resolve_model_server(isvc, load_catalog()).image == image
+    assert resolve_runtime(isvc, load_catalog()).image == image
 
 
 @pytest.mark.parametrize(
@@ -168,12 +168,12 @@ def test_image_comes_from_catalog_version_gpu_or_override(changes, image):
 )
 def test_replicas(changes, replicas):
     isvc = _isvc(**changes)
-    assert build_deployment(isvc, resolve_model_server(isvc, load_catalog()))["spec"]["replicas"] == replicas
+    assert build_deployment(isvc, resolve_runtime(isvc, load_catalog()))["spec"]["replicas"] == replicas
 
 
 def test_replicas_left_out_when_autoscaled():
     isvc = _isvc(predictor__minReplicas=1, predictor__maxReplicas=4)
-    assert "replicas" not in build_deployment(isvc, resolve_model_server(isvc, load_catalog()))["spec"]
+    assert "replicas" not in build_deployment(isvc, resolve_runtime(isvc, load_catalog()))["spec"]
 
 
 @pytest.mark.parametrize(
@@ -190,14 +190,14 @@ def test_replicas_left_out_when_autoscaled():
 )
 def test_service_type_and_node_ports(service, ports):
     isvc = _isvc(service=service)
-    built = build_service(isvc, resolve_model_server(isvc, load_catalog()))
+    built = build_service(isvc, resolve_runtime(isvc, load_catalog()))
     assert built["spec"]["type"] == service["type"]
     assert built["spec"]["ports"] == ports
 
 
 def test_url_is_the_cluster_local_rest_endpoint():
     isvc = parse_inferenceservice(SEED_000)
-    assert model_url(isvc, resolve_model_server(isvc, load_catalog())) == (
+    assert model_url(isvc, resolve_runtime(isvc, load_catalog())) == (
         "http://dogs-vs-cats.kubeflow-user-example-com.svc.cluster.local:8500/v1/models/dogs-vs-cats"
     )
 
@@ -219,7 +219,7 @@ def test_user_labels_pass_through_but_bookkeeping_does_not():
 def test_unknown_runtime_is_an_invalid_spec_naming_the_known_ones():
     isvc = _isvc(predictor__tensorflow={"storageUri": "pvc://m", "runtime": "triton"})
     with pytest.raises(InvalidSpec, match=r"'triton' is not in the runtime catalog for tensorflow \(known: tensorflow-serving\)"):
-        resolve_model_server(isvc, load_catalog())
+        resolve_runtime(isvc, load_catalog())
 
 
 @pytest.mark.parametrize(
@@ -233,7 +233,7 @@ def test_http_storage_is_fetched_by_an_init_container_into_an_empty_dir(predicto
     body = copy.deepcopy(SEED_000)
     body["spec"]["predictor"] = predictor
     isvc = parse_inferenceservice(body)
-    pod = build_deployment(isvc, resolve_model_server(isvc, load_catalog()))["spec"]["template"]["spec"]
+    pod = build_deployment(isvc, resolve_runtime(isvc, load_catalog()))["spec"]["template"]["spec"]
     uri = next(iter(predictor.values()))["storageUri"]
     (init,) = pod["initContainers"]
     assert init["image"] == "ghcr.io/isvc-operator/isvc-operator:0.1.0"
@@ -248,7 +248,7 @@ def test_http_storage_is_fetched_by_an_init_container_into_an_empty_dir(predicto
 
 def test_pvc_storage_has_no_init_container():
     isvc = parse_inferenceservice(SEED_000)
-    assert "initContainers" not in build_deployment(isvc, resolve_model_server(isvc, load_catalog()))["spec"]["template"]["spec"]
+    assert "initContainers" not in build_deployment(isvc, resolve_runtime(isvc, load_catalog()))["spec"]["template"]["spec"]
 
 
 def test_pytorch_predictor_runs_the_project_server_on_its_http_port():
@@ -265,7 +265,7 @@ def test_pytorch_predictor_runs_the_project_server_on_its_http_port():
 
 def test_security_context_is_restricted_and_loosened_only_explicitly():
     isvc = _isvc(predictor__tensorflow={"storageUri": "pvc://m", "securityContext": {"readOnlyRootFilesystem": False}})
-    context = build_deployment(isvc, resolve_model_server(isvc, load_catalog()))["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    context = build_deployment(isvc, resolve_runtime(isvc, load_catalog()))["spec"]["template"]["spec"]["containers"][0]["securityContext"]
     assert context["readOnlyRootFilesystem"] is False
     assert context["allowPrivilegeEscalation"] is False and context["capabilities"] == {"drop": ["ALL"]}
 

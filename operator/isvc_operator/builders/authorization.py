@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model_server import ModelServer
+from ..resolved_runtime import ResolvedRuntime
 from ..spec import InferenceService
 from .metadata import child_metadata, selector_labels
 
@@ -21,7 +21,7 @@ def authorization_wanted(isvc: InferenceService, istio_installed: bool) -> bool:
     return mode == "Enabled" or (mode == "Auto" and istio_installed)
 
 
-def build_authorization_policy(isvc: InferenceService, server: ModelServer) -> dict[str, Any]:
+def build_authorization_policy(isvc: InferenceService, server: ResolvedRuntime) -> dict[str, Any]:
     auth = isvc.authorization
     rule: dict[str, Any] = {
         "to": [{"operation": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model_server import ModelServer
+from ..resolved_runtime import ResolvedRuntime
 from ..spec import InferenceService
 from .metadata import child_metadata, selector_labels, service_name
 
@@ -16,7 +16,7 @@ def _port(name: str, port: int, node_port: int | None, service_type: str) -> dic
     return entry
 
 
-def build_service(isvc: InferenceService, server: ModelServer) -> dict[str, Any]:
+def build_service(isvc: InferenceService, server: ResolvedRuntime) -> dict[str, Any]:
     # Port names "http"/"grpc" also tell Istio which protocol it carries.
     ports = [_port("http", server.http_port, isvc.service.http_node_port, isvc.service.type)]
     if server.grpc_port:
@@ -29,7 +29,7 @@ def build_service(isvc: InferenceService, server: ModelServer) -> dict[str, Any]
     }
 
 
-def model_url(isvc: InferenceService, server: ModelServer) -> str:
+def model_url(isvc: InferenceService, server: ResolvedRuntime) -> str:
     """The cluster-local REST URL of the model, as TF Serving clients address it."""
     return (
         f"http://{service_name(isvc)}.{isvc.namespace}.svc.cluster.local:{server.http_port}"

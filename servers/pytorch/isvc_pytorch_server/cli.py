@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import ModelLoadError
     from .loader import resolve_device
     from .metrics import Metrics
-    from .registry import ModelManager
+    from .versions import ModelVersions
 
     limit = cpu_limit()
     # One pass over all CPUs by default. One single-threaded pass per CPU was measured too: on
@@ -161,10 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     batcher = Batcher(max_batch, args.batch_timeout_micros / 1e6 if args.enable_batching else 0.0,
                       workers, metrics, merge_fraction=args.batch_merge_fraction)
     warm = (1, max_batch) if args.warmup and max_batch > 1 else ((1,) if args.warmup else ())
-    manager = ModelManager(args.model_name, args.model_base_path, device,
+    versions = ModelVersions(args.model_name, args.model_base_path, device,
                            poll_wait_seconds=args.file_system_poll_wait_seconds,
                            model_class_name=args.model_class_name, warmup_batch_sizes=warm, metrics=metrics)
-    app = App(manager, batcher, metrics, max_request_bytes=args.max_request_bytes)
+    app = App(versions, batcher, metrics, max_request_bytes=args.max_request_bytes)
     log.info("isvc-pytorch-server %s (torch %s) serving %s from %s on %s:%d; device %s, %d intra-op threads "
              "(CPU limit %d), %d batch threads, batching %s (max %d rows, timeout %d us)", __version__,
              torch.__version__, args.model_name, args.model_base_path, args.rest_api_host, port, device, intra,

@@ -23,7 +23,7 @@ class FailingBatcher:
 
 
 def status_for(error: BaseException) -> tuple[int, str]:
-    app = App(manager=None, batcher=FailingBatcher(error), metrics=None)
+    app = App(versions=None, batcher=FailingBatcher(error), metrics=None)
     req = SimpleNamespace(arrays=[np.zeros((1, 4), np.float32)], rows=1)
     with pytest.raises(ApiError) as info:
         asyncio.run(app._infer(SimpleNamespace(version=1), req))

@@ -36,7 +36,7 @@ class VersionState:
         }
 
 
-class ModelManager:
+class ModelVersions:
     def __init__(self, name: str, base_path: str, device, *, poll_wait_seconds: float = 1.0,
                  model_class_name: str | None = None, warmup_batch_sizes=(1,), metrics=None):
         self.name = name
