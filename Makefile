@@ -18,7 +18,7 @@ help:
 	@echo "make cluster-down  stop it (PURGE=1 also deletes its state)"
 	@echo "make dev-stop      stop the operator started by make dev"
 	@echo "make manifests     regenerate manifests/install.yaml from the Helm chart"
-	@echo "make bench [N=300] [REPEAT=3] operator vs the API server's floor (bench/operator.py)"
+	@echo "make bench [N=300] [REPEAT=3] operator vs the API server's floor (bench/operator_bench.py)"
 	@echo "make bench-pytorch the PyTorch server vs KServe and the in-process floor"
 	@echo "make chaos         fault injection and fuzzing figures (bench/chaos.py)"
 
@@ -64,7 +64,7 @@ render: venv
 	$(VENV)/bin/isvc-operator render -f $(or $(FILE),manifests/samples/tensorflow-pvc.yaml)
 
 bench: venv binaries
-	$(PY) bench/operator.py $(if $(N),--n $(N),) $(if $(REPEAT),--repeat $(REPEAT),)
+	$(PY) bench/operator_bench.py $(if $(N),--n $(N),) $(if $(REPEAT),--repeat $(REPEAT),)
 
 bench-pytorch:
 	bash servers/pytorch/run-tests.sh --co -q >/dev/null

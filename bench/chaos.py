@@ -38,8 +38,6 @@ from __future__ import annotations
 
 import sys
 
-# bench/operator.py is named like the stdlib module `operator`: keep this directory off sys.path.
-sys.path[:] = [p for p in sys.path if p.rstrip("/") != __file__.rsplit("/", 1)[0]]
 
 import argparse
 import json
@@ -64,8 +62,8 @@ import yaml  # noqa: E402
 from kubernetes import client as k8s_client, config as k8s_config  # noqa: E402
 
 from isvc_operator.kube_api import ApiError, KubeApi  # noqa: E402
+from tests.support import kubectl_path, pinned_versions, service_account_kubeconfig, wait_until  # noqa: E402
 
-CACHE = Path(os.environ.get("ISVC_CACHE", Path.home() / ".cache/isvc-operator"))
 CLUSTER_DIR = Path(os.environ.get("ISVC_CHAOS_CLUSTER_DIR", "/tmp/chaos-cluster"))
 API_PORT = os.environ.get("ISVC_CHAOS_API_PORT", "46443")
 ETCD_PORT = os.environ.get("ISVC_CHAOS_ETCD_PORT", "42379")
@@ -94,19 +92,14 @@ class ChaosError(Exception):
 
 # --- cluster -----------------------------------------------------------------------------------
 
-def versions_env() -> dict[str, str]:
-    return dict(line.split("=", 1) for line in (ROOT / "hack/cluster/versions.env").read_text().splitlines()
-                if "=" in line and not line.startswith("#"))
-
-
 def kubectl_bin() -> str:
-    return str(CACHE / "bin" / f"kubectl-{versions_env()['KUBE_VERSION']}")
+    return str(kubectl_path())
 
 
 def helm_bin() -> str:
     out = subprocess.run(["bash", str(ROOT / "hack/cluster/build.sh"), "helm"], capture_output=True, text=True,
                          check=True).stdout.strip().splitlines()[-1]
-    return f"{out}/helm-{versions_env()['HELM_VERSION']}"
+    return f"{out}/helm-{pinned_versions()['HELM_VERSION']}"
 
 
 def render_identity() -> tuple[str, list[dict[str, Any]]]:
@@ -184,27 +177,13 @@ def ensure_cluster(workdir: Path) -> tuple[str, Path]:
     kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(identity_docs))
     account = user.rsplit(":", 1)[1]
     token = kubectl("create", "token", account, "-n", OP_NS, "--duration=24h").stdout.strip()
-    cfg = yaml.safe_load((CLUSTER_DIR / "kubeconfig").read_text())
-    cfg["users"] = [{"name": account, "user": {"token": token}}]
-    cfg["contexts"] = [{"name": "operator", "context": {"cluster": cfg["clusters"][0]["name"], "user": account}}]
-    cfg["current-context"] = "operator"
-    path = workdir / "operator-kubeconfig"
-    path.write_text(yaml.safe_dump(cfg))
-    path.chmod(0o600)
+    path = service_account_kubeconfig(CLUSTER_DIR / "kubeconfig", account, token, workdir / "operator-kubeconfig")
     return user, path
 
 
 def wait(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception:  # noqa: BLE001 - the API server may be down: keep polling
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    raise ChaosError(f"timed out after {timeout:.0f}s waiting for {what}")
+    """Poll through API server outages (an exception is a falsy value); ChaosError at the deadline."""
+    return wait_until(predicate, timeout, what, interval, tolerate=(Exception,), error=ChaosError)
 
 
 def admin_api() -> KubeApi:
@@ -825,7 +804,6 @@ def scenario_fighting_writer(ctx: Context) -> dict[str, Any]:
             pass  # e.g. deleting what is being re-created
         time.sleep(rng.uniform(0.05, 0.3))
     fight_end = time.time()
-    last_fault_over = time.monotonic()
     converge_s, check = converge(api, namespaces, None, ctx.istio, ctx.converge_deadline)
     # Quiet window: converged, nobody writes; a hot loop would show up here.
     time.sleep(3)

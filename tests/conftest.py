@@ -11,21 +11,21 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.support import kubectl_path, pinned_versions, service_account_kubeconfig, wait_until
+
+__all__ = ["wait_until"]  # tests import it from here too
+
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_DIR = Path(os.environ.get("ISVC_CLUSTER_DIR", ROOT / ".cluster"))
-VERSIONS = dict(
-    line.split("=", 1) for line in (ROOT / "hack/cluster/versions.env").read_text().splitlines()
-    if line and not line.startswith("#")
-)
+VERSIONS = pinned_versions()
 
 
 class Kube:
@@ -55,18 +55,6 @@ class Kube:
         return json.loads(result.stdout)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll until `predicate()` is truthy; fail with `what` and the last value otherwise."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
-
-
 def wait_established(kube: "Kube", crd: str, timeout: float = 60) -> None:
     """Poll the CRD: `kubectl wait` fails at once while a just-created CRD has no conditions yet."""
     wait_until(lambda: condition(kube.get("crd", crd), "Established").get("status") == "True", timeout,
@@ -84,7 +72,7 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
 def kube() -> Iterator[Kube]:
     kubeconfig = CLUSTER_DIR / "kubeconfig"
     started = False
-    kubectl_bin = Path(os.environ.get("ISVC_CACHE", Path.home() / ".cache/isvc-operator")) / "bin" / f"kubectl-{VERSIONS['KUBE_VERSION']}"
+    kubectl_bin = kubectl_path()
     reachable = kubeconfig.exists() and kubectl_bin.exists() and subprocess.run(
         [str(kubectl_bin), "--kubeconfig", str(kubeconfig), "get", "--raw", "/readyz"], capture_output=True
     ).returncode == 0
@@ -160,16 +148,7 @@ def operator_identity(kube: Kube) -> Iterator[tuple[str, Kube]]:
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
     kube.apply(docs)
     token = kube.run("create", "token", account, "-n", OPERATOR_NAMESPACE, "--duration=24h").stdout.strip()
-    admin = yaml.safe_load(Path(kube.kubeconfig).read_text())
-    config = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": admin["clusters"],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": admin["clusters"][0]["name"], "user": account}}],
-        "current-context": "operator",
-    }
-    path = CLUSTER_DIR / "operator-kubeconfig"
-    path.write_text(yaml.safe_dump(config))
+    path = service_account_kubeconfig(Path(kube.kubeconfig), account, token, CLUSTER_DIR / "operator-kubeconfig")
     yield f"system:serviceaccount:{OPERATOR_NAMESPACE}:{account}", Kube(kube.kubectl, str(path))
     kube.run("delete", "-f", "-", "--ignore-not-found", input=rendered, check=False)
 

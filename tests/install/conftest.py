@@ -18,15 +18,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import wait_until
+from tests.support import pinned_versions, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "isvc-operator"
-VERSIONS = dict(
-    line.split("=", 1)
-    for line in (ROOT / "hack" / "cluster" / "versions.env").read_text().splitlines()
-    if "=" in line and not line.lstrip().startswith("#")
-)
+VERSIONS = pinned_versions()
 
 
 def run(cmd: Sequence[str | os.PathLike[str]], *, input: str | None = None, check: bool = True,

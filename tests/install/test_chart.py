@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support import service_account_kubeconfig
+
 from .conftest import CHART, ROOT, Cluster, poll
 
 pytestmark = pytest.mark.cluster
@@ -124,19 +126,8 @@ def _free_port() -> int:
 
 def _service_account_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
     """A kubeconfig for the same API server whose user is the chart's ServiceAccount."""
-    admin = yaml.safe_load(cluster.kubeconfig.read_text(encoding="utf-8"))
-    context = next(c["context"] for c in admin["contexts"] if c["name"] == admin["current-context"])
-    server = next(c["cluster"] for c in admin["clusters"] if c["name"] == context["cluster"])
     token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration", "1h").stdout.strip()
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "local", "cluster": server}],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": account, "context": {"cluster": "local", "user": account, "namespace": namespace}}],
-        "current-context": account,
-    }), encoding="utf-8")
-    path.chmod(0o600)
-    return path
+    return service_account_kubeconfig(cluster.kubeconfig, account, token, path, namespace)
 
 
 def test_operator_reconciles_with_the_charts_service_account(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import condition, wait_until
+from tests.conftest import condition
 from tests.integration.test_lifecycle import isvc, wait_ready
 
 pytestmark = pytest.mark.cluster

@@ -1,7 +1,6 @@
 """Loading each format in-process, and the errors for layouts that are not accepted."""
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np

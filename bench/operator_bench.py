@@ -28,16 +28,10 @@ Each phase uses fresh namespaces (N isvcs spread over --namespaces), each with a
 With --repeat K each N runs K (floor, operator) rounds and reports the median times and ratios
 (worst case for idle writes, idle CPU and RSS): on 2 shared cores one round's ratio swings widely.
 
-Usage: python bench/operator.py [--n 300] [--repeat 3] [--operator-path DIR] [--out bench/results/operator.json]
+Usage: python bench/operator_bench.py [--n 300] [--repeat 3] [--operator-path DIR] [--out bench/results/operator.json]
 """
 
 from __future__ import annotations
-
-import sys
-
-# This file is named like the stdlib module `operator`: keep its directory off sys.path, or every
-# `from operator import ...` in the standard library would import this script instead.
-sys.path[:] = [p for p in sys.path if p.rstrip("/") != __file__.rsplit("/", 1)[0]]
 
 import argparse
 import asyncio
@@ -48,6 +42,7 @@ import signal
 import ssl
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -57,11 +52,12 @@ import aiohttp
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.support import kubectl_path, service_account_kubeconfig  # noqa: E402
 # The floor builds its children with the code of the operator under test (--operator-path): the
 # CLI's own `render_documents` (parse -> resolve runtime -> build_children) plus `with_hash`.
 API_VERSION, PLURAL = "serving.isvc.dev/v1alpha1", "inferenceservices"
 
-CACHE = Path(os.environ.get("ISVC_CACHE", Path.home() / ".cache/isvc-operator"))
 CLUSTER_DIR = Path(os.environ.get("ISVC_BENCH_CLUSTER_DIR", "/tmp/bench-cluster"))
 API_PORT = os.environ.get("ISVC_BENCH_API_PORT", "36443")
 ETCD_PORT = os.environ.get("ISVC_BENCH_ETCD_PORT", "32379")
@@ -251,9 +247,7 @@ async def until(what: str, predicate: Callable[[], bool], deadline_s: float, t0:
 
 
 def kubectl() -> str:
-    versions = dict(line.split("=", 1) for line in (ROOT / "hack/cluster/versions.env").read_text().splitlines()
-                    if "=" in line and not line.startswith("#"))
-    return str(CACHE / "bin" / f"kubectl-{versions['KUBE_VERSION']}")
+    return str(kubectl_path())
 
 
 def cluster_env() -> dict[str, str]:
@@ -298,14 +292,7 @@ def operator_kubeconfig(admin: Path, workdir: Path) -> Path:
          "subjects": [{"kind": "ServiceAccount", "name": OP_SA, "namespace": OP_NS}]},
     ]))
     token = run_kubectl(admin, "-n", OP_NS, "create", "token", OP_SA, "--duration=24h").strip()
-    cfg = yaml.safe_load(admin.read_text())
-    cfg["users"] = [{"name": OP_SA, "user": {"token": token}}]
-    cfg["contexts"] = [{"name": "bench", "context": {"cluster": cfg["clusters"][0]["name"], "user": OP_SA}}]
-    cfg["current-context"] = "bench"
-    path = workdir / "operator-kubeconfig"
-    path.write_text(yaml.safe_dump(cfg))
-    path.chmod(0o600)
-    return path
+    return service_account_kubeconfig(admin, OP_SA, token, workdir / "operator-kubeconfig")
 
 
 async def make_namespaces(kube: Kube, names: list[str]) -> None:
