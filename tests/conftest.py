@@ -36,8 +36,12 @@ class Kube:
         self.kubeconfig = kubeconfig
         self.env = {**os.environ, "KUBECONFIG": kubeconfig}
 
-    def run(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([self.kubectl, *args], input=input, capture_output=True, text=True, env=self.env, timeout=timeout)
+    def run(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [self.kubectl, *args], input=input, capture_output=True, text=True, env=self.env, timeout=timeout
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result
@@ -55,10 +59,13 @@ class Kube:
         return json.loads(result.stdout)
 
 
-def wait_established(kube: "Kube", crd: str, timeout: float = 60) -> None:
+def wait_established(kube: Kube, crd: str, timeout: float = 60) -> None:
     """Poll the CRD: `kubectl wait` fails at once while a just-created CRD has no conditions yet."""
-    wait_until(lambda: condition(kube.get("crd", crd), "Established").get("status") == "True", timeout,
-               f"CRD {crd} to be Established")
+    wait_until(
+        lambda: condition(kube.get("crd", crd), "Established").get("status") == "True",
+        timeout,
+        f"CRD {crd} to be Established",
+    )
 
 
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
@@ -73,9 +80,14 @@ def kube() -> Iterator[Kube]:
     kubeconfig = CLUSTER_DIR / "kubeconfig"
     started = False
     kubectl_bin = kubectl_path()
-    reachable = kubeconfig.exists() and kubectl_bin.exists() and subprocess.run(
-        [str(kubectl_bin), "--kubeconfig", str(kubeconfig), "get", "--raw", "/readyz"], capture_output=True
-    ).returncode == 0
+    reachable = (
+        kubeconfig.exists()
+        and kubectl_bin.exists()
+        and subprocess.run(
+            [str(kubectl_bin), "--kubeconfig", str(kubeconfig), "get", "--raw", "/readyz"], capture_output=True
+        ).returncode
+        == 0
+    )
     if not reachable:
         subprocess.run(["bash", str(ROOT / "hack/cluster/up.sh")], check=True, stdout=subprocess.DEVNULL)
         started = True
@@ -104,12 +116,25 @@ class OperatorProcess:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "isvc_operator", "run", "--log-format", "json", "--metrics-port", str(self.metrics_port)],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "isvc_operator",
+                "run",
+                "--log-format",
+                "json",
+                "--metrics-port",
+                str(self.metrics_port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
             env={**self.kube.env, "PYTHONUNBUFFERED": "1"},
         )
-        wait_until(lambda: "isvc-operator started" in self.log_path.read_text()[offset:]
-                   or self.proc.poll() is not None, 60, "the operator to start watching")
+        wait_until(
+            lambda: "isvc-operator started" in self.log_path.read_text()[offset:] or self.proc.poll() is not None,
+            60,
+            "the operator to start watching",
+        )
         assert self.proc.poll() is None, f"operator exited: see {self.log_path}"
 
     def stop(self) -> int | None:
@@ -137,12 +162,31 @@ def operator_identity(kube: Kube) -> Iterator[tuple[str, Kube]]:
 
     The operator under test runs as this account, so every integration test also proves the RBAC.
     """
-    helm = subprocess.run(["bash", str(ROOT / "hack/cluster/build.sh"), "helm"], capture_output=True, text=True,
-                          check=True).stdout.strip().splitlines()[-1] + f"/helm-{VERSIONS['HELM_VERSION']}"
+    helm = (
+        subprocess.run(
+            ["bash", str(ROOT / "hack/cluster/build.sh"), "helm"], capture_output=True, text=True, check=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+        + f"/helm-{VERSIONS['HELM_VERSION']}"
+    )
     rendered = subprocess.run(
-        [helm, "template", OPERATOR_NAMESPACE, str(ROOT / "charts/isvc-operator"), "--namespace", OPERATOR_NAMESPACE,
-         "-s", "templates/serviceaccount.yaml", "-s", "templates/rbac.yaml"],
-        capture_output=True, text=True, check=True).stdout
+        [
+            helm,
+            "template",
+            OPERATOR_NAMESPACE,
+            str(ROOT / "charts/isvc-operator"),
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "-s",
+            "templates/serviceaccount.yaml",
+            "-s",
+            "templates/rbac.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     account = next(d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount")
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
@@ -156,8 +200,11 @@ def operator_identity(kube: Kube) -> Iterator[tuple[str, Kube]]:
 def operator_tracebacks(log: str) -> list[str]:
     """Log lines with a traceback, except kopf's own report of a watch that failed because a CRD it
     watched was deleted under it (the Istio tests uninstall Istio's CRD while the operator runs)."""
-    return [line for line in log.splitlines() if "Traceback" in line
-            and not ("Watcher for authorizationpolicies" in line and "404" in line)]
+    return [
+        line
+        for line in log.splitlines()
+        if "Traceback" in line and not ("Watcher for authorizationpolicies" in line and "404" in line)
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -187,14 +234,36 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
 def model_claim(kube: Kube, namespace: str) -> str:
     """A bound PVC named `models` (static hostPath PV: this cluster has no provisioner)."""
     pv = f"{namespace}-models"
-    kube.apply([
-        {"apiVersion": "v1", "kind": "PersistentVolume",
-         "metadata": {"name": pv, "labels": {"isvc-test-namespace": namespace}},
-         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                  "hostPath": {"path": "/tmp/isvc-models"}, "claimRef": {"namespace": namespace, "name": "models"}}},
-        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models", "namespace": namespace},
-         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
-                  "resources": {"requests": {"storage": "1Gi"}}}},
-    ])
-    wait_until(lambda: (kube.get("pvc", "models", namespace) or {}).get("status", {}).get("phase") == "Bound", 30, "PVC models to bind")
+    kube.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": pv, "labels": {"isvc-test-namespace": namespace}},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "hostPath": {"path": "/tmp/isvc-models"},
+                    "claimRef": {"namespace": namespace, "name": "models"},
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "models", "namespace": namespace},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "volumeName": pv,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        ]
+    )
+    wait_until(
+        lambda: (kube.get("pvc", "models", namespace) or {}).get("status", {}).get("phase") == "Bound",
+        30,
+        "PVC models to bind",
+    )
     return "models"

@@ -110,8 +110,9 @@ class Controller:
             delay = min(self.max_backoff, 0.5 * 2 ** min(state.failures - 1, 16))
             self.on_outcome(key, body, None, exc, loop.time() - started)
             if isinstance(exc, TimeoutError):
-                logger.warning("reconcile of %s/%s took over %.0fs: abandoned, retrying in %.1fs",
-                               *key, self.pass_timeout, delay)
+                logger.warning(
+                    "reconcile of %s/%s took over %.0fs: abandoned, retrying in %.1fs", *key, self.pass_timeout, delay
+                )
             if state.retry is not None:
                 state.retry.cancel()
             state.retry = loop.call_later(delay, self._retry, key)
@@ -144,12 +145,19 @@ class Controller:
             return
         for child in left:
             meta = child.get("metadata") or {}
-            logger.warning("%s %s/%s outlived its deleted InferenceService by %.0fs: deleting it",
-                           child.get("kind"), meta.get("namespace"), meta.get("name"), waited)
+            logger.warning(
+                "%s %s/%s outlived its deleted InferenceService by %.0fs: deleting it",
+                child.get("kind"),
+                meta.get("namespace"),
+                meta.get("name"),
+                waited,
+            )
             try:
                 await self.delete_orphan(child)
             except ApiError as exc:
-                logger.warning("deleting %s %s/%s failed: %s", child.get("kind"), meta.get("namespace"), meta.get("name"), exc)
+                logger.warning(
+                    "deleting %s %s/%s failed: %s", child.get("kind"), meta.get("namespace"), meta.get("name"), exc
+                )
         state.orphans_since = None
 
     def _retry(self, key: Key) -> None:

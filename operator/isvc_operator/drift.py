@@ -46,7 +46,8 @@ def is_subset(desired: Any, live: Any, *, quantities: bool = False) -> bool:
         return True
     if isinstance(desired, Mapping):
         return isinstance(live, Mapping) and all(
-            k in live and is_subset(v, live[k], quantities=quantities or k in QUANTITY_MAPS) for k, v in desired.items())
+            k in live and is_subset(v, live[k], quantities=quantities or k in QUANTITY_MAPS) for k, v in desired.items()
+        )
     if isinstance(desired, list):
         return isinstance(live, list) and len(desired) == len(live) and all(map(is_subset, desired, live))
     return quantities and _same_quantity(desired, live)

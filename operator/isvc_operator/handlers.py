@@ -16,11 +16,11 @@ from typing import Any
 
 import kopf
 
+from . import metrics
 from .caches import WatchCaches
 from .constants import GROUP, LABEL_ISVC, LABEL_MANAGED_BY, OPERATOR_NAME, PLURAL, VERSION
 from .controller import Controller
 from .istio import ISTIO_CRD, IstioPresence, crd_established, istio_served, wait_for_discovery
-from . import metrics
 from .kinds import CHILD_KINDS, POD, IsvcKey, without_managed_fields
 from .kube_api import KubeApi, load_api_client
 from .reconcile import reconcile
@@ -59,7 +59,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # API calls run in threads (the client is synchronous): as many as its connection pool, not
     # asyncio's default of cpu_count + 4, which capped writes in flight at 6 during a burst.
     asyncio.get_running_loop().set_default_executor(
-        concurrent.futures.ThreadPoolExecutor(max_workers=API_CONCURRENCY, thread_name_prefix="kube-api"))
+        concurrent.futures.ThreadPoolExecutor(max_workers=API_CONCURRENCY, thread_name_prefix="kube-api")
+    )
     settings.posting.level = logging.WARNING
     settings.persistence.diffbase_storage = NoDiffBase()
     # kopf posts each object's Events from its own worker over a connection pool without a limit:
@@ -81,16 +82,25 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.controller = Controller(
         lookup=caches.lookup,
         run_pass=lambda body, children, pods: reconcile(
-            body, children, api, catalog, pods=pods, istio_installed=istio.installed, plans=caches.plans),
+            body, children, api, catalog, pods=pods, istio_installed=istio.installed, plans=caches.plans
+        ),
         on_outcome=OutcomeReporter(caches.recent),
         on_gone=caches.forget,
         delete_orphan=lambda child: asyncio.to_thread(
-            api.delete, child["apiVersion"], child["kind"], child["metadata"]["namespace"], child["metadata"]["name"],
-            child["metadata"].get("uid")),
+            api.delete,
+            child["apiVersion"],
+            child["kind"],
+            child["metadata"]["namespace"],
+            child["metadata"]["name"],
+            child["metadata"].get("uid"),
+        ),
     )
-    logger.info("isvc-operator started: runtimes %s; Istio %s; metrics on port %s",
-                ", ".join(sorted(catalog.runtimes)), "installed" if istio.installed else "not installed",
-                memo.get("metrics_port") or "off")
+    logger.info(
+        "isvc-operator started: runtimes %s; Istio %s; metrics on port %s",
+        ", ".join(sorted(catalog.runtimes)),
+        "installed" if istio.installed else "not installed",
+        memo.get("metrics_port") or "off",
+    )
 
 
 @kopf.on.cleanup()
@@ -119,26 +129,32 @@ for _kind in CHILD_KINDS:
 
 
 @kopf.index(POD.group, POD.version, POD.plural, labels=OURS)
-async def model_pods(namespace: str, labels: kopf.Labels, name: str, meta: kopf.Meta, status: kopf.Status, **_: Any) -> dict[IsvcKey, Any]:
+async def model_pods(
+    namespace: str, labels: kopf.Labels, name: str, meta: kopf.Meta, status: kopf.Status, **_: Any
+) -> dict[IsvcKey, Any]:
     """Only what failure reasons need, so thousands of pods stay cheap to hold."""
-    return {(namespace, labels[LABEL_ISVC]): {
-        "metadata": {"name": name, "deletionTimestamp": meta.get("deletionTimestamp")},
-        "status": {key: status.get(key) for key in ("conditions", "initContainerStatuses", "containerStatuses")},
-    }}
+    return {
+        (namespace, labels[LABEL_ISVC]): {
+            "metadata": {"name": name, "deletionTimestamp": meta.get("deletionTimestamp")},
+            "status": {key: status.get(key) for key in ("conditions", "initContainerStatuses", "containerStatuses")},
+        }
+    }
 
 
 def _bind(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> Controller:
     caches: WatchCaches = memo.caches
     if not caches.bound:
-        caches.bind(kwargs["inferenceservices"], [kwargs[f"owned_{kind.plural}"] for kind in CHILD_KINDS],
-                    kwargs["model_pods"])
+        caches.bind(
+            kwargs["inferenceservices"], [kwargs[f"owned_{kind.plural}"] for kind in CHILD_KINDS], kwargs["model_pods"]
+        )
     controller: Controller = memo.controller
     return controller
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def inferenceservice_changed(namespace: str, name: str, type: str | None, body: kopf.Body, memo: kopf.Memo,
-                                   **kwargs: Any) -> None:
+async def inferenceservice_changed(
+    namespace: str, name: str, type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
+) -> None:
     """Any change of an isvc, and every isvc once at operator start, converges it."""
     caches: WatchCaches = memo.caches
     if type == "DELETED":

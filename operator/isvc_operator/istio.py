@@ -32,7 +32,8 @@ def crd_established(event_type: str | None, crd: Mapping[str, Any]) -> bool:
     conditions = (crd.get("status") or {}).get("conditions") or []
     versions = (crd.get("spec") or {}).get("versions") or []
     return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions) and any(
-        v.get("name") == AUTHORIZATION_POLICY.version and v.get("served") for v in versions)
+        v.get("name") == AUTHORIZATION_POLICY.version and v.get("served") for v in versions
+    )
 
 
 def wait_for_discovery(api: KubeApi, *, served: bool, timeout: float = 30) -> None:

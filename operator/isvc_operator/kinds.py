@@ -37,7 +37,9 @@ SERVICE = Kind("", "v1", "Service", "services", "ServiceReady")
 CONFIG_MAP = Kind("", "v1", "ConfigMap", "configmaps", "PredictorReady")
 AUTOSCALER = Kind("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "PredictorReady")
 # Istio's: watched only where its CRD is installed (kopf skips resources discovery does not list).
-AUTHORIZATION_POLICY = Kind("security.istio.io", "v1", "AuthorizationPolicy", "authorizationpolicies", "AuthorizationReady")
+AUTHORIZATION_POLICY = Kind(
+    "security.istio.io", "v1", "AuthorizationPolicy", "authorizationpolicies", "AuthorizationReady"
+)
 
 CHILD_KINDS: tuple[Kind, ...] = (DEPLOYMENT, SERVICE, CONFIG_MAP, AUTOSCALER, AUTHORIZATION_POLICY)
 INFERENCE_SERVICE = Kind(GROUP, VERSION, KIND, PLURAL)

@@ -90,8 +90,11 @@ class KubeApi:
         metadata = obj["metadata"]
         path = resource_path(obj["apiVersion"], obj["kind"], metadata["namespace"], metadata["name"])
         return self.request(
-            "PATCH", path, query={"fieldManager": FIELD_MANAGER, "force": "true"},
-            body=yaml_safe_json(obj), content_type="application/apply-patch+yaml",
+            "PATCH",
+            path,
+            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            body=yaml_safe_json(obj),
+            content_type="application/apply-patch+yaml",
         )
 
     def apply_or_replace(self, obj: Mapping[str, Any], *, exists: bool) -> dict[str, Any]:
@@ -112,12 +115,20 @@ class KubeApi:
         metadata = replacement["metadata"]
         try:
             replaced = self.request(
-                "PUT", resource_path(obj["apiVersion"], obj["kind"], metadata["namespace"], metadata["name"]),
-                query={"fieldManager": FIELD_MANAGER}, body=replacement)
+                "PUT",
+                resource_path(obj["apiVersion"], obj["kind"], metadata["namespace"], metadata["name"]),
+                query={"fieldManager": FIELD_MANAGER},
+                body=replacement,
+            )
         except ApiInvalid:
             raise rejected from None  # our object itself is invalid
-        logger.info("%s %s/%s: replaced (apply was rejected: %s)", obj["kind"], metadata["namespace"],
-                    metadata["name"], rejected.message)
+        logger.info(
+            "%s %s/%s: replaced (apply was rejected: %s)",
+            obj["kind"],
+            metadata["namespace"],
+            metadata["name"],
+            rejected.message,
+        )
         return replaced
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
@@ -140,8 +151,9 @@ class KubeApi:
             raise
         return any(r.get("name") == plural for r in resources)
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any],
-                     resource_version: str | None = None) -> dict[str, Any]:
+    def patch_status(
+        self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None = None
+    ) -> dict[str, Any]:
         """Merge-patch the status; with `resource_version`, only over that version (409 otherwise)."""
         path = resource_path(INFERENCE_SERVICE.api_version, INFERENCE_SERVICE.kind, namespace, name) + "/status"
         body: dict[str, Any] = {"status": status}

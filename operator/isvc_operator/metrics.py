@@ -14,16 +14,22 @@ from prometheus_client.registry import Collector
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 RECONCILES = Counter(
-    "isvc_reconcile_total", "Reconcile passes by result (applied, unchanged, invalid, skipped, error).",
-    ["result"], registry=REGISTRY,
+    "isvc_reconcile_total",
+    "Reconcile passes by result (applied, unchanged, invalid, skipped, error).",
+    ["result"],
+    registry=REGISTRY,
 )
 RECONCILE_SECONDS = Histogram(
-    "isvc_reconcile_duration_seconds", "Wall time of one reconcile pass.",
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=REGISTRY,
+    "isvc_reconcile_duration_seconds",
+    "Wall time of one reconcile pass.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
 )
 API_ERRORS = Counter(
-    "isvc_api_errors_total", "Kubernetes API errors met while reconciling, by HTTP status (0: no answer).",
-    ["status"], registry=REGISTRY,
+    "isvc_api_errors_total",
+    "Kubernetes API errors met while reconciling, by HTTP status (0: no answer).",
+    ["status"],
+    registry=REGISTRY,
 )
 
 
@@ -70,8 +76,9 @@ READY_STATES = ReadyStates()
 REGISTRY.register(READY_STATES)
 
 
-def record_pass(key: tuple[str, str], result: str, seconds: float, ready: Mapping[str, Any] | None,
-                error_status: int | None = None) -> None:
+def record_pass(
+    key: tuple[str, str], result: str, seconds: float, ready: Mapping[str, Any] | None, error_status: int | None = None
+) -> None:
     RECONCILES.labels(result=result).inc()
     RECONCILE_SECONDS.observe(seconds)
     if error_status is not None:

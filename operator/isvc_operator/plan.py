@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .drift import desired_hash, with_hash
 from .builders import build_children
+from .drift import desired_hash, with_hash
 from .kinds import IsvcKey, ObjectKey, object_key
 from .resolved_runtime import ResolvedRuntime, resolve_runtime
 from .runtimes import Catalog
@@ -54,8 +54,17 @@ def _inputs(body: Mapping[str, Any], catalog: Catalog, istio_installed: bool) ->
     """Everything `make_plan` reads. Status and resourceVersion are not inputs (they change on
     every status patch)."""
     metadata = body.get("metadata") or {}
-    return (metadata.get("name"), metadata.get("namespace"), metadata.get("uid"), metadata.get("generation"),
-            metadata.get("labels"), metadata.get("annotations"), body.get("spec"), istio_installed, id(catalog))
+    return (
+        metadata.get("name"),
+        metadata.get("namespace"),
+        metadata.get("uid"),
+        metadata.get("generation"),
+        metadata.get("labels"),
+        metadata.get("annotations"),
+        body.get("spec"),
+        istio_installed,
+        id(catalog),
+    )
 
 
 class Plans:

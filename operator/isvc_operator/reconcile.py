@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .api_errors import ApiError, ApiNotFound
@@ -23,7 +23,6 @@ from .plan import Plan, Plans, make_plan
 from .runtimes import Catalog
 from .spec import InvalidSpec
 from .status import Observed, compute_status, invalid_spec_status, rejected_condition, status_changed
-
 
 
 class ChildrenRejected(Exception):
@@ -62,12 +61,18 @@ class Outcome:
         steps of a rollout (Unknown is in the status; an Event for it doubled the Events written)."""
         before = (self.ready_before or {}).get("status")
         after = (self.ready_after or {}).get("status")
-        return self.ready_after is not None and after in ("True", "False") and (before != after or (
-            after == "False" and (self.ready_before or {}).get("reason") != self.ready_after.get("reason")))
+        return (
+            self.ready_after is not None
+            and after in ("True", "False")
+            and (
+                before != after
+                or (after == "False" and (self.ready_before or {}).get("reason") != self.ready_after.get("reason"))
+            )
+        )
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _ready(status: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -95,13 +100,22 @@ async def reconcile(
     previous = body.get("status") or {}
     generation = int(metadata.get("generation") or 0)
     try:
-        plan = (plans.get(body, catalog, istio_installed=istio_installed) if plans is not None
-                else make_plan(body, catalog, istio_installed=istio_installed))
+        plan = (
+            plans.get(body, catalog, istio_installed=istio_installed)
+            if plans is not None
+            else make_plan(body, catalog, istio_installed=istio_installed)
+        )
     except InvalidSpec as exc:
         status = invalid_spec_status(generation=generation, message=str(exc), previous=previous, now=now())
         isvc_response = await _write_status(api, body, status) if status_changed(previous, status) else None
-        return Outcome(result="invalid", writes=int(isvc_response is not None), ready_before=_ready(previous),
-                       ready_after=_ready(status), status_written=isvc_response is not None, isvc_response=isvc_response)
+        return Outcome(
+            result="invalid",
+            writes=int(isvc_response is not None),
+            ready_before=_ready(previous),
+            ready_after=_ready(status),
+            status_written=isvc_response is not None,
+            isvc_response=isvc_response,
+        )
 
     applied, observed_children, rejected = await _apply_children(plan, live_children, api)
     deleted = await _prune(plan, live_children, api, metadata.get("namespace", ""))
@@ -160,12 +174,16 @@ async def _apply_children(
         elif live is not None:
             observed[child.key] = live
     results = await asyncio.gather(
-        *(asyncio.to_thread(api.apply_or_replace, child.to_apply, exists=child.key in live_children) for child in to_apply),
-        return_exceptions=True)
+        *(
+            asyncio.to_thread(api.apply_or_replace, child.to_apply, exists=child.key in live_children)
+            for child in to_apply
+        ),
+        return_exceptions=True,
+    )
     applied: list[ObjectKey] = []
     rejected: dict[str, dict[str, Any]] = {}
     failure: BaseException | None = None
-    for child, result in zip(to_apply, results):
+    for child, result in zip(to_apply, results, strict=False):
         if isinstance(result, ApiError) and not result.transient:
             _, kind, child_name = child.key
             condition = kind_of(*child.key[:2]).condition
@@ -180,8 +198,9 @@ async def _apply_children(
     return applied, observed, rejected
 
 
-async def _prune(plan: Plan, live_children: Mapping[ObjectKey, Mapping[str, Any]], api: KubeApi,
-                 namespace: str) -> list[ObjectKey]:
+async def _prune(
+    plan: Plan, live_children: Mapping[ObjectKey, Mapping[str, Any]], api: KubeApi, namespace: str
+) -> list[ObjectKey]:
     """Delete the children we own that are no longer desired (e.g. autoscaling switched off)."""
     desired_keys = {child.key for child in plan.children}
     stale = [key for key in live_children if key not in desired_keys]
@@ -198,7 +217,12 @@ async def _write_status(api: KubeApi, body: Mapping[str, Any], status: Mapping[s
     it (the API server answers 409 instead, and the next pass reads the newer object)."""
     metadata = body.get("metadata") or {}
     try:
-        return await asyncio.to_thread(api.patch_status, metadata.get("namespace", ""), metadata.get("name", ""),
-                                       status, resource_version=metadata.get("resourceVersion"))
+        return await asyncio.to_thread(
+            api.patch_status,
+            metadata.get("namespace", ""),
+            metadata.get("name", ""),
+            status,
+            resource_version=metadata.get("resourceVersion"),
+        )
     except ApiNotFound as exc:
         raise IsvcGone(str(exc)) from exc

@@ -12,8 +12,8 @@ import kopf
 from . import metrics
 from .api_errors import ApiError
 from .kinds import IsvcKey, object_key
-from .reconcile import Outcome
 from .recent import RecentWrites
+from .reconcile import Outcome
 
 logger = logging.getLogger("isvc_operator")
 
@@ -22,8 +22,14 @@ class OutcomeReporter:
     def __init__(self, recent: RecentWrites) -> None:
         self.recent = recent
 
-    def __call__(self, key: IsvcKey, body: Mapping[str, Any], outcome: Outcome | None,
-                 error: BaseException | None, seconds: float) -> None:
+    def __call__(
+        self,
+        key: IsvcKey,
+        body: Mapping[str, Any],
+        outcome: Outcome | None,
+        error: BaseException | None,
+        seconds: float,
+    ) -> None:
         namespace, name = key
         if error is not None:
             metrics.record_pass(key, "error", seconds, None, error.status if isinstance(error, ApiError) else None)
@@ -36,8 +42,15 @@ class OutcomeReporter:
             responses[object_key(outcome.isvc_response)] = outcome.isvc_response
         self.recent.record(key, responses)
         if outcome.result != "unchanged":
-            logger.info("reconcile %s/%s: %s (%d writes: %s) in %.3fs", namespace, name, outcome.result,
-                        outcome.writes, outcome.summary, seconds)
+            logger.info(
+                "reconcile %s/%s: %s (%d writes: %s) in %.3fs",
+                namespace,
+                name,
+                outcome.result,
+                outcome.writes,
+                outcome.summary,
+                seconds,
+            )
         if outcome.ready_changed and outcome.ready_after is not None:
             ready = outcome.ready_after
             kopf.event(

@@ -107,4 +107,3 @@ class OperatorRunner:
                 loop.call_soon_threadsafe(flag.set)
             except RuntimeError:  # the loop closed in between: kopf is stopping anyway
                 pass
-

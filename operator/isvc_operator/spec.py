@@ -181,8 +181,10 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
     where = f"spec.predictor.{framework}{'[0]' if framework == 'containers' else ''}"
     runtime_version = body.get("runtimeVersion")
     if runtime_version is not None and not _IMAGE_TAG.fullmatch(str(runtime_version)):
-        raise InvalidSpec(f"{where}.runtimeVersion: {runtime_version!r} is not an image tag "
-                          "(letters, digits, '_', '.', '-', at most 128, optionally @sha256:DIGEST)")
+        raise InvalidSpec(
+            f"{where}.runtimeVersion: {runtime_version!r} is not an image tag "
+            "(letters, digits, '_', '.', '-', at most 128, optionally @sha256:DIGEST)"
+        )
     _check_quantities(body.get("resources"), f"{where}.resources")
     ports = tuple(body.get("ports") or ())
     _unique_ports(ports, f"{where}.ports")
@@ -200,7 +202,9 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
         tolerations=tuple(predictor.get("tolerations") or ()),
         affinity=predictor.get("affinity"),
         service_account_name=predictor.get("serviceAccountName"),
-        image_pull_secrets=tuple(s["name"] if isinstance(s, Mapping) else s for s in predictor.get("imagePullSecrets") or ()),
+        image_pull_secrets=tuple(
+            s["name"] if isinstance(s, Mapping) else s for s in predictor.get("imagePullSecrets") or ()
+        ),
         storage=storage,
         runtime=body.get("runtime"),
         runtime_version=runtime_version,
@@ -242,7 +246,9 @@ def _check_quantities(resources: Any, where: str) -> None:
     for section in ("limits", "requests"):
         for resource, value in (resources.get(section) or {}).items():
             if not _is_quantity(value):
-                raise InvalidSpec(f"{where}.{section}.{resource}: {value!r} is not a quantity (e.g. 500m, 2, 128Mi, 1Gi)")
+                raise InvalidSpec(
+                    f"{where}.{section}.{resource}: {value!r} is not a quantity (e.g. 500m, 2, 128Mi, 1Gi)"
+                )
 
 
 def _unique_ports(ports: tuple[Any, ...], where: str) -> None:
@@ -265,7 +271,9 @@ def _versions(framework: str, body: Mapping[str, Any]) -> tuple[VersionPolicy | 
     policy_spec = body.get("modelVersionPolicy")
     labels_spec = body.get("versionLabels") or {}
     if (policy_spec or labels_spec) and framework != "tensorflow":
-        raise InvalidSpec(f"spec.predictor.{framework}: modelVersionPolicy and versionLabels are TensorFlow Serving features")
+        raise InvalidSpec(
+            f"spec.predictor.{framework}: modelVersionPolicy and versionLabels are TensorFlow Serving features"
+        )
     policy = None
     if policy_spec:
         kinds = [k for k in ("latest", "specific", "all") if policy_spec.get(k) is not None]
@@ -277,7 +285,9 @@ def _versions(framework: str, body: Mapping[str, Any]) -> tuple[VersionPolicy | 
         elif kind == "specific":
             versions = tuple(sorted(set(policy_spec["specific"].get("versions") or ())))
             if not versions:
-                raise InvalidSpec("spec.predictor.tensorflow.modelVersionPolicy.specific.versions: list at least one version")
+                raise InvalidSpec(
+                    "spec.predictor.tensorflow.modelVersionPolicy.specific.versions: list at least one version"
+                )
             policy = VersionPolicy(kind, versions=versions)
         else:
             policy = VersionPolicy(kind)
@@ -285,8 +295,10 @@ def _versions(framework: str, body: Mapping[str, Any]) -> tuple[VersionPolicy | 
     unsafe = [k for k, _ in labels if not _VERSION_LABEL.fullmatch(k)]
     if unsafe:
         # Written into TF Serving's text config between quotes: only plain names, no injection.
-        raise InvalidSpec(f"spec.predictor.tensorflow.versionLabels: {', '.join(map(repr, unsafe))}: a label is letters, "
-                          "digits, '_', '-' and '.' (at most 63)")
+        raise InvalidSpec(
+            f"spec.predictor.tensorflow.versionLabels: {', '.join(map(repr, unsafe))}: a label is letters, "
+            "digits, '_', '-' and '.' (at most 63)"
+        )
     if policy is not None and policy.kind == "specific":
         unknown = [f"{k}={v}" for k, v in labels if v not in policy.versions]
         if unknown:

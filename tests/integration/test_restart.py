@@ -34,7 +34,9 @@ def test_changes_made_while_the_operator_is_down_converge_on_start(kube, operato
     wait_ready(kube, "offline", namespace)
     operator.stop()
     try:
-        kube.run("patch", "isvc", "offline", "-n", namespace, "--type=merge", "-p", '{"spec":{"predictor":{"replicas":2}}}')
+        kube.run(
+            "patch", "isvc", "offline", "-n", namespace, "--type=merge", "-p", '{"spec":{"predictor":{"replicas":2}}}'
+        )
         kube.run("delete", "service", "offline", "-n", namespace)
     finally:
         operator.start()

@@ -50,39 +50,59 @@ GOLDEN_DEPLOYMENT = {
         "ownerReferences": [OWNER],
     },
     "spec": {
-        "selector": {"matchLabels": {"serving.isvc.dev/inferenceservice": "dogs-vs-cats", "app.kubernetes.io/component": "predictor"}},
+        "selector": {
+            "matchLabels": {
+                "serving.isvc.dev/inferenceservice": "dogs-vs-cats",
+                "app.kubernetes.io/component": "predictor",
+            }
+        },
         "template": {
             "metadata": {"labels": LABELS},
             "spec": {
-                "containers": [{
-                    "name": "model-server",
-                    "image": "tensorflow/serving:2.19.0",
-                    "ports": [
-                        {"name": "http", "containerPort": 8500, "protocol": "TCP"},
-                        {"name": "grpc", "containerPort": 9000, "protocol": "TCP"},
-                    ],
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                        "readOnlyRootFilesystem": True,
-                        "runAsUser": 1000,
-                        "runAsGroup": 1000,
-                    },
-                    "terminationMessagePolicy": "FallbackToLogsOnError",
-                    "command": ["/usr/bin/tensorflow_model_server"],
-                    "args": ["--port=9000", "--rest_api_port=8500", "--model_name=dogs-vs-cats", "--model_base_path=/mnt/models"],
-                    "readinessProbe": {"httpGet": {"path": "/v1/models/dogs-vs-cats", "port": "http"}, "periodSeconds": 5, "failureThreshold": 3},
-                    "livenessProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 30, "failureThreshold": 3},
-                    "startupProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 5, "failureThreshold": 120},
-                    "volumeMounts": [{"name": "model", "mountPath": "/mnt/models", "readOnly": True},
-                                     {"name": "scratch", "mountPath": "/tmp"}],
-                }],
+                "containers": [
+                    {
+                        "name": "model-server",
+                        "image": "tensorflow/serving:2.19.0",
+                        "ports": [
+                            {"name": "http", "containerPort": 8500, "protocol": "TCP"},
+                            {"name": "grpc", "containerPort": 9000, "protocol": "TCP"},
+                        ],
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]},
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                            "readOnlyRootFilesystem": True,
+                            "runAsUser": 1000,
+                            "runAsGroup": 1000,
+                        },
+                        "terminationMessagePolicy": "FallbackToLogsOnError",
+                        "command": ["/usr/bin/tensorflow_model_server"],
+                        "args": [
+                            "--port=9000",
+                            "--rest_api_port=8500",
+                            "--model_name=dogs-vs-cats",
+                            "--model_base_path=/mnt/models",
+                        ],
+                        "readinessProbe": {
+                            "httpGet": {"path": "/v1/models/dogs-vs-cats", "port": "http"},
+                            "periodSeconds": 5,
+                            "failureThreshold": 3,
+                        },
+                        "livenessProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 30, "failureThreshold": 3},
+                        "startupProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 5, "failureThreshold": 120},
+                        "volumeMounts": [
+                            {"name": "model", "mountPath": "/mnt/models", "readOnly": True},
+                            {"name": "scratch", "mountPath": "/tmp"},
+                        ],
+                    }
+                ],
                 "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
                 "automountServiceAccountToken": False,
-                "volumes": [{"name": "model", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}},
-                            {"name": "scratch", "emptyDir": {}}],
+                "volumes": [
+                    {"name": "model", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}},
+                    {"name": "scratch", "emptyDir": {}},
+                ],
             },
         },
         "replicas": 1,
@@ -92,7 +112,12 @@ GOLDEN_DEPLOYMENT = {
 GOLDEN_SERVICE = {
     "apiVersion": "v1",
     "kind": "Service",
-    "metadata": {"name": "dogs-vs-cats", "namespace": "kubeflow-user-example-com", "labels": LABELS, "ownerReferences": [OWNER]},
+    "metadata": {
+        "name": "dogs-vs-cats",
+        "namespace": "kubeflow-user-example-com",
+        "labels": LABELS,
+        "ownerReferences": [OWNER],
+    },
     "spec": {
         "type": "NodePort",
         "selector": {"serving.isvc.dev/inferenceservice": "dogs-vs-cats", "app.kubernetes.io/component": "predictor"},
@@ -134,8 +159,16 @@ def test_builders_are_deterministic():
     ("uri", "mount", "claim"),
     [
         ("pvc://models", {"name": "model", "mountPath": "/mnt/models", "readOnly": True}, "models"),
-        ("pvc://models/dogs/v2/", {"name": "model", "mountPath": "/mnt/models", "readOnly": True, "subPath": "dogs/v2"}, "models"),
-        ("pvc://team.claim/x", {"name": "model", "mountPath": "/mnt/models", "readOnly": True, "subPath": "x"}, "team.claim"),
+        (
+            "pvc://models/dogs/v2/",
+            {"name": "model", "mountPath": "/mnt/models", "readOnly": True, "subPath": "dogs/v2"},
+            "models",
+        ),
+        (
+            "pvc://team.claim/x",
+            {"name": "model", "mountPath": "/mnt/models", "readOnly": True, "subPath": "x"},
+            "team.claim",
+        ),
     ],
 )
 def test_pvc_storage_is_mounted_read_only(uri, mount, claim):
@@ -143,8 +176,10 @@ def test_pvc_storage_is_mounted_read_only(uri, mount, claim):
     deployment = build_deployment(isvc, resolve_runtime(isvc, load_catalog()))
     pod = deployment["spec"]["template"]["spec"]
     assert pod["containers"][0]["volumeMounts"] == [mount, {"name": "scratch", "mountPath": "/tmp"}]
-    assert pod["volumes"] == [{"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
-                              {"name": "scratch", "emptyDir": {}}]
+    assert pod["volumes"] == [
+        {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
+        {"name": "scratch", "emptyDir": {}},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -152,9 +187,20 @@ def test_pvc_storage_is_mounted_read_only(uri, mount, claim):
     [
         ({}, "tensorflow/serving:2.19.0"),
         ({"predictor__tensorflow": {"storageUri": "pvc://m", "runtimeVersion": "2.18.0"}}, "tensorflow/serving:2.18.0"),
-        ({"predictor__tensorflow": {"storageUri": "pvc://m", "runtimeVersion": "2.18.0",
-                                    "resources": {"limits": {"nvidia.com/gpu": 1}}}}, "tensorflow/serving:2.18.0-gpu"),
-        ({"predictor__tensorflow": {"storageUri": "pvc://m", "image": "mirror.local/tf:pinned"}}, "mirror.local/tf:pinned"),
+        (
+            {
+                "predictor__tensorflow": {
+                    "storageUri": "pvc://m",
+                    "runtimeVersion": "2.18.0",
+                    "resources": {"limits": {"nvidia.com/gpu": 1}},
+                }
+            },
+            "tensorflow/serving:2.18.0-gpu",
+        ),
+        (
+            {"predictor__tensorflow": {"storageUri": "pvc://m", "image": "mirror.local/tf:pinned"}},
+            "mirror.local/tf:pinned",
+        ),
     ],
 )
 def test_image_comes_from_catalog_version_gpu_or_override(changes, image):
@@ -179,13 +225,27 @@ def test_replicas_left_out_when_autoscaled():
 @pytest.mark.parametrize(
     ("service", "ports"),
     [
-        ({"type": "ClusterIP"}, [{"name": "http", "port": 8500, "targetPort": "http", "protocol": "TCP"},
-                                 {"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP"}]),
-        ({"type": "NodePort"}, [{"name": "http", "port": 8500, "targetPort": "http", "protocol": "TCP"},
-                                {"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP"}]),
-        ({"type": "LoadBalancer", "httpNodePort": 30080},
-         [{"name": "http", "port": 8500, "targetPort": "http", "protocol": "TCP", "nodePort": 30080},
-          {"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP"}]),
+        (
+            {"type": "ClusterIP"},
+            [
+                {"name": "http", "port": 8500, "targetPort": "http", "protocol": "TCP"},
+                {"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP"},
+            ],
+        ),
+        (
+            {"type": "NodePort"},
+            [
+                {"name": "http", "port": 8500, "targetPort": "http", "protocol": "TCP"},
+                {"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP"},
+            ],
+        ),
+        (
+            {"type": "LoadBalancer", "httpNodePort": 30080},
+            [
+                {"name": "http", "port": 8500, "targetPort": "http", "protocol": "TCP", "nodePort": 30080},
+                {"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP"},
+            ],
+        ),
     ],
 )
 def test_service_type_and_node_ports(service, ports):
@@ -218,7 +278,9 @@ def test_user_labels_pass_through_but_bookkeeping_does_not():
 
 def test_unknown_runtime_is_an_invalid_spec_naming_the_known_ones():
     isvc = _isvc(predictor__tensorflow={"storageUri": "pvc://m", "runtime": "triton"})
-    with pytest.raises(InvalidSpec, match=r"'triton' is not in the runtime catalog for tensorflow \(known: tensorflow-serving\)"):
+    with pytest.raises(
+        InvalidSpec, match=r"'triton' is not in the runtime catalog for tensorflow \(known: tensorflow-serving\)"
+    ):
         resolve_runtime(isvc, load_catalog())
 
 
@@ -242,13 +304,18 @@ def test_http_storage_is_fetched_by_an_init_container_into_an_empty_dir(predicto
     assert init["volumeMounts"] == [{"name": "model", "mountPath": "/mnt/models"}]
     assert init["securityContext"]["readOnlyRootFilesystem"] is True and init["securityContext"]["runAsNonRoot"] is True
     assert pod["volumes"] == [{"name": "model", "emptyDir": {}}, {"name": "scratch", "emptyDir": {}}]
-    assert pod["containers"][0]["volumeMounts"] == [{"name": "model", "mountPath": "/mnt/models", "readOnly": True},
-                                                   {"name": "scratch", "mountPath": "/tmp"}]
+    assert pod["containers"][0]["volumeMounts"] == [
+        {"name": "model", "mountPath": "/mnt/models", "readOnly": True},
+        {"name": "scratch", "mountPath": "/tmp"},
+    ]
 
 
 def test_pvc_storage_has_no_init_container():
     isvc = parse_inferenceservice(SEED_000)
-    assert "initContainers" not in build_deployment(isvc, resolve_runtime(isvc, load_catalog()))["spec"]["template"]["spec"]
+    assert (
+        "initContainers"
+        not in build_deployment(isvc, resolve_runtime(isvc, load_catalog()))["spec"]["template"]["spec"]
+    )
 
 
 def test_pytorch_predictor_runs_the_project_server_on_its_http_port():
@@ -265,17 +332,23 @@ def test_pytorch_predictor_runs_the_project_server_on_its_http_port():
 
 def test_security_context_is_restricted_and_loosened_only_explicitly():
     isvc = _isvc(predictor__tensorflow={"storageUri": "pvc://m", "securityContext": {"readOnlyRootFilesystem": False}})
-    context = build_deployment(isvc, resolve_runtime(isvc, load_catalog()))["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    context = build_deployment(isvc, resolve_runtime(isvc, load_catalog()))["spec"]["template"]["spec"]["containers"][
+        0
+    ]["securityContext"]
     assert context["readOnlyRootFilesystem"] is False
     assert context["allowPrivilegeEscalation"] is False and context["capabilities"] == {"drop": ["ALL"]}
 
 
 def test_custom_container_is_probed_on_its_declared_port():
     body = copy.deepcopy(SEED_000)
-    body["spec"]["predictor"] = {"containers": [{"image": "me/server:1", "ports": [{"name": "http", "containerPort": 7070}]}]}
+    body["spec"]["predictor"] = {
+        "containers": [{"image": "me/server:1", "ports": [{"name": "http", "containerPort": 7070}]}]
+    }
     isvc = parse_inferenceservice(body)
     deployment, service = children_of(isvc)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "me/server:1"
     assert container["readinessProbe"]["tcpSocket"] == {"port": 7070}
-    assert service["spec"]["ports"] == [{"name": "http", "port": 7070, "targetPort": "http", "protocol": "TCP", "nodePort": 31000}]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 7070, "targetPort": "http", "protocol": "TCP", "nodePort": 31000}
+    ]

@@ -11,9 +11,17 @@ KEY = ("ns", "iris")
 
 
 def isvc(uid: str, rv: int, created: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
-    return {"apiVersion": "serving.isvc.dev/v1alpha1", "kind": "InferenceService",
-            "metadata": {"name": "iris", "namespace": "ns", "uid": uid, "resourceVersion": str(rv),
-                         "creationTimestamp": created}}
+    return {
+        "apiVersion": "serving.isvc.dev/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": "iris",
+            "namespace": "ns",
+            "uid": uid,
+            "resourceVersion": str(rv),
+            "creationTimestamp": created,
+        },
+    }
 
 
 def child(kind, rv: int, name: str = "iris") -> dict[str, Any]:

@@ -35,8 +35,9 @@ def run_orphan_scenario(children: dict, *, gc_removes_after: float | None, grace
         async def never(*_):
             raise AssertionError("a deleted isvc must not be reconciled")
 
-        controller = Controller(lookup=lookup, run_pass=never, on_outcome=lambda *a: None,
-                                delete_orphan=delete_orphan, orphan_grace=grace)
+        controller = Controller(
+            lookup=lookup, run_pass=never, on_outcome=lambda *a: None, delete_orphan=delete_orphan, orphan_grace=grace
+        )
         await controller.trigger(("ns", "gone"))
         await asyncio.sleep(grace * 2.5)
         controller.close()
@@ -66,9 +67,12 @@ def test_a_hung_pass_is_abandoned_and_retried():
             return None
 
         outcomes: list = []
-        controller = Controller(lookup=lambda key: ({"metadata": {}}, {}, []), run_pass=run_pass,
-                                on_outcome=lambda key, body, outcome, error, s: outcomes.append(error),
-                                pass_timeout=0.05)
+        controller = Controller(
+            lookup=lambda key: ({"metadata": {}}, {}, []),
+            run_pass=run_pass,
+            on_outcome=lambda key, body, outcome, error, s: outcomes.append(error),
+            pass_timeout=0.05,
+        )
         await controller.trigger(("ns", "stuck"))
         await asyncio.sleep(0.8)  # the first retry comes after 0.5 s
         controller.close()
@@ -91,9 +95,12 @@ def run_failing_pass(error: BaseException, wait: float = 0.8) -> tuple[int, list
             calls.append(1)
             raise error
 
-        controller = Controller(lookup=lambda key: ({"metadata": {"uid": "u"}}, {}, []), run_pass=run_pass,
-                                on_outcome=lambda key, body, outcome, exc, s: outcomes.append(exc),
-                                on_gone=lambda key, body: gone.append(key))
+        controller = Controller(
+            lookup=lambda key: ({"metadata": {"uid": "u"}}, {}, []),
+            run_pass=run_pass,
+            on_outcome=lambda key, body, outcome, exc, s: outcomes.append(exc),
+            on_gone=lambda key, body: gone.append(key),
+        )
         await controller.trigger(("ns", "a"))
         await asyncio.sleep(wait)  # the first retry comes after 0.5 s
         controller.close()

@@ -56,13 +56,16 @@ class FakeApi:
         self.calls.append(("delete", kind))
         self.objects.pop((api_version, kind, name), None)
 
-    def patch_status(self, namespace: str, name: str, status: dict[str, Any],
-                     resource_version: str | None = None) -> dict[str, Any]:
+    def patch_status(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None
+    ) -> dict[str, Any]:
         self.calls.append(("status", ""))
         if self.fail_status is not None:
             raise self.fail_status
         if resource_version is not None and resource_version != self.isvc["metadata"]["resourceVersion"]:
-            raise ApiConflict(409, "Conflict", "the object has been modified; please apply your changes to the latest version")
+            raise ApiConflict(
+                409, "Conflict", "the object has been modified; please apply your changes to the latest version"
+            )
         self.isvc["status"] = copy.deepcopy(status)
         self.isvc["metadata"]["resourceVersion"] = self._next_rv()
         return copy.deepcopy(self.isvc)
@@ -103,7 +106,9 @@ def test_a_child_no_longer_wanted_is_pruned():
 
 def test_a_rejected_child_is_on_the_status_and_the_pass_is_retried():
     api = FakeApi(isvc())
-    api.fail["Service"] = ApiInvalid(422, "Unprocessable Entity", 'Service "iris" is invalid: nodePort: provided port is already allocated')
+    api.fail["Service"] = ApiInvalid(
+        422, "Unprocessable Entity", 'Service "iris" is invalid: nodePort: provided port is already allocated'
+    )
     with pytest.raises(ChildrenRejected, match="already allocated"):
         run(isvc(), api)
     service_ready = next(c for c in api.isvc["status"]["conditions"] if c["type"] == SERVICE.condition)
@@ -111,11 +116,14 @@ def test_a_rejected_child_is_on_the_status_and_the_pass_is_retried():
     assert DEPLOYMENT.key("iris-predictor") in api.objects, "the other children are still written"
 
 
-@pytest.mark.parametrize("error", [
-    ApiTransportError("ConnectionRefusedError", "connection refused"),
-    ApiServerError(503, "Service Unavailable", "etcd is down"),
-    ApiConflict(409, "Conflict", "try again"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        ApiTransportError("ConnectionRefusedError", "connection refused"),
+        ApiServerError(503, "Service Unavailable", "etcd is down"),
+        ApiConflict(409, "Conflict", "try again"),
+    ],
+)
 def test_a_transient_error_is_raised_for_a_retry_and_written_nowhere(error: ApiError):
     api = FakeApi(isvc())
     api.fail["Deployment"] = error

@@ -13,7 +13,9 @@ from .model_config import build_model_config
 from .service import build_service
 
 
-def build_children(isvc: InferenceService, server: ResolvedRuntime, *, istio_installed: bool = False) -> list[dict[str, Any]]:
+def build_children(
+    isvc: InferenceService, server: ResolvedRuntime, *, istio_installed: bool = False
+) -> list[dict[str, Any]]:
     """Every child the isvc should have, in the order they are applied.
 
     The AuthorizationPolicy is left out when Istio is not installed, even in mode Enabled: there is

@@ -24,10 +24,14 @@ def authorization_wanted(isvc: InferenceService, istio_installed: bool) -> bool:
 def build_authorization_policy(isvc: InferenceService, server: ResolvedRuntime) -> dict[str, Any]:
     auth = isvc.authorization
     rule: dict[str, Any] = {
-        "to": [{"operation": {
-            "methods": list(dict.fromkeys(DEFAULT_METHODS + auth.methods)),
-            "paths": list(dict.fromkeys(server.authorized_paths + auth.paths)),
-        }}],
+        "to": [
+            {
+                "operation": {
+                    "methods": list(dict.fromkeys(DEFAULT_METHODS + auth.methods)),
+                    "paths": list(dict.fromkeys(server.authorized_paths + auth.paths)),
+                }
+            }
+        ],
     }
     source: dict[str, Any] = {}
     if auth.source_namespaces:

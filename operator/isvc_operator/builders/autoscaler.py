@@ -22,7 +22,17 @@ def build_autoscaler(isvc: InferenceService) -> dict[str, Any] | None:
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": predictor_name(isvc)},
             "minReplicas": predictor.min_replicas or 1,
             "maxReplicas": predictor.max_replicas,
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                "type": "Utilization", "averageUtilization": predictor.scale_target or DEFAULT_CPU_TARGET}}}],
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": predictor.scale_target or DEFAULT_CPU_TARGET,
+                        },
+                    },
+                }
+            ],
         },
     }

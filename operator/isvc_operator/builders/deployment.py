@@ -83,8 +83,11 @@ def build_container(isvc: InferenceService, server: ResolvedRuntime) -> dict[str
         "image": server.image,
         "ports": _ports(server),
         # Ours, then the runtime's (e.g. runAsUser), then what the isvc explicitly asks for.
-        "securityContext": {**RESTRICTED_CONTAINER_CONTEXT, **server.security_context,
-                            **(isvc.predictor.security_context or {})},
+        "securityContext": {
+            **RESTRICTED_CONTAINER_CONTEXT,
+            **server.security_context,
+            **(isvc.predictor.security_context or {}),
+        },
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     optional = {

@@ -21,8 +21,12 @@ MODEL_CONFIG_VOLUME = "model-config"
 
 @lru_cache(maxsize=1)
 def _template() -> jinja2.Template:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("isvc_operator", "templates"),
-                             undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("isvc_operator", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
     return env.get_template("models.config.j2")
 
 
@@ -32,8 +36,13 @@ def model_config_name(isvc: InferenceService) -> str:
 
 def render_model_config(isvc: InferenceService, base_path: str) -> str:
     predictor = isvc.predictor
-    return _template().render(namespace=isvc.namespace, model_name=isvc.name, base_path=base_path,
-                              policy=predictor.version_policy, labels=predictor.version_labels)
+    return _template().render(
+        namespace=isvc.namespace,
+        model_name=isvc.name,
+        base_path=base_path,
+        policy=predictor.version_policy,
+        labels=predictor.version_labels,
+    )
 
 
 def build_model_config(isvc: InferenceService, base_path: str) -> dict[str, Any] | None:

@@ -53,13 +53,39 @@ Known limit: tar extended (pax/GNU long-name) headers are read into memory by ``
 from .archive import ARCHIVE_FORMATS, MAX_MEMBERS, ExtractResult, detect_archive_kind, extract_archive
 from .cli import fetch_model, main
 from .download import DEFAULT_TIMEOUT, SUPPORTED_SCHEMES, fetch_archive
-from .errors import (DEFAULT_MAX_BYTES, DEFAULT_TERMINATION_LOG, MAX_BYTES_ENV, TERMINATION_MESSAGE_LIMIT, StorageError,
-                     parse_size, redact_uri, resolve_max_bytes, write_termination_message)
+from .errors import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_TERMINATION_LOG,
+    MAX_BYTES_ENV,
+    TERMINATION_MESSAGE_LIMIT,
+    StorageError,
+    parse_size,
+    redact_uri,
+    resolve_max_bytes,
+    write_termination_message,
+)
 from .layout import LAYOUTS, check_layout
 
 __all__ = [
-    "ARCHIVE_FORMATS", "DEFAULT_MAX_BYTES", "DEFAULT_TERMINATION_LOG", "DEFAULT_TIMEOUT", "LAYOUTS", "MAX_BYTES_ENV",
-    "MAX_MEMBERS", "SUPPORTED_SCHEMES", "TERMINATION_MESSAGE_LIMIT", "ExtractResult", "StorageError", "check_layout",
-    "detect_archive_kind", "extract_archive", "fetch_archive", "fetch_model", "main", "parse_size", "redact_uri",
-    "resolve_max_bytes", "write_termination_message",
+    "ARCHIVE_FORMATS",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_TERMINATION_LOG",
+    "DEFAULT_TIMEOUT",
+    "LAYOUTS",
+    "MAX_BYTES_ENV",
+    "MAX_MEMBERS",
+    "SUPPORTED_SCHEMES",
+    "TERMINATION_MESSAGE_LIMIT",
+    "ExtractResult",
+    "StorageError",
+    "check_layout",
+    "detect_archive_kind",
+    "extract_archive",
+    "fetch_archive",
+    "fetch_model",
+    "main",
+    "parse_size",
+    "redact_uri",
+    "resolve_max_bytes",
+    "write_termination_message",
 ]

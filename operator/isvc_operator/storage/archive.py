@@ -38,8 +38,7 @@ _MAGIC = (
     ("tar", 257, b"ustar"),
 )
 _ACCEPTED_MAGIC = (
-    "tar.gz/tgz (1f 8b), tar.bz2 (42 5a 68), tar.xz (fd 37 7a 58 5a 00), "
-    "zip (50 4b 03 04), tar ('ustar' at offset 257)"
+    "tar.gz/tgz (1f 8b), tar.bz2 (42 5a 68), tar.xz (fd 37 7a 58 5a 00), zip (50 4b 03 04), tar ('ustar' at offset 257)"
 )
 # Formats people do upload, named so the error says what they sent.
 _KNOWN_UNSUPPORTED = (
@@ -91,7 +90,6 @@ class _Member:
     mode: int
     link: str  # symlink target as stored; hardlink target as a normalized member path
     open: Callable[[], IO[bytes]] | None = None
-
 
 
 def detect_archive_kind(head: bytes) -> str:
@@ -480,8 +478,11 @@ def extract_archive(path: str | os.PathLike[str], dest: str | os.PathLike[str], 
         try:
             with _open_archive(path, kind) as archive:
                 try:
-                    members = (_scan_zip(archive, dest, max_bytes) if isinstance(archive, zipfile.ZipFile)
-                               else _scan_tar(archive, dest, max_bytes))
+                    members = (
+                        _scan_zip(archive, dest, max_bytes)
+                        if isinstance(archive, zipfile.ZipFile)
+                        else _scan_tar(archive, dest, max_bytes)
+                    )
                 except _READ_ERRORS as exc:
                     raise _ArchiveReadError(exc) from exc
                 plan, top = _plan(members, dest)

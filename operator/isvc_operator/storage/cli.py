@@ -15,8 +15,19 @@ import requests
 
 from .archive import extract_archive
 from .download import fetch_archive
-from .errors import (DEFAULT_MAX_BYTES, DEFAULT_TERMINATION_LOG, MAX_BYTES_ENV, OWN_PREFIXES, TERMINATION_MESSAGE_LIMIT,
-                     StorageError, one_line, parse_size, redact_uri, resolve_max_bytes, write_termination_message)
+from .errors import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_TERMINATION_LOG,
+    MAX_BYTES_ENV,
+    OWN_PREFIXES,
+    TERMINATION_MESSAGE_LIMIT,
+    StorageError,
+    one_line,
+    parse_size,
+    redact_uri,
+    resolve_max_bytes,
+    write_termination_message,
+)
 from .layout import LAYOUTS, check_layout
 
 
@@ -149,4 +160,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(summary)
     return 0
-

@@ -132,4 +132,3 @@ def _status_phrase(code: int) -> str:
         return HTTPStatus(code).phrase
     except ValueError:
         return ""
-

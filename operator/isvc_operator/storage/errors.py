@@ -25,7 +25,6 @@ class StorageError(Exception):
     """A failure whose message is the one line the user sees in the pod status."""
 
 
-
 def parse_size(text: str) -> int:
     """Parse a byte count, optionally with a Kubernetes-style suffix (k, M, G, T, Ki, Mi, Gi, Ti)."""
     match = re.fullmatch(r"\s*([0-9]+)\s*([kKMGT]i?)?\s*", text)
@@ -98,4 +97,3 @@ def write_termination_message(message: str, path: str | os.PathLike[str], *, cre
             handle.write(data)
     except OSError:
         pass
-

@@ -117,13 +117,13 @@ def _pytorch_hint(dest: Path, versions: list[Path]) -> str:
                 f"{prefix}{state[0]} is a state dict: add model.py defining the model next to it, "
                 "or save a TorchScript model.pt"
             )
+
     def model_file(name: str) -> bool:
         return name in ("model.pt", "model.py") or name.endswith(".pt2")
 
     if deep := _find_deeper(dest, model_file, min_depth=2):
         return (
-            f"{deep} is too deep: the archive must hold 1/{Path(deep).name}, "
-            "optionally under one top-level directory"
+            f"{deep} is too deep: the archive must hold 1/{Path(deep).name}, optionally under one top-level directory"
         )
     if versions:
         return f"{versions[0].name}/ holds: {_listing(versions[0])}"
@@ -152,4 +152,3 @@ def check_layout(dest: str | os.PathLike[str], layout: str) -> str:
     if not dest.is_dir():
         raise StorageError(f"layout {layout}: {dest} is not a directory")
     return _tensorflow(dest) if layout == "tensorflow" else _pytorch(dest)
-

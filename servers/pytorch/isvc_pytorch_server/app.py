@@ -72,7 +72,7 @@ class App:
         content_type = JSON_HEADERS
         try:
             if path.startswith(V1_MODELS):
-                endpoint, status, body = await self._v1(method, path[len(V1_MODELS):], scope, receive)
+                endpoint, status, body = await self._v1(method, path[len(V1_MODELS) :], scope, receive)
             elif path.startswith("/v2"):
                 endpoint, status, body = await self._v2(method, path[3:], scope, receive)
             elif path == "/metrics":
@@ -106,8 +106,10 @@ class App:
                 except ValueError:
                     raise ApiError(400, f"bad Content-Length {v!r}") from None
                 if declared > limit:
-                    raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes "
-                                        "(--max_request_bytes)")
+                    raise ApiError(
+                        413,
+                        f"request body of {declared} bytes exceeds the limit of {limit} bytes (--max_request_bytes)",
+                    )
                 break
         msg = await receive()
         if msg["type"] == "http.disconnect":
@@ -137,7 +139,9 @@ class App:
             # ran out, else 500; the traceback goes to the log.
             log.error("running version %s failed on the server's side", getattr(model, "version", "?"), exc_info=e)
             status = 503 if isinstance(e, OUT_OF_MEMORY) else 500
-            raise ApiError(status, f"the server failed to run the model: {type(e).__name__}: {_first_line(e)}") from None
+            raise ApiError(
+                status, f"the server failed to run the model: {type(e).__name__}: {_first_line(e)}"
+            ) from None
         except MODEL_INPUT_ERRORS as e:
             raise ApiError(400, f"the model rejected the input: {_first_line(e)}") from None
 
@@ -175,24 +179,32 @@ class App:
                 return {"dim": [], "unknown_rank": True}
             return {"dim": [{"size": str(d), "name": ""} for d in dims], "unknown_rank": False}
 
-        inputs = {s.name: {"dtype": codec.tf_dtype(s.dtype), "tensor_shape": shape(s.shape), "name": s.name}
-                  for s in model.inputs}
-        outputs = {n: {"dtype": "DT_FLOAT", "tensor_shape": shape(None), "name": n}
-                   for n in (model.output_names or [])}
+        inputs = {
+            s.name: {"dtype": codec.tf_dtype(s.dtype), "tensor_shape": shape(s.shape), "name": s.name}
+            for s in model.inputs
+        }
+        outputs = {n: {"dtype": "DT_FLOAT", "tensor_shape": shape(None), "name": n} for n in (model.output_names or [])}
         sig = {"inputs": inputs, "outputs": outputs, "method_name": "tensorflow/serving/predict"}
         return {
             "model_spec": {"name": self.versions.name, "signature_name": "", "version": str(model.version)},
             "metadata": {"signature_def": {"signature_def": {"serving_default": sig}}},
-            "pytorch": {"format": model.format, "files": model.files, "device": str(model.device),
-                        "batching": model.batchable},
+            "pytorch": {
+                "format": model.format,
+                "files": model.files,
+                "device": str(model.device),
+                "batching": model.batchable,
+            },
         }
 
     # ---- Open Inference Protocol v2 ------------------------------------------------------------
     async def _v2(self, method, rest, scope, receive):
         if rest in ("", "/"):
             _want(method, "GET")
-            return "v2_server", 200, codec.dumps({"name": "isvc-pytorch-server", "version": __version__,
-                                                  "extensions": []})
+            return (
+                "v2_server",
+                200,
+                codec.dumps({"name": "isvc-pytorch-server", "version": __version__, "extensions": []}),
+            )
         if rest == "/health/live":
             _want(method, "GET")
             return "v2_health", 200, codec.dumps({"live": True})
@@ -202,7 +214,7 @@ class App:
             return "v2_health", (200 if ready else 503), codec.dumps({"ready": ready})
         if not rest.startswith(V2_MODELS):
             raise ApiError(404, f"no route for {method} /v2{rest}")
-        name, version, tail = _model_path(rest[len(V2_MODELS):])
+        name, version, tail = _model_path(rest[len(V2_MODELS) :])
         if tail == ["infer"]:
             _want(method, "POST")
             model = self.versions.get(name, version)
@@ -223,14 +235,22 @@ class App:
         if not tail:
             _want(method, "GET")
             model = self.versions.get(name, version)
-            return "v2_metadata", 200, codec.dumps({
-                "name": self.versions.name,
-                "versions": [str(model.version)],
-                "platform": model.platform,
-                "inputs": [{"name": s.name, "datatype": codec.v2_dtype(s.dtype), "shape": s.shape or [-1]}
-                           for s in model.inputs],
-                "outputs": [{"name": n, "datatype": "FP32", "shape": [-1]} for n in (model.output_names or [])],
-            })
+            return (
+                "v2_metadata",
+                200,
+                codec.dumps(
+                    {
+                        "name": self.versions.name,
+                        "versions": [str(model.version)],
+                        "platform": model.platform,
+                        "inputs": [
+                            {"name": s.name, "datatype": codec.v2_dtype(s.dtype), "shape": s.shape or [-1]}
+                            for s in model.inputs
+                        ],
+                        "outputs": [{"name": n, "datatype": "FP32", "shape": [-1]} for n in (model.output_names or [])],
+                    }
+                ),
+            )
         raise ApiError(404, f"no route for {method} /v2{rest}")
 
 

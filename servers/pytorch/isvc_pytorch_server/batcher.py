@@ -47,8 +47,14 @@ class NotSplittable(Exception):
 
 
 class Batcher:
-    def __init__(self, max_batch_size: int = 64, batch_timeout_s: float = 0.0, num_threads: int = 1,
-                 metrics=None, merge_fraction: float = 0.3):
+    def __init__(
+        self,
+        max_batch_size: int = 64,
+        batch_timeout_s: float = 0.0,
+        num_threads: int = 1,
+        metrics=None,
+        merge_fraction: float = 0.3,
+    ):
         self.max_batch_size = max(1, int(max_batch_size))
         self.merge_fraction = max(0.0, float(merge_fraction))
         self.batch_timeout_s = max(0.0, float(batch_timeout_s))
@@ -123,10 +129,12 @@ class Batcher:
                         # even share of the rows in flight (the running passes' rows plus ours,
                         # whose clients are coming back) before starting. The clients then settle
                         # into one group per worker, and passes stay as large as they can be.
-                        target = min(self.max_batch_size, max(1, -(-(self._running_rows + last_rows)
-                                                                   // (self._running + 1))))
-                        self._wait_rows(first, target, first.t0 + min(
-                            MAX_MERGE_WAIT_S, self.merge_fraction * last_seconds))
+                        target = min(
+                            self.max_batch_size, max(1, -(-(self._running_rows + last_rows) // (self._running + 1)))
+                        )
+                        self._wait_rows(
+                            first, target, first.t0 + min(MAX_MERGE_WAIT_S, self.merge_fraction * last_seconds)
+                        )
                         busy = False
                         if self._pending and self._pending[0] is first:
                             break  # enough rows, or the wait is up
@@ -136,8 +144,11 @@ class Batcher:
                         # reading the answers just sent and will be back in a moment. Wait a
                         # little (a fraction of the last pass) so the two halves share one pass.
                         target = min(self.max_batch_size, self._rows_for(first.key) + last_rows)
-                        self._wait_rows(first, target, time.perf_counter() + min(
-                            MAX_MERGE_WAIT_S, self.merge_fraction * last_seconds))
+                        self._wait_rows(
+                            first,
+                            target,
+                            time.perf_counter() + min(MAX_MERGE_WAIT_S, self.merge_fraction * last_seconds),
+                        )
                         busy = False
                     elif not busy and self.batch_timeout_s > 0:
                         self._wait_rows(first, self.max_batch_size, first.t0 + self.batch_timeout_s)

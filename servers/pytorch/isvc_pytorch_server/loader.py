@@ -31,8 +31,7 @@ from .errors import ModelLoadError
 log = logging.getLogger(__name__)
 
 ACCEPTED = (
-    "model.pt (TorchScript), one *.pt2 file (torch.export), "
-    "or model.py + a state dict (model.pth, model.pt or *.bin)"
+    "model.pt (TorchScript), one *.pt2 file (torch.export), or model.py + a state dict (model.pth, model.pt or *.bin)"
 )
 STATE_DICT_NAMES = ("model.pth", "model.pt")
 # Failures of the server while running a model, not of the request: out of (GPU or host) memory,
@@ -40,7 +39,10 @@ STATE_DICT_NAMES = ("model.pth", "model.pt")
 # otherwise means the model refused the input (a shape mismatch), so this is checked first.
 OUT_OF_MEMORY: tuple[type[BaseException], ...] = (torch.OutOfMemoryError, MemoryError)
 SERVER_FAILURES: tuple[type[BaseException], ...] = (
-    *OUT_OF_MEMORY, AssertionError, *((torch.AcceleratorError,) if hasattr(torch, "AcceleratorError") else ()))
+    *OUT_OF_MEMORY,
+    AssertionError,
+    *((torch.AcceleratorError,) if hasattr(torch, "AcceleratorError") else ()),
+)
 _module_counter = itertools.count()
 
 
@@ -105,7 +107,9 @@ class LoadedModel:
             named = {f"output-{i}": t for i, t in enumerate(out)}
             single = len(named) == 1
         else:
-            raise TypeError(f"model returned {type(out).__name__}; expected a tensor, a tuple/list or a dict of tensors")
+            raise TypeError(
+                f"model returned {type(out).__name__}; expected a tensor, a tuple/list or a dict of tensors"
+            )
         result = {}
         for name, t in named.items():
             if not isinstance(t, torch.Tensor):
@@ -185,7 +189,9 @@ def resolve_device(requested: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ModelLoadError(f"--device={requested} was asked for but CUDA is not available (torch {torch.__version__})")
+            raise ModelLoadError(
+                f"--device={requested} was asked for but CUDA is not available (torch {torch.__version__})"
+            )
         return torch.device(requested)
     raise ModelLoadError(f"unknown device {requested!r}; accepted: cpu, cuda, cuda:N, auto")
 
@@ -205,9 +211,7 @@ def load_version(version: int, path: str, device: torch.device, model_class_name
             raise ModelLoadError(
                 f"{path} has model.py but no state dict beside it (model.pth, model.pt or *.bin); found {files}"
             )
-        raise ModelLoadError(
-            f"no model found in {path}: found {files or 'no files'}; accepted: {ACCEPTED}"
-        )
+        raise ModelLoadError(f"no model found in {path}: found {files or 'no files'}; accepted: {ACCEPTED}")
     if kind == "pytorch_eager":
         model = _load_eager(version, path, files, device, model_class_name)
     elif kind == "torch_export":
@@ -232,9 +236,7 @@ def _load_torchscript(version: int, path: str, device: torch.device) -> LoadedMo
     module.eval()
     names = _script_arg_names(module)
     dtype = _param_dtype(module.parameters())
-    shape = _linear_hint(
-        (getattr(m, "original_name", type(m).__name__), m) for _, m in module.named_modules()
-    )
+    shape = _linear_hint((getattr(m, "original_name", type(m).__name__), m) for _, m in module.named_modules())
     inputs = [TensorSpec(n, dtype, shape if len(names) == 1 else None) for n in names]
     return LoadedModel(version, path, "torchscript", module, device, inputs)
 
@@ -272,8 +274,12 @@ def _load_export(version: int, path: str, files: list[str], device: torch.device
     if device.type != "cpu":
         module = module.to(device)
     if not batchable:
-        log.info("version %d: %s has a static first dimension %s; dynamic batching is off for it",
-                 version, pt2[0], [s.shape for s in inputs])
+        log.info(
+            "version %d: %s has a static first dimension %s; dynamic batching is off for it",
+            version,
+            pt2[0],
+            [s.shape for s in inputs],
+        )
     return LoadedModel(version, path, "torch_export", module, device, inputs, batchable=batchable)
 
 
@@ -311,7 +317,8 @@ def _load_eager(version: int, path: str, files: list[str], device: torch.device,
     module.to(device).eval()
     try:
         names = [
-            p.name for p in inspect.signature(module.forward).parameters.values()
+            p.name
+            for p in inspect.signature(module.forward).parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ] or ["input"]
     except (TypeError, ValueError):
@@ -338,12 +345,15 @@ def _model_class(file: str, class_name: str | None) -> type:
     finally:
         sys.dont_write_bytecode = saved
     classes = {
-        n: obj for n, obj in vars(mod).items()
+        n: obj
+        for n, obj in vars(mod).items()
         if isinstance(obj, type) and issubclass(obj, torch.nn.Module) and obj.__module__ == mod_name
     }
     if class_name:
         if class_name not in classes:
-            raise ModelLoadError(f"--model_class_name={class_name} not found in {file}; nn.Module classes there: {sorted(classes)}")
+            raise ModelLoadError(
+                f"--model_class_name={class_name} not found in {file}; nn.Module classes there: {sorted(classes)}"
+            )
         return classes[class_name]
     if len(classes) == 1:
         return next(iter(classes.values()))

@@ -118,9 +118,17 @@ class Server:
     def __init__(self, base_path: str, name: str = "iris", extra=(), env=None, port=None, use_env_port=False):
         self.name = name
         self.port = port or free_port()
-        args = [sys.executable, "-m", "isvc_pytorch_server", f"--model_name={name}",
-                f"--model_base_path={base_path}", "--rest_api_host=127.0.0.1",
-                "--file_system_poll_wait_seconds=0.2", "--intra_op_parallelism=1", *extra]
+        args = [
+            sys.executable,
+            "-m",
+            "isvc_pytorch_server",
+            f"--model_name={name}",
+            f"--model_base_path={base_path}",
+            "--rest_api_host=127.0.0.1",
+            "--file_system_poll_wait_seconds=0.2",
+            "--intra_op_parallelism=1",
+            *extra,
+        ]
         e = dict(os.environ)
         e.update(env or {})
         if use_env_port:

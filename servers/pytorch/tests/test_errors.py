@@ -30,13 +30,16 @@ def status_for(error: BaseException) -> tuple[int, str]:
     return info.value.status, info.value.message
 
 
-@pytest.mark.parametrize("error, status, words", [
-    (RuntimeError("mat1 and mat2 shapes cannot be multiplied (1x3 and 4x16)"), 400, "the model rejected the input"),
-    (ValueError("expected 4 features"), 400, "the model rejected the input"),
-    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), 503, "the server failed"),
-    (MemoryError(), 503, "the server failed"),
-    (AssertionError("weights not on the device"), 500, "the server failed"),
-])
+@pytest.mark.parametrize(
+    "error, status, words",
+    [
+        (RuntimeError("mat1 and mat2 shapes cannot be multiplied (1x3 and 4x16)"), 400, "the model rejected the input"),
+        (ValueError("expected 4 features"), 400, "the model rejected the input"),
+        (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), 503, "the server failed"),
+        (MemoryError(), 503, "the server failed"),
+        (AssertionError("weights not on the device"), 500, "the server failed"),
+    ],
+)
 def test_the_status_blames_whoever_failed(error, status, words):
     got_status, message = status_for(error)
     assert got_status == status and words in message, message
@@ -46,8 +49,12 @@ TWO = SimpleNamespace(inputs=[TensorSpec("a", torch.float32, None), TensorSpec("
 
 
 def test_two_v2_inputs_with_the_same_name_are_a_bad_request():
-    doc = {"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": [1.0]},
-                      {"name": "a", "shape": [1], "datatype": "FP32", "data": [2.0]}]}
+    doc = {
+        "inputs": [
+            {"name": "a", "shape": [1], "datatype": "FP32", "data": [1.0]},
+            {"name": "a", "shape": [1], "datatype": "FP32", "data": [2.0]},
+        ]
+    }
     with pytest.raises(ApiError, match="input 'a' is given twice") as info:
         codec.decode_v2(doc, TWO)
     assert info.value.status == 400

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import IRIS_MODEL_PY, SEED_BODY, expected, save_model
+
 from isvc_pytorch_server import loader
 from isvc_pytorch_server.errors import ModelLoadError
 
@@ -46,8 +46,9 @@ def test_model_py_with_state_dict_named_model_pt_and_bin(tmp_path, iris_net):
     (tmp_path / "model.py").write_text(IRIS_MODEL_PY)
     torch.save(iris_net.state_dict(), tmp_path / "pytorch_model.bin")
     m = loader.load_version(1, str(tmp_path), CPU)
-    np.testing.assert_allclose(m.run([np.ones((1, 4), np.float32)])["output-0"], expected(iris_net, [[1, 1, 1, 1]]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        m.run([np.ones((1, 4), np.float32)])["output-0"], expected(iris_net, [[1, 1, 1, 1]]), rtol=1e-6
+    )
     assert not (tmp_path / "__pycache__").exists()
 
 
@@ -112,8 +113,9 @@ def test_device_choice():
         loader.resolve_device("tpu")
 
 
-LAYOUT_CASES = json.loads(
-    (Path(__file__).resolve().parents[3] / "tests/fixtures/pytorch_layouts.json").read_text())["cases"]
+LAYOUT_CASES = json.loads((Path(__file__).resolve().parents[3] / "tests/fixtures/pytorch_layouts.json").read_text())[
+    "cases"
+]
 
 
 @pytest.mark.parametrize("case", LAYOUT_CASES, ids=lambda case: "+".join(case["files"]) or "empty")

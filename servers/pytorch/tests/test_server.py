@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from conftest import SEED_BODY, Server, expected, save_model
 
 FORMATS = ["torchscript", "export", "eager"]
@@ -41,22 +40,26 @@ def test_columnar_and_versioned_predict(served, iris_net):
     rows = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5], [5.7, 2.8, 4.1, 1.3]]
     status, doc = s.predict({"inputs": rows, "signature_name": "serving_default"}, version=1)
     assert status == 200, doc
-    np.testing.assert_allclose(np.array(doc["outputs"], dtype=np.float32), expected(iris_net, rows),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.array(doc["outputs"], dtype=np.float32), expected(iris_net, rows), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_v2_infer_matches_direct_call(served, iris_net):
     _, s = served
     rows = SEED_BODY["instances"]
-    body = {"id": "r1", "inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32",
-                                    "data": [v for r in rows for v in r]}]}
+    body = {
+        "id": "r1",
+        "inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": [v for r in rows for v in r]}],
+    }
     status, doc = s.request("POST", "/v2/models/iris/infer", body)
     assert status == 200, doc
     assert doc["id"] == "r1" and doc["model_name"] == "iris" and doc["model_version"] == "1"
     out = doc["outputs"][0]
     assert out["shape"] == [2, 3] and out["datatype"] == "FP32"
-    np.testing.assert_allclose(np.array(out["data"], dtype=np.float32).reshape(2, 3), expected(iris_net, rows),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.array(out["data"], dtype=np.float32).reshape(2, 3), expected(iris_net, rows), rtol=1e-5, atol=1e-6
+    )
     assert s.request("GET", "/v2/health/ready")[0] == 200
     assert s.request("GET", "/v2/models/iris/ready") == (200, {"name": "iris", "ready": True})
 
@@ -69,8 +72,10 @@ def test_metadata(served):
     (inp,) = sig["inputs"].values()
     assert inp["dtype"] == "DT_FLOAT"
     assert [d["size"] for d in inp["tensor_shape"]["dim"]] == ["-1", "4"]
-    assert doc["pytorch"]["format"] == {"torchscript": "torchscript", "export": "torch_export",
-                                        "eager": "pytorch_eager"}[fmt]
+    assert (
+        doc["pytorch"]["format"]
+        == {"torchscript": "torchscript", "export": "torch_export", "eager": "pytorch_eager"}[fmt]
+    )
     status, v2 = s.request("GET", "/v2/models/iris")
     assert status == 200
     assert v2["versions"] == ["1"] and v2["inputs"][0]["datatype"] == "FP32" and v2["inputs"][0]["shape"] == [-1, 4]

@@ -118,5 +118,3 @@ def free_port() -> int:
 
 def own_files(dest: Path) -> list[str]:
     return [p.name for p in dest.iterdir() if p.name.startswith(".isvc-")] if dest.exists() else []
-
-

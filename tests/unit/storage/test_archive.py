@@ -14,8 +14,7 @@ from isvc_operator.storage import (
     extract_archive,
 )
 
-from .helpers import MiB, TF_MODEL, build, build_tar, build_zip, make_tree, own_files, tree
-
+from .helpers import TF_MODEL, MiB, build, build_tar, build_zip, make_tree, own_files, tree
 
 # --------------------------------------------------------------------------- content detection
 

@@ -16,8 +16,7 @@ from isvc_operator.storage import (
     write_termination_message,
 )
 
-from .helpers import MiB, TF_MODEL, Server, build_tar, make_tree, own_files, tree
-
+from .helpers import TF_MODEL, MiB, Server, build_tar, make_tree, own_files, tree
 
 # --------------------------------------------------------------------------- command line
 

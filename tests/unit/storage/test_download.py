@@ -15,7 +15,6 @@ from isvc_operator.storage import (
 
 from .helpers import MiB, Server, free_port, own_files
 
-
 # --------------------------------------------------------------------------- download
 
 

@@ -14,7 +14,6 @@ from isvc_operator.storage import (
 
 from .helpers import make_tree
 
-
 # --------------------------------------------------------------------------- layout checks
 
 
@@ -99,7 +98,11 @@ def test_check_layout_rejects_unknown_layouts(tmp_path: Path) -> None:
 
 
 LAYOUT_CASES = json.loads((Path(__file__).resolve().parents[2] / "fixtures/pytorch_layouts.json").read_text())["cases"]
-DESCRIPTION = {"torchscript": "TorchScript model.pt", "torch_export": "exported program", "pytorch_eager": "model.py + state dict"}
+DESCRIPTION = {
+    "torchscript": "TorchScript model.pt",
+    "torch_export": "exported program",
+    "pytorch_eager": "model.py + state dict",
+}
 
 
 @pytest.mark.parametrize("case", LAYOUT_CASES, ids=lambda case: "+".join(case["files"]) or "empty")
