@@ -9,11 +9,12 @@ LOCAL_KUBECONFIG := $(CLUSTER_DIR)/kubeconfig
 include hack/cluster/versions.env
 KUBECTL := $(HOME)/.cache/isvc-operator/bin/kubectl-$(KUBE_VERSION)
 
-.PHONY: help venv binaries cluster-up cluster-down dev dev-stop test test-unit test-cluster test-pytorch-server manifests render bench bench-pytorch chaos
+.PHONY: help venv lint binaries cluster-up cluster-down dev dev-stop test test-unit test-cluster test-pytorch-server manifests render bench bench-pytorch chaos
 
 help:
 	@echo "make dev           local control plane (unless KUBECONFIG reaches a cluster) + CRD + operator + samples"
 	@echo "make test          the whole test suite (unit, real control plane, install, PyTorch server)"
+	@echo "make lint          ruff (lint + format check), mypy --strict (operator), import-linter (layers)"
 	@echo "make cluster-up    start the local control plane (kube-apiserver, etcd, kcm, scheduler, kwok)"
 	@echo "make cluster-down  stop it (PURGE=1 also deletes its state)"
 	@echo "make dev-stop      stop the operator started by make dev"
@@ -25,10 +26,16 @@ help:
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,lint]'
 	touch $@
 
 venv: $(VENV)/.installed
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 binaries:
 	bash hack/cluster/build.sh all >/dev/null

@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     render.set_defaults(func=_render)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    return int(args.func(args))
 
 
 if __name__ == "__main__":

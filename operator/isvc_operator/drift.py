@@ -35,7 +35,7 @@ def with_hash(obj: Mapping[str, Any]) -> dict[str, Any]:
 def _same_quantity(desired: Any, live: Any) -> bool:
     """The API server stores quantities canonically (`1073741824` -> `1Gi`, `0.5` -> `500m`)."""
     try:
-        return parse_quantity(desired) == parse_quantity(live)
+        return bool(parse_quantity(desired) == parse_quantity(live))
     except (ValueError, TypeError, ArithmeticError):
         return False
 

@@ -28,7 +28,7 @@ from .reporting import OutcomeReporter
 from .runner import OperatorRunner
 from .runtimes import load_catalog
 
-OURS = {LABEL_MANAGED_BY: OPERATOR_NAME, LABEL_ISVC: kopf.PRESENT}
+OURS: dict[str, Any] = {LABEL_MANAGED_BY: OPERATOR_NAME, LABEL_ISVC: kopf.PRESENT}
 API_CONCURRENCY = 32
 logger = logging.getLogger("isvc_operator")
 
@@ -114,14 +114,14 @@ async def stop_retries(memo: kopf.Memo, **_: Any) -> None:
 # The indexers are coroutines although they never wait: kopf runs a plain function in a thread of
 # its executor (a context copy, a hand-off and a wake-up per event), a coroutine in its own loop.
 @kopf.index(GROUP, VERSION, PLURAL)
-async def inferenceservices(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[IsvcKey, Any]:
-    return {(namespace, name): without_managed_fields(body)}
+async def inferenceservices(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[IsvcKey, Any]:
+    return {(namespace or "", name): without_managed_fields(body)}
 
 
 # The children we own, by kind (kinds.CHILD_KINDS): each gets a cache (kopf index) keyed by its
 # isvc, and its events re-converge that isvc.
-async def _index_child(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[IsvcKey, Any]:
-    return {(namespace, labels[LABEL_ISVC]): without_managed_fields(body)}
+async def _index_child(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[IsvcKey, Any]:
+    return {(namespace or "", labels[LABEL_ISVC]): without_managed_fields(body)}
 
 
 for _kind in CHILD_KINDS:
@@ -130,11 +130,11 @@ for _kind in CHILD_KINDS:
 
 @kopf.index(POD.group, POD.version, POD.plural, labels=OURS)
 async def model_pods(
-    namespace: str, labels: kopf.Labels, name: str, meta: kopf.Meta, status: kopf.Status, **_: Any
+    namespace: str | None, labels: kopf.Labels, name: str, meta: kopf.Meta, status: kopf.Status, **_: Any
 ) -> dict[IsvcKey, Any]:
     """Only what failure reasons need, so thousands of pods stay cheap to hold."""
     return {
-        (namespace, labels[LABEL_ISVC]): {
+        (namespace or "", labels[LABEL_ISVC]): {
             "metadata": {"name": name, "deletionTimestamp": meta.get("deletionTimestamp")},
             "status": {key: status.get(key) for key in ("conditions", "initContainerStatuses", "containerStatuses")},
         }
@@ -153,25 +153,29 @@ def _bind(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> Controller:
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def inferenceservice_changed(
-    namespace: str, name: str, type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
+    namespace: str | None, name: str, type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
 ) -> None:
     """Any change of an isvc, and every isvc once at operator start, converges it."""
     caches: WatchCaches = memo.caches
+    key = (namespace or "", name)
     if type == "DELETED":
-        metrics.forget((namespace, name))
-        caches.deleted((namespace, name))
+        metrics.forget(key)
+        caches.deleted(key)
         # A pass of a deleted isvc watches that its children follow it (see Controller._orphans).
-        await _bind(memo, kwargs).trigger((namespace, name))
+        await _bind(memo, kwargs).trigger(key)
         return
-    caches.recent.observed((namespace, name), body)
-    await _bind(memo, kwargs).trigger((namespace, name))
+    caches.recent.observed(key, body)
+    await _bind(memo, kwargs).trigger(key)
 
 
-async def child_changed(namespace: str, labels: kopf.Labels, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+async def child_changed(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
+) -> None:
     """A child edited, deleted or progressing (rollouts, readiness) re-converges its isvc."""
     caches: WatchCaches = memo.caches
-    caches.recent.observed((namespace, labels[LABEL_ISVC]), body)
-    await _bind(memo, kwargs).trigger((namespace, labels[LABEL_ISVC]))
+    key = (namespace or "", labels[LABEL_ISVC])
+    caches.recent.observed(key, body)
+    await _bind(memo, kwargs).trigger(key)
 
 
 for _kind in (*CHILD_KINDS, POD):

@@ -63,7 +63,7 @@ def release_lease(namespace: str, name: str, me: str) -> None:
     api = client.CoordinationV1Api()
     try:
         lease = api.read_namespaced_lease(name, namespace)
-        if lease.spec.holder_identity != me:
+        if lease.spec is None or lease.spec.holder_identity != me:
             return
         lease.spec.holder_identity = None
         lease.spec.lease_duration_seconds = 1

@@ -22,8 +22,9 @@ from .kinds import IsvcKey, ObjectKey, object_key, without_managed_fields
 
 
 def _rv(obj: Mapping[str, Any] | None) -> int | None:
+    rv: Any = ((obj or {}).get("metadata") or {}).get("resourceVersion")
     try:
-        return int(((obj or {}).get("metadata") or {}).get("resourceVersion"))
+        return int(rv)
     except (TypeError, ValueError):
         return None  # not an etcd revision: never compare, always trust the watch
 
@@ -56,7 +57,7 @@ class RecentWrites:
         """The newer of our write and the cached object; our write is dropped once the cache has caught up."""
         entries = self._by_isvc.get(key)
         mine = entries.get(obj_key) if entries else None
-        if mine is None:
+        if entries is None or mine is None:
             return cached
         cached_rv = _rv(cached)
         if cached is None or (cached_rv is not None and cached_rv < (_rv(mine) or 0)):

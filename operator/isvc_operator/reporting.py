@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -54,7 +54,7 @@ class OutcomeReporter:
         if outcome.ready_changed and outcome.ready_after is not None:
             ready = outcome.ready_after
             kopf.event(
-                dict(body),
+                cast(kopf.Body, dict(body)),  # kopf reads apiVersion, kind and metadata from any mapping
                 type="Normal" if ready["status"] != "False" else "Warning",
                 reason=ready["reason"],
                 message=f"Ready={ready['status']}: {ready['message']}"[:1024],

@@ -217,7 +217,7 @@ def stamp_conditions(
             {
                 **cond,
                 "observedGeneration": generation,
-                "lastTransitionTime": now if changed else old.get("lastTransitionTime", now),
+                "lastTransitionTime": now if changed or old is None else old.get("lastTransitionTime", now),
             }
         )
     return stamped

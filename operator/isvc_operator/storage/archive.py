@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 from .errors import CHUNK_SIZE, PREVIOUS_PREFIX, STAGING_PREFIX, VERSION_DIR, StorageError, limit_text
 
@@ -46,7 +46,12 @@ _KNOWN_UNSUPPORTED = (
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
     (b"Rar!", "a RAR archive"),
 )
-_TAR_MODES = {"tar.gz": "r:gz", "tar.bz2": "r:bz2", "tar.xz": "r:xz", "tar": "r:"}
+_TAR_MODES: dict[str, Literal["r:gz", "r:bz2", "r:xz", "r:"]] = {
+    "tar.gz": "r:gz",
+    "tar.bz2": "r:bz2",
+    "tar.xz": "r:xz",
+    "tar": "r:",
+}
 _SPECIAL_TAR_TYPES = {
     tarfile.CHRTYPE: "character device",
     tarfile.BLKTYPE: "block device",
@@ -129,6 +134,12 @@ def _member_path(raw: str, dest: Path) -> str:
     return "/".join(parts)
 
 
+def _tar_member(archive: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
+    source = archive.extractfile(info)
+    assert source is not None, "a regular file member always has content"
+    return source
+
+
 def _scan_tar(archive: tarfile.TarFile, dest: Path, max_bytes: int) -> list[_Member]:
     """List tar members, checking sizes as headers arrive so a bomb is never decompressed."""
     members: list[_Member] = []
@@ -156,7 +167,7 @@ def _scan_tar(archive: tarfile.TarFile, dest: Path, max_bytes: int) -> list[_Mem
                     f"(at {info.name!r}), over {limit_text(max_bytes)}"
                 )
         members.append(
-            _Member(name, kind, info.size, info.mode, info.linkname, functools.partial(archive.extractfile, info))
+            _Member(name, kind, info.size, info.mode, info.linkname, functools.partial(_tar_member, archive, info))
         )
     return members
 
@@ -259,14 +270,14 @@ def _plan(members: list[_Member], dest: Path) -> tuple[dict[str, _Member], str |
                 raise StorageError(
                     f"archive refused: hardlink {name!r} -> {raw!r} points outside {dest}; {_SAFE_MEMBERS}"
                 )
-            target = strip(_member_path(raw, dest))
-            linked = plan.get(target) if target else None
+            stripped = strip(_member_path(raw, dest))
+            linked = plan.get(stripped) if stripped else None
             if linked is None or linked.kind not in ("file", "hardlink"):
                 raise StorageError(
                     f"archive refused: hardlink {name!r} -> {raw!r} does not point to a regular file "
                     f"in the archive; {_SAFE_MEMBERS}"
                 )
-            member.link = target
+            member.link = linked.name
     return plan, top
 
 
