@@ -16,7 +16,7 @@ help:
 	@echo "make test          the whole test suite (unit, real control plane, install, PyTorch server)"
 	@echo "make lint          ruff (lint + format check), mypy --strict (operator), import-linter (layers)"
 	@echo "make cluster-up    start the local control plane (kube-apiserver, etcd, kcm, scheduler, kwok)"
-	@echo "make cluster-down  stop it (PURGE=1 also deletes its state)"
+	@echo "make cluster-down  stop it and the operator make dev started (PURGE=1 also deletes its state)"
 	@echo "make dev-stop      stop the operator started by make dev"
 	@echo "make manifests     regenerate manifests/install.yaml from the Helm chart"
 	@echo "make bench [N=300] [REPEAT=3] operator vs the API server's floor (bench/operator_bench.py)"
@@ -43,7 +43,10 @@ binaries:
 cluster-up:
 	bash hack/cluster/up.sh
 
+# The dev operator first: left running, it retries against a dead API server (and a purge would
+# lose its pidfile, so the next `make dev` started a second one).
 cluster-down:
+	bash hack/dev.sh stop
 	bash hack/cluster/down.sh $(if $(PURGE),--purge,)
 
 dev: venv
