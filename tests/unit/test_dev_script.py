@@ -54,8 +54,9 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def dev(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "hack/dev.sh", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        ["bash", "hack/dev.sh", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def operator_pid(env: dict[str, str]) -> int:
@@ -88,8 +89,9 @@ def test_a_second_make_dev_keeps_the_running_operator(env: dict[str, str]) -> No
 def test_cluster_down_stops_the_dev_operator(env: dict[str, str]) -> None:
     assert dev(env).returncode == 0
     pid = operator_pid(env)
-    down = subprocess.run(["make", "-s", "cluster-down"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    down = subprocess.run(
+        ["make", "-s", "cluster-down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert down.returncode == 0, down.stderr
     assert not alive(pid), "make cluster-down left the dev operator running against a stopped API server"
 
