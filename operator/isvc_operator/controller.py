@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .api_errors import ApiError
-from .kinds import IsvcKey as Key
-from .kinds import ObjectKey
+from .kinds import IsvcKey, ObjectKey
 from .reconcile import ChildrenRejected, IsvcGone, Outcome
 
 logger = logging.getLogger("isvc_operator.controller")
@@ -34,16 +33,16 @@ class _KeyState:
 class Controller:
     """`lookup(key)` returns the isvc body and its live children from the watch caches."""
 
-    lookup: Callable[[Key], tuple[Mapping[str, Any] | None, Mapping[ObjectKey, Mapping[str, Any]], list[Any]]]
+    lookup: Callable[[IsvcKey], tuple[Mapping[str, Any] | None, Mapping[ObjectKey, Mapping[str, Any]], list[Any]]]
     run_pass: Callable[[Mapping[str, Any], Mapping[ObjectKey, Mapping[str, Any]], list[Any]], Awaitable[Outcome]]
-    on_outcome: Callable[[Key, Mapping[str, Any], Outcome | None, BaseException | None, float], None]
+    on_outcome: Callable[[IsvcKey, Mapping[str, Any], Outcome | None, BaseException | None, float], None]
     max_backoff: float = 60.0
-    on_gone: Callable[[Key, Mapping[str, Any]], None] = lambda key, body: None
+    on_gone: Callable[[IsvcKey, Mapping[str, Any]], None] = lambda key, body: None
     # Deletes children left behind by a deleted isvc (see `_orphans`); None: leave them to the GC.
     delete_orphan: Callable[[Mapping[str, Any]], Awaitable[None]] | None = None
     orphan_grace: float = 30.0
     pass_timeout: float = 120.0
-    _states: dict[Key, _KeyState] = field(default_factory=dict)
+    _states: dict[IsvcKey, _KeyState] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _closing: bool = False
 
@@ -57,7 +56,7 @@ class Controller:
         for task in self._tasks:
             task.cancel()
 
-    async def trigger(self, key: Key) -> None:
+    async def trigger(self, key: IsvcKey) -> None:
         if self._closing:
             return
         state = self._states.setdefault(key, _KeyState())
@@ -76,7 +75,7 @@ class Controller:
             if not state.dirty and state.failures == 0 and state.retry is None:
                 self._states.pop(key, None)
 
-    async def _pass(self, key: Key, state: _KeyState) -> None:
+    async def _pass(self, key: IsvcKey, state: _KeyState) -> None:
         body, children, pods = self.lookup(key)
         loop = asyncio.get_running_loop()
         if body is None:
@@ -127,7 +126,7 @@ class Controller:
             state.retry = None
         state.failures = 0
 
-    async def _orphans(self, key: Key, state: _KeyState, children: Mapping[ObjectKey, Mapping[str, Any]]) -> None:
+    async def _orphans(self, key: IsvcKey, state: _KeyState, children: Mapping[ObjectKey, Mapping[str, Any]]) -> None:
         """The isvc is gone: Kubernetes' garbage collector removes its children, normally within a
         second. After an API server outage its per-object backoff can hold some for minutes (seen
         in the chaos suite), so whatever is still here after `orphan_grace` seconds we delete."""
@@ -160,7 +159,7 @@ class Controller:
                 )
         state.orphans_since = None
 
-    def _retry(self, key: Key) -> None:
+    def _retry(self, key: IsvcKey) -> None:
         state = self._states.get(key)
         if state is not None:
             state.retry = None

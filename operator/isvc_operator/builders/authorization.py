@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..kinds import AUTHORIZATION_POLICY
 from ..resolved_runtime import ResolvedRuntime
 from ..spec import InferenceService
 from .metadata import child_metadata, selector_labels
@@ -41,8 +42,8 @@ def build_authorization_policy(isvc: InferenceService, server: ResolvedRuntime) 
     if source:
         rule["from"] = [{"source": source}]
     return {
-        "apiVersion": "security.istio.io/v1",
-        "kind": "AuthorizationPolicy",
+        "apiVersion": AUTHORIZATION_POLICY.api_version,
+        "kind": AUTHORIZATION_POLICY.kind,
         "metadata": child_metadata(isvc, name=isvc.name),
         "spec": {"selector": {"matchLabels": selector_labels(isvc)}, "action": "ALLOW", "rules": [rule]},
     }

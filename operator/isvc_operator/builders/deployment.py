@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..constants import MODEL_MOUNT_PATH, MODEL_VOLUME
+from ..kinds import DEPLOYMENT
 from ..resolved_runtime import CONTAINER_NAME, ResolvedRuntime
 from ..spec import InferenceService
 from .metadata import child_labels, child_metadata, predictor_name, selector_labels
@@ -143,8 +144,8 @@ def build_deployment(isvc: InferenceService, server: ResolvedRuntime) -> dict[st
         replicas = isvc.predictor.replicas
         spec["replicas"] = 1 if replicas is None else replicas
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "apiVersion": DEPLOYMENT.api_version,
+        "kind": DEPLOYMENT.kind,
         "metadata": child_metadata(isvc, name=predictor_name(isvc)),
         "spec": spec,
     }

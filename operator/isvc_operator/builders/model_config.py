@@ -12,6 +12,7 @@ from typing import Any
 import jinja2
 
 from ..constants import MODEL_CONFIG_FILE
+from ..kinds import CONFIG_MAP
 from ..spec import InferenceService
 from .metadata import child_metadata
 
@@ -50,8 +51,8 @@ def build_model_config(isvc: InferenceService, base_path: str) -> dict[str, Any]
     if not isvc.predictor.uses_model_config:
         return None
     return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
+        "apiVersion": CONFIG_MAP.api_version,
+        "kind": CONFIG_MAP.kind,
         "metadata": child_metadata(isvc, name=model_config_name(isvc)),
         "data": {"models.config": render_model_config(isvc, base_path)},
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..kinds import SERVICE
 from ..resolved_runtime import ResolvedRuntime
 from ..spec import InferenceService
 from .metadata import child_metadata, selector_labels, service_name
@@ -22,8 +23,8 @@ def build_service(isvc: InferenceService, server: ResolvedRuntime) -> dict[str, 
     if server.grpc_port:
         ports.append(_port("grpc", server.grpc_port, isvc.service.grpc_node_port, isvc.service.type))
     return {
-        "apiVersion": "v1",
-        "kind": "Service",
+        "apiVersion": SERVICE.api_version,
+        "kind": SERVICE.kind,
         "metadata": child_metadata(isvc, name=service_name(isvc)),
         "spec": {"type": isvc.service.type, "selector": selector_labels(isvc), "ports": ports},
     }
