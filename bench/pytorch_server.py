@@ -18,7 +18,7 @@ thread, N connections, only against 127.0.0.1, each point bounded by --duration)
 * a bare ASGI app on the same uvicorn settings answering a fixed reply (the HTTP ceiling).
 
 Models: a memory-bound MLP (1024 -> 4096 -> 4096 -> 1000, one row of 1024 floats per request)
-and seed 004's iris-sized MLP (4 -> 16 -> 3, two rows per request), both TorchScript.
+and an iris-sized MLP (4 -> 16 -> 3, two rows per request), both TorchScript.
 Each load point also says where the machine's CPU went per request: the server's main thread (the
 event loop), its other threads (the forward pass), wrk, and idle; the floor rows give the forward's
 own cost per row in-process, so the two can be compared.
@@ -681,7 +681,7 @@ def render(result, models) -> str:
         rows = models[name]["rows"]
         title = {
             "mlp": "MLP 1024->4096->4096->1000 (TorchScript), 1 row/request",
-            "iris": "iris MLP 4->16->3 (TorchScript), 2 rows/request (seed 004 body)",
+            "iris": "iris MLP 4->16->3 (TorchScript), 2 rows/request (the iris sample's body)",
         }[name]
         lines.append(f"### {title}")
         lines.append("")

@@ -41,7 +41,7 @@ class Storage:
 
 @dataclass(frozen=True)
 class VersionPolicy:
-    """Which model versions TF Serving loads (seed 002): latest N, a specific list, or all."""
+    """Which model versions TF Serving loads: latest N, a specific list, or all."""
 
     kind: str  # "latest" | "specific" | "all"
     num_versions: int = 1

@@ -31,7 +31,7 @@ def wait_ready(kube: Kube, name: str, namespace: str, generation: int = 1, timeo
     return wait_until(ready, timeout, f"isvc {namespace}/{name} Ready=True at generation {generation}")
 
 
-def test_tensorflow_isvc_becomes_ready_with_the_seed_children(kube, operator, namespace, model_claim):
+def test_tensorflow_isvc_becomes_ready_with_the_hand_written_children(kube, operator, namespace, model_claim):
     kube.apply(isvc("dogs-vs-cats", namespace))
     # What a user would type: it returns once the operator says Ready.
     kube.run("wait", "--for=condition=Ready", "isvc/dogs-vs-cats", "-n", namespace, "--timeout=60s")
@@ -79,14 +79,14 @@ def test_tensorflow_isvc_becomes_ready_with_the_seed_children(kube, operator, na
     assert table[1].split()[:5] == ["dogs-vs-cats", "True", "Ready", status["url"], "1/1"]
 
 
-def test_fixed_node_ports_as_in_the_seed(kube, operator, namespace, model_claim):
-    body = isvc("seed", namespace)
+def test_fixed_node_ports_as_in_the_hand_written_service(kube, operator, namespace, model_claim):
+    body = isvc("fixed-ports", namespace)
     body["spec"]["service"] = {"type": "NodePort", "httpNodePort": 31100, "grpcNodePort": 31101}
     kube.apply(body)
-    wait_ready(kube, "seed", namespace)
-    ports = {p["name"]: p["nodePort"] for p in kube.get("service", "seed", namespace)["spec"]["ports"]}
+    wait_ready(kube, "fixed-ports", namespace)
+    ports = {p["name"]: p["nodePort"] for p in kube.get("service", "fixed-ports", namespace)["spec"]["ports"]}
     assert ports == {"http": 31100, "grpc": 31101}
-    condition_message = condition(kube.get("isvc", "seed", namespace), "ServiceReady")["message"]
+    condition_message = condition(kube.get("isvc", "fixed-ports", namespace), "ServiceReady")["message"]
     assert "http 8500->31100, grpc 9000->31101" in condition_message
 
     # A second isvc asking for the same node port is told why it cannot be exposed; the first keeps serving.
@@ -101,7 +101,7 @@ def test_fixed_node_ports_as_in_the_seed(kube, operator, namespace, model_claim)
     )
     assert cond["reason"] == "ServiceRejected"
     assert "31100" in cond["message"] and "already allocated" in cond["message"]
-    assert condition(kube.get("isvc", "seed", namespace), "Ready")["status"] == "True"
+    assert condition(kube.get("isvc", "fixed-ports", namespace), "Ready")["status"] == "True"
 
 
 def test_spec_change_rolls_out_and_status_is_not_ready_until_it_finishes(kube, operator, namespace, model_claim):

@@ -30,7 +30,7 @@ def policy_of(authorization=None, predictor=None, istio=True):
     return next((c for c in children if c["kind"] == "AuthorizationPolicy"), None)
 
 
-def test_default_policy_is_the_seed_policy_scoped_to_the_model():
+def test_default_policy_is_the_hand_written_policy_scoped_to_the_model():
     policy = policy_of()
     assert policy["apiVersion"] == "security.istio.io/v1"
     assert policy["metadata"]["name"] == "dogs-vs-cats"

@@ -1,4 +1,4 @@
-"""Builders: a spec in, the exact objects out (golden), including the seed-000 Kubeflow YAML."""
+"""Builders: a spec in, the exact objects out (golden), including the hand-written YAML of Kubeflow's dogs-vs-cats example."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from isvc_operator.resolved_runtime import resolve_runtime
 from isvc_operator.runtimes import load_catalog
 from isvc_operator.spec import InvalidSpec, parse_inferenceservice
 
-SEED_000 = {
+DOGS_VS_CATS = {
     "apiVersion": "serving.isvc.dev/v1alpha1",
     "kind": "InferenceService",
     "metadata": {"name": "dogs-vs-cats", "namespace": "kubeflow-user-example-com", "uid": "uid-1", "generation": 1},
@@ -134,7 +134,7 @@ def children_of(isvc, **kwargs):
 
 
 def _isvc(**spec_changes):
-    body = copy.deepcopy(SEED_000)
+    body = copy.deepcopy(DOGS_VS_CATS)
     for path, value in spec_changes.items():
         node = body["spec"]
         keys = path.split("__")
@@ -144,14 +144,14 @@ def _isvc(**spec_changes):
     return parse_inferenceservice(body)
 
 
-def test_seed_000_renders_the_hand_written_deployment_and_service():
-    deployment, service = children_of(parse_inferenceservice(SEED_000))
+def test_dogs_vs_cats_renders_the_hand_written_deployment_and_service():
+    deployment, service = children_of(parse_inferenceservice(DOGS_VS_CATS))
     assert deployment == GOLDEN_DEPLOYMENT
     assert service == GOLDEN_SERVICE
 
 
 def test_builders_are_deterministic():
-    isvc = parse_inferenceservice(SEED_000)
+    isvc = parse_inferenceservice(DOGS_VS_CATS)
     assert children_of(isvc) == children_of(isvc)
 
 
@@ -256,14 +256,14 @@ def test_service_type_and_node_ports(service, ports):
 
 
 def test_url_is_the_cluster_local_rest_endpoint():
-    isvc = parse_inferenceservice(SEED_000)
+    isvc = parse_inferenceservice(DOGS_VS_CATS)
     assert model_url(isvc, resolve_runtime(isvc, load_catalog())) == (
         "http://dogs-vs-cats.kubeflow-user-example-com.svc.cluster.local:8500/v1/models/dogs-vs-cats"
     )
 
 
 def test_user_labels_pass_through_but_bookkeeping_does_not():
-    body = copy.deepcopy(SEED_000)
+    body = copy.deepcopy(DOGS_VS_CATS)
     body["metadata"]["labels"] = {"team": "vision", "app.kubernetes.io/managed-by": "someone-else"}
     body["metadata"]["annotations"] = {
         "kubectl.kubernetes.io/last-applied-configuration": "{}",
@@ -292,7 +292,7 @@ def test_unknown_runtime_is_an_invalid_spec_naming_the_known_ones():
     ],
 )
 def test_http_storage_is_fetched_by_an_init_container_into_an_empty_dir(predictor, layout):
-    body = copy.deepcopy(SEED_000)
+    body = copy.deepcopy(DOGS_VS_CATS)
     body["spec"]["predictor"] = predictor
     isvc = parse_inferenceservice(body)
     pod = build_deployment(isvc, resolve_runtime(isvc, load_catalog()))["spec"]["template"]["spec"]
@@ -311,7 +311,7 @@ def test_http_storage_is_fetched_by_an_init_container_into_an_empty_dir(predicto
 
 
 def test_pvc_storage_has_no_init_container():
-    isvc = parse_inferenceservice(SEED_000)
+    isvc = parse_inferenceservice(DOGS_VS_CATS)
     assert (
         "initContainers"
         not in build_deployment(isvc, resolve_runtime(isvc, load_catalog()))["spec"]["template"]["spec"]
@@ -319,7 +319,7 @@ def test_pvc_storage_has_no_init_container():
 
 
 def test_pytorch_predictor_runs_the_project_server_on_its_http_port():
-    body = copy.deepcopy(SEED_000)
+    body = copy.deepcopy(DOGS_VS_CATS)
     body["spec"]["predictor"] = {"pytorch": {"storageUri": "pvc://models/iris"}}
     isvc = parse_inferenceservice(body)
     deployment, service = children_of(isvc)
@@ -340,7 +340,7 @@ def test_security_context_is_restricted_and_loosened_only_explicitly():
 
 
 def test_custom_container_is_probed_on_its_declared_port():
-    body = copy.deepcopy(SEED_000)
+    body = copy.deepcopy(DOGS_VS_CATS)
     body["spec"]["predictor"] = {
         "containers": [{"image": "me/server:1", "ports": [{"name": "http", "containerPort": 7070}]}]
     }

@@ -1,4 +1,4 @@
-"""The Istio AuthorizationPolicy that lets requests reach the model (seed 000 applied one by hand).
+"""The Istio AuthorizationPolicy that lets requests reach the model (Kubeflow's dogs-vs-cats example applies one by hand).
 
 KServe users meet "RBAC: access denied" because nothing creates one; ours is scoped to the model's
 pods (selector) and to its API paths, ALLOW only.

@@ -44,7 +44,7 @@ def _model_volume(isvc: InferenceService) -> tuple[list[dict[str, Any]], list[di
             mount["subPath"] = storage.sub_path
         volume = {"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": storage.claim, "readOnly": True}}
         return [volume], [mount]
-    # http(s) archives: an emptyDir the storage init container fills (see the storage issue).
+    # http(s) archives: an emptyDir the storage init container fills (`python -m isvc_operator.storage`, see its docstring).
     return [{"name": MODEL_VOLUME, "emptyDir": {}}], [
         {"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT_PATH, "readOnly": True}
     ]

@@ -1,4 +1,4 @@
-"""The TF Serving model config file (version policy and labels, seed 002) as a ConfigMap.
+"""The TF Serving model config file (version policy and labels) as a ConfigMap.
 
 TF Serving re-reads it every `--model_config_file_poll_wait_seconds`, so a version change is a
 ConfigMap update and no pod restart.

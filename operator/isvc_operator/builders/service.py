@@ -1,4 +1,4 @@
-"""The Service that exposes the model's REST and gRPC ports (NodePort by default, as in the seeds)."""
+"""The Service that exposes the model's REST and gRPC ports (NodePort by default, as Kubeflow's TF Serving examples expose it)."""
 
 from __future__ import annotations
 

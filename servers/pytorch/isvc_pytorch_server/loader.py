@@ -129,7 +129,7 @@ def list_versions(base_path: str) -> tuple[dict[int, str], bool]:
     """Numeric version directories under ``base_path``.
 
     Returns ``({version: path}, flat)``; ``flat`` is True when there is no numeric directory but
-    the base path itself holds model files (seed-004 style): it is served as version 1.
+    the base path itself holds model files (as KServe's pytorchserver took them): it is served as version 1.
     """
     try:
         names = os.listdir(base_path)

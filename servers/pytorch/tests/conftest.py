@@ -1,6 +1,6 @@
 """Real models built in the test session, and a real server process per scenario.
 
-The iris-sized MLP of seed 004 (4 -> 16 -> 3) is trained for a few steps on iris-like data,
+An iris-sized MLP (4 -> 16 -> 3) is trained for a few steps on iris-like data,
 then saved in each accepted format: TorchScript, torch.export (.pt2), model.py + state dict.
 """
 
@@ -20,7 +20,7 @@ import orjson
 import pytest
 import torch
 
-SEED_BODY = {"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}
+IRIS_BODY = {"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}
 
 IRIS_MODEL_PY = '''\
 import torch
@@ -28,7 +28,7 @@ import torch.nn as nn
 
 
 class Net(nn.Module):
-    """Seed 004's iris classifier: 4 features in, 3 class probabilities out."""
+    """An iris classifier: 4 features in, 3 class probabilities out."""
 
     def __init__(self):
         super().__init__()

@@ -4,7 +4,7 @@ import http.client
 
 import numpy as np
 import pytest
-from conftest import SEED_BODY, Server, expected, save_model
+from conftest import IRIS_BODY, Server, expected, save_model
 
 LIMIT = 64 * 1024
 
@@ -65,15 +65,15 @@ CASES = [
         "unknown signature",
         "POST",
         "/v1/models/iris:predict",
-        {"signature_name": "other", **SEED_BODY},
+        {"signature_name": "other", **IRIS_BODY},
         400,
         "not found in signature def",
     ),
     ("b64", "POST", "/v1/models/iris:predict", {"instances": [{"b64": "AAAA"}]}, 400, "b64"),
-    ("unknown model", "POST", "/v1/models/nope:predict", SEED_BODY, 404, "Servable not found"),
-    ("unknown version", "POST", "/v1/models/iris/versions/7:predict", SEED_BODY, 404, "Specific(iris, 7)"),
+    ("unknown model", "POST", "/v1/models/nope:predict", IRIS_BODY, 404, "Servable not found"),
+    ("unknown version", "POST", "/v1/models/iris/versions/7:predict", IRIS_BODY, 404, "Specific(iris, 7)"),
     ("bad version", "GET", "/v1/models/iris/versions/x", None, 400, "version must be a number"),
-    ("classify", "POST", "/v1/models/iris:classify", SEED_BODY, 400, "use :predict"),
+    ("classify", "POST", "/v1/models/iris:classify", IRIS_BODY, 400, "use :predict"),
     ("GET predict", "GET", "/v1/models/iris:predict", None, 405, "use POST"),
     ("unknown path", "GET", "/v3/foo", None, 404, "no route"),
     (
@@ -114,10 +114,10 @@ def test_bad_request_is_4xx_with_message(server, iris_net, case):
     assert status == want, doc
     assert isinstance(doc, dict) and words in doc["error"], doc
     # ... and the next good request is answered correctly
-    status, doc = server.predict(SEED_BODY)
+    status, doc = server.predict(IRIS_BODY)
     assert status == 200
     np.testing.assert_allclose(
-        np.array(doc["predictions"], dtype=np.float32), expected(iris_net, SEED_BODY["instances"]), rtol=1e-5, atol=1e-6
+        np.array(doc["predictions"], dtype=np.float32), expected(iris_net, IRIS_BODY["instances"]), rtol=1e-5, atol=1e-6
     )
 
 
@@ -127,7 +127,7 @@ def test_huge_body_declared_is_413(server):
     status, doc = server.request("POST", "/v1/models/iris:predict", body)
     assert status == 413
     assert f"exceeds the limit of {LIMIT} bytes" in doc["error"]
-    assert server.predict(SEED_BODY)[0] == 200
+    assert server.predict(IRIS_BODY)[0] == 200
 
 
 def test_huge_body_chunked_is_413(server):
@@ -150,4 +150,4 @@ def test_huge_body_chunked_is_413(server):
         conn.close()
     assert resp.status == 413, data
     assert b"exceeds the limit" in data
-    assert server.predict(SEED_BODY)[0] == 200
+    assert server.predict(IRIS_BODY)[0] == 200

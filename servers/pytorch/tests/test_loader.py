@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import IRIS_MODEL_PY, SEED_BODY, expected, save_model
+from conftest import IRIS_MODEL_PY, IRIS_BODY, expected, save_model
 
 from isvc_pytorch_server import loader
 from isvc_pytorch_server.errors import ModelLoadError
@@ -18,7 +18,7 @@ CPU = torch.device("cpu")
 def test_each_format_runs_like_the_model(tmp_path, iris_net, fmt):
     save_model(iris_net, str(tmp_path / "1"), fmt)
     m = loader.load_version(1, str(tmp_path / "1"), CPU)
-    rows = np.array(SEED_BODY["instances"], dtype=np.float32)
+    rows = np.array(IRIS_BODY["instances"], dtype=np.float32)
     out = m.run([rows])
     assert list(out) == ["output-0"] and m.single_output
     np.testing.assert_allclose(out["output-0"], expected(iris_net, rows.tolist()), rtol=1e-6)

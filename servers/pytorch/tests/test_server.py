@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import SEED_BODY, Server, expected, save_model
+from conftest import IRIS_BODY, Server, expected, save_model
 
 FORMATS = ["torchscript", "export", "eager"]
 
@@ -29,10 +29,10 @@ def test_status_is_available(served):
 
 def test_row_format_matches_direct_call(served, iris_net):
     _, s = served
-    status, doc = s.predict(SEED_BODY)
+    status, doc = s.predict(IRIS_BODY)
     assert status == 200, doc
     got = np.array(doc["predictions"], dtype=np.float32)
-    np.testing.assert_allclose(got, expected(iris_net, SEED_BODY["instances"]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, expected(iris_net, IRIS_BODY["instances"]), rtol=1e-5, atol=1e-6)
 
 
 def test_columnar_and_versioned_predict(served, iris_net):
@@ -47,7 +47,7 @@ def test_columnar_and_versioned_predict(served, iris_net):
 
 def test_v2_infer_matches_direct_call(served, iris_net):
     _, s = served
-    rows = SEED_BODY["instances"]
+    rows = IRIS_BODY["instances"]
     body = {
         "id": "r1",
         "inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": [v for r in rows for v in r]}],
@@ -83,7 +83,7 @@ def test_metadata(served):
 
 def test_metrics_count_requests(served):
     _, s = served
-    s.predict(SEED_BODY)
+    s.predict(IRIS_BODY)
     status, text = s.request("GET", "/metrics")
     assert status == 200
     text = text.decode()
@@ -101,4 +101,4 @@ def test_export_rejects_wrong_shape_up_front(served):
         assert "has shape [1, 3]; the model expects ['N', 4]" in doc["error"]
     else:
         assert "the model rejected the input" in doc["error"]
-    assert s.predict(SEED_BODY)[0] == 200
+    assert s.predict(IRIS_BODY)[0] == 200
