@@ -479,7 +479,11 @@ class Watches:
 
 async def floor_phase(kube: Kube, n: int, namespaces: list[str], deadline_s: float) -> dict[str, float]:
     from isvc_operator.constants import FIELD_MANAGER
-    from isvc_operator.drift import with_hash
+
+    try:
+        from isvc_operator.drift import with_hash
+    except ImportError:  # --operator-path at a commit before apply.py was renamed drift.py
+        from isvc_operator.apply import with_hash  # type: ignore[no-redef]
     from isvc_operator.kube_api import resource_path
     from isvc_operator.render import render_documents
 
