@@ -10,7 +10,7 @@ from typing import Any, cast
 import kopf
 
 from . import metrics
-from .api_errors import ApiError
+from .api_errors import ApiConflict, ApiError
 from .kinds import IsvcKey, object_key
 from .recent import RecentWrites
 from .reconcile import Outcome
@@ -33,7 +33,15 @@ class OutcomeReporter:
         namespace, name = key
         if error is not None:
             metrics.record_pass(key, "error", seconds, None, error.status if isinstance(error, ApiError) else None)
-            logger.warning("reconcile %s/%s failed after %.3fs: %s", namespace, name, seconds, error)
+            if isinstance(error, ApiConflict):  # someone wrote first: the next pass reads the newer object
+                logger.info(
+                    "reconcile %s/%s: a newer version was written meanwhile (%s); retrying",
+                    namespace,
+                    name,
+                    error.message,
+                )
+            else:
+                logger.warning("reconcile %s/%s failed after %.3fs: %s", namespace, name, seconds, error)
             return
         assert outcome is not None
         metrics.record_pass(key, outcome.result, seconds, outcome.ready_after)
