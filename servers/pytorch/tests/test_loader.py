@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import IRIS_MODEL_PY, IRIS_BODY, expected, save_model
+from conftest import IRIS_BODY, IRIS_MODEL_PY, expected, save_model
 
 from isvc_pytorch_server import loader
 from isvc_pytorch_server.errors import ModelLoadError

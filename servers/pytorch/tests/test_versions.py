@@ -5,7 +5,7 @@ import shutil
 import textwrap
 
 import numpy as np
-from conftest import IRIS_MODEL_PY, IRIS_BODY, expected, save_model
+from conftest import IRIS_BODY, IRIS_MODEL_PY, expected, save_model
 
 
 def _gated_model(directory, net, gate_file):
