@@ -85,7 +85,10 @@ class Controller:
         started = loop.time()
         try:
             # A pass that hangs (a request stuck past its own timeout) must not block its isvc for
-            # good: it is abandoned and retried with backoff like any failure.
+            # good: it is abandoned and retried with backoff like any failure. Its request in
+            # flight still runs in its thread and may land late: a status patch then fails its
+            # resourceVersion guard (reconcile._write_status), a child apply is undone by the
+            # pass its watch event triggers.
             outcome = await asyncio.wait_for(self.run_pass(body, children, pods), self.pass_timeout)
         except Exception as exc:  # noqa: BLE001 - one isvc's failure must never stop the others
             if self._closing:

@@ -37,10 +37,12 @@ Layout checks (``--layout``; none without it), after unpacking:
 
 * ``tensorflow``: at least one all-digit version directory holding ``saved_model.pb``
   (``saved_model.pbtxt`` also counts).
-* ``pytorch``: at least one all-digit version directory holding ``model.pt`` (TorchScript),
-  a ``*.pt2`` file (exported program), or ``model.py`` plus a state dict (``model.pth``,
-  ``model.pt`` or ``*.bin``). The same files directly in DEST are accepted too: the server
-  serves them as version 1, and the summary says so.
+* ``pytorch``: at least one all-digit version directory holding what the PyTorch server loads,
+  by the server's own rules, in this order: ``model.py`` plus a state dict (``model.pth``,
+  ``model.pt`` or ``*.bin``); else exactly one ``*.pt2`` (exported program); else ``model.pt``
+  (TorchScript). The same files directly in DEST are accepted too: the server serves them as
+  version 1, and the summary says so. ``tests/fixtures/pytorch_layouts.json`` holds the cases
+  both this check and the server's loader are tested against.
 
 Exit status: 0 on success (one summary line on stdout), 1 on any failure, 2 on bad arguments.
 On failure one line goes to stderr and, truncated to 4096 bytes, to the termination-message file
