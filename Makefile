@@ -9,27 +9,34 @@ LOCAL_KUBECONFIG := $(CLUSTER_DIR)/kubeconfig
 include hack/cluster/versions.env
 KUBECTL := $(HOME)/.cache/isvc-operator/bin/kubectl-$(KUBE_VERSION)
 
-.PHONY: help venv binaries node-deps images cluster-up cluster-down dev dev-stop test test-unit test-cluster test-e2e test-pytorch-server manifests render bench bench-pytorch chaos
+.PHONY: help venv lint binaries node-deps images cluster-up cluster-down dev dev-stop test test-unit test-cluster test-e2e test-pytorch-server manifests render bench bench-pytorch chaos
 
 help:
 	@echo "make dev           local control plane (unless KUBECONFIG reaches a cluster) + CRD + operator + samples"
 	@echo "make test          the whole test suite (unit, real control plane, install, PyTorch server)"
+	@echo "make lint          ruff (lint + format check), mypy --strict (operator), import-linter (layers)"
 	@echo "make cluster-up    start the local control plane (kube-apiserver, etcd, kcm, scheduler, kwok) and its real node"
 	@echo "make images        build the operator, PyTorch server and test images (buildah) and load them into the real node"
-	@echo "make cluster-down  stop it (PURGE=1 also deletes its state)"
+	@echo "make cluster-down  stop it and the operator make dev started (PURGE=1 also deletes its state)"
 	@echo "make dev-stop      stop the operator started by make dev"
 	@echo "make manifests     regenerate manifests/install.yaml from the Helm chart"
-	@echo "make bench [N=300] [REPEAT=3] operator vs the API server's floor (bench/operator.py)"
+	@echo "make bench [N=300] [REPEAT=3] operator vs the API server's floor (bench/operator_bench.py)"
 	@echo "make bench-pytorch the PyTorch server vs KServe and the in-process floor"
 	@echo "make chaos         fault injection and fuzzing figures (bench/chaos.py)"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,lint]'
 	touch $@
 
 venv: $(VENV)/.installed
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 binaries:
 	bash hack/cluster/build.sh all >/dev/null
@@ -44,7 +51,10 @@ images: node-deps
 cluster-up: node-deps
 	bash hack/cluster/up.sh
 
+# The dev operator first: left running, it retries against a dead API server (and a purge would
+# lose its pidfile, so the next `make dev` started a second one).
 cluster-down:
+	bash hack/dev.sh stop
 	bash hack/cluster/down.sh $(if $(PURGE),--purge,)
 
 dev: venv node-deps
@@ -75,7 +85,7 @@ render: venv
 	$(VENV)/bin/isvc-operator render -f $(or $(FILE),manifests/samples/tensorflow-pvc.yaml)
 
 bench: venv binaries
-	$(PY) bench/operator.py $(if $(N),--n $(N),) $(if $(REPEAT),--repeat $(REPEAT),)
+	$(PY) bench/operator_bench.py $(if $(N),--n $(N),) $(if $(REPEAT),--repeat $(REPEAT),)
 
 bench-pytorch:
 	bash servers/pytorch/run-tests.sh --co -q >/dev/null

@@ -36,11 +36,6 @@ Usage: python bench/chaos.py [--quick] [--scenarios operator-kill,fuzz] [--out b
 
 from __future__ import annotations
 
-import sys
-
-# bench/operator.py is named like the stdlib module `operator`: keep this directory off sys.path.
-sys.path[:] = [p for p in sys.path if p.rstrip("/") != __file__.rsplit("/", 1)[0]]
-
 import argparse
 import json
 import os
@@ -48,24 +43,27 @@ import random
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "operator"))
 
 import yaml  # noqa: E402
-from kubernetes import client as k8s_client, config as k8s_config  # noqa: E402
+from kubernetes import client as k8s_client  # noqa: E402
+from kubernetes import config as k8s_config
 
 from isvc_operator.kube_api import ApiError, KubeApi  # noqa: E402
+from tests.support import kubectl_path, pinned_versions, service_account_kubeconfig, wait_until  # noqa: E402
 
-CACHE = Path(os.environ.get("ISVC_CACHE", Path.home() / ".cache/isvc-operator"))
 CLUSTER_DIR = Path(os.environ.get("ISVC_CHAOS_CLUSTER_DIR", "/tmp/chaos-cluster"))
 API_PORT = os.environ.get("ISVC_CHAOS_API_PORT", "46443")
 ETCD_PORT = os.environ.get("ISVC_CHAOS_ETCD_PORT", "42379")
@@ -94,45 +92,78 @@ class ChaosError(Exception):
 
 # --- cluster -----------------------------------------------------------------------------------
 
-def versions_env() -> dict[str, str]:
-    return dict(line.split("=", 1) for line in (ROOT / "hack/cluster/versions.env").read_text().splitlines()
-                if "=" in line and not line.startswith("#"))
-
 
 def kubectl_bin() -> str:
-    return str(CACHE / "bin" / f"kubectl-{versions_env()['KUBE_VERSION']}")
+    return str(kubectl_path())
 
 
 def helm_bin() -> str:
-    out = subprocess.run(["bash", str(ROOT / "hack/cluster/build.sh"), "helm"], capture_output=True, text=True,
-                         check=True).stdout.strip().splitlines()[-1]
-    return f"{out}/helm-{versions_env()['HELM_VERSION']}"
+    out = (
+        subprocess.run(
+            ["bash", str(ROOT / "hack/cluster/build.sh"), "helm"], capture_output=True, text=True, check=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    return f"{out}/helm-{pinned_versions()['HELM_VERSION']}"
 
 
 def render_identity() -> tuple[str, list[dict[str, Any]]]:
     """The chart's ServiceAccount + ClusterRole(Binding) for release `isvc-chaos`: the shipped RBAC."""
     rendered = subprocess.run(
-        [helm_bin(), "template", OP_NS, str(ROOT / "charts/isvc-operator"), "--namespace", OP_NS,
-         "-s", "templates/serviceaccount.yaml", "-s", "templates/rbac.yaml"],
-        capture_output=True, text=True, check=True).stdout
+        [
+            helm_bin(),
+            "template",
+            OP_NS,
+            str(ROOT / "charts/isvc-operator"),
+            "--namespace",
+            OP_NS,
+            "-s",
+            "templates/serviceaccount.yaml",
+            "-s",
+            "templates/rbac.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     account = next(d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount")
     return f"system:serviceaccount:{OP_NS}:{account}", docs
 
 
 def cluster_env(policy: Path) -> dict[str, str]:
-    return {**os.environ, "ISVC_CLUSTER_DIR": str(CLUSTER_DIR), "ISVC_REAL_NODE": "0", "ISVC_API_PORT": API_PORT, "ISVC_ETCD_PORT": ETCD_PORT,
-            "ISVC_AUDIT_POLICY": str(policy)}
+    return {
+        **os.environ,
+        "ISVC_CLUSTER_DIR": str(CLUSTER_DIR),
+        "ISVC_REAL_NODE": "0",
+        "ISVC_API_PORT": API_PORT,
+        "ISVC_ETCD_PORT": ETCD_PORT,
+        "ISVC_AUDIT_POLICY": str(policy),
+    }
 
 
 def up(policy: Path) -> None:
-    subprocess.run(["bash", str(ROOT / "hack/cluster/up.sh")], env=cluster_env(policy), check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+    subprocess.run(
+        ["bash", str(ROOT / "hack/cluster/up.sh")],
+        env=cluster_env(policy),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        timeout=600,
+    )
 
 
-def kubectl(*args: str, stdin: str | None = None, check: bool = True, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run([kubectl_bin(), "--kubeconfig", str(kubeconfig or CLUSTER_DIR / "kubeconfig"), *args], input=stdin,
-                         capture_output=True, text=True, timeout=180)
+def kubectl(
+    *args: str, stdin: str | None = None, check: bool = True, kubeconfig: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(
+        [kubectl_bin(), "--kubeconfig", str(kubeconfig or CLUSTER_DIR / "kubeconfig"), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     if check and out.returncode != 0:
         raise ChaosError(f"kubectl {' '.join(args)}: {out.stderr.strip()}")
     return out
@@ -151,8 +182,16 @@ def ensure_cluster(workdir: Path) -> tuple[str, Path]:
     """Start (or reuse) the private cluster with the audit log; CRDs (ours + Istio's); the identity."""
     user, identity_docs = render_identity()
     policy = workdir / "audit-policy.yaml"
-    policy.write_text(yaml.safe_dump({"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
-                                      "rules": [{"level": "Metadata", "users": [user]}, {"level": "None"}]}))
+    policy.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "audit.k8s.io/v1",
+                "kind": "Policy",
+                "omitStages": ["RequestReceived"],
+                "rules": [{"level": "Metadata", "users": [user]}, {"level": "None"}],
+            }
+        )
+    )
     audit = CLUSTER_DIR / "logs" / "audit.log"
     if (CLUSTER_DIR / "kubeconfig").exists() and not audit.exists():
         log("chaos cluster runs without the audit log: restarting it fresh")
@@ -164,7 +203,9 @@ def ensure_cluster(workdir: Path) -> tuple[str, Path]:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         if b"--audit-policy-file" in args:
             running_policy = Path(args[args.index(b"--audit-policy-file") + 1].decode())
-    if pid and (running_policy is None or not running_policy.exists() or running_policy.read_text() != policy.read_text()):
+    if pid and (
+        running_policy is None or not running_policy.exists() or running_policy.read_text() != policy.read_text()
+    ):
         log("kube-apiserver audits another user: restarting it with this run's audit policy")
         os.kill(pid, signal.SIGTERM)
         wait(lambda: component_pid("kube-apiserver") is None, 30, "kube-apiserver to stop")
@@ -180,31 +221,22 @@ def ensure_cluster(workdir: Path) -> tuple[str, Path]:
         os.kill(pid, signal.SIGTERM)
         wait(lambda: component_pid("kube-controller-manager") is None, 20, "kube-controller-manager to stop")
         up(policy)
-    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OP_NS}}]))
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump_all([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OP_NS}}]),
+    )
     kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(identity_docs))
     account = user.rsplit(":", 1)[1]
     token = kubectl("create", "token", account, "-n", OP_NS, "--duration=24h").stdout.strip()
-    cfg = yaml.safe_load((CLUSTER_DIR / "kubeconfig").read_text())
-    cfg["users"] = [{"name": account, "user": {"token": token}}]
-    cfg["contexts"] = [{"name": "operator", "context": {"cluster": cfg["clusters"][0]["name"], "user": account}}]
-    cfg["current-context"] = "operator"
-    path = workdir / "operator-kubeconfig"
-    path.write_text(yaml.safe_dump(cfg))
-    path.chmod(0o600)
+    path = service_account_kubeconfig(CLUSTER_DIR / "kubeconfig", account, token, workdir / "operator-kubeconfig")
     return user, path
 
 
 def wait(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception:  # noqa: BLE001 - the API server may be down: keep polling
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    raise ChaosError(f"timed out after {timeout:.0f}s waiting for {what}")
+    """Poll through API server outages (an exception is a falsy value); ChaosError at the deadline."""
+    return wait_until(predicate, timeout, what, interval, tolerate=(Exception,), error=ChaosError)
 
 
 def admin_api() -> KubeApi:
@@ -217,8 +249,11 @@ def admin_api() -> KubeApi:
 
 # --- the operator process ----------------------------------------------------------------------
 
+
 class Operator:
-    def __init__(self, kubeconfig: Path, workdir: Path, name: str, operator_path: Path, leader_elect: bool = False) -> None:
+    def __init__(
+        self, kubeconfig: Path, workdir: Path, name: str, operator_path: Path, leader_elect: bool = False
+    ) -> None:
         self.kubeconfig, self.workdir, self.name, self.operator_path = kubeconfig, workdir, name, operator_path
         self.leader_elect = leader_elect
         self.proc: subprocess.Popen[bytes] | None = None
@@ -232,12 +267,19 @@ class Operator:
         args = [sys.executable, "-m", "isvc_operator", "run", "--log-format", "json"]
         if self.leader_elect:
             args += ["--leader-elect", "--leader-election-namespace", OP_NS]
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": str(self.operator_path)}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(self.operator_path),
+        }
         self.proc = subprocess.Popen(args, stdout=open(path, "wb"), stderr=subprocess.STDOUT, env=env)
         if wait_started and not self.leader_elect:
-            wait(lambda: "isvc-operator started" in path.read_text() or self.proc.poll() is not None, 60,
-                 f"operator {self.name} to start")
+            wait(
+                lambda: "isvc-operator started" in path.read_text() or self.proc.poll() is not None,
+                60,
+                f"operator {self.name} to start",
+            )
             if self.proc.poll() is not None:
                 raise ChaosError(f"operator exited at start: {path}")
 
@@ -274,6 +316,7 @@ class Operator:
 
 # --- audit log ---------------------------------------------------------------------------------
 
+
 class Audit:
     def __init__(self, user: str) -> None:
         self.user = user
@@ -299,7 +342,9 @@ class Audit:
                 received = datetime.fromisoformat(event["requestReceivedTimestamp"].replace("Z", "+00:00")).timestamp()
                 if start <= received < end:
                     ref = event.get("objectRef") or {}
-                    seen[event["auditID"]] = ref.get("resource", "?") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+                    seen[event["auditID"]] = ref.get("resource", "?") + (
+                        f"/{ref['subresource']}" if ref.get("subresource") else ""
+                    )
         counts: dict[str, int] = {}
         for resource in seen.values():
             counts[resource] = counts.get(resource, 0) + 1
@@ -336,8 +381,12 @@ def isvc_spec(variant: str) -> dict[str, Any]:
 
 
 def isvc_doc(ns: str, name: str, variant: str) -> dict[str, Any]:
-    return {"apiVersion": "serving.isvc.dev/v1alpha1", "kind": "InferenceService",
-            "metadata": {"name": name, "namespace": ns, "labels": {"chaos.isvc.dev/run": "1"}}, "spec": isvc_spec(variant)}
+    return {
+        "apiVersion": "serving.isvc.dev/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": ns, "labels": {"chaos.isvc.dev/run": "1"}},
+        "spec": isvc_spec(variant),
+    }
 
 
 def isvc_path(ns: str, name: str | None = None) -> str:
@@ -349,22 +398,50 @@ def make_namespaces(api: KubeApi, names: list[str]) -> None:
         pv = f"{ns}-models"
         for path, body in [
             ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
-            ("/api/v1/persistentvolumes", {
-                "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv, "labels": {"chaos.isvc.dev/ns": ns}},
-                "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                         "hostPath": {"path": "/tmp/isvc-models"}, "claimRef": {"namespace": ns, "name": "models"}}}),
-            (f"/api/v1/namespaces/{ns}/persistentvolumeclaims", {
-                "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models", "namespace": ns},
-                "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
-                         "resources": {"requests": {"storage": "1Gi"}}}}),
+            (
+                "/api/v1/persistentvolumes",
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolume",
+                    "metadata": {"name": pv, "labels": {"chaos.isvc.dev/ns": ns}},
+                    "spec": {
+                        "capacity": {"storage": "1Gi"},
+                        "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": "",
+                        "hostPath": {"path": "/tmp/isvc-models"},
+                        "claimRef": {"namespace": ns, "name": "models"},
+                    },
+                },
+            ),
+            (
+                f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
+                {
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": "models", "namespace": ns},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": "",
+                        "volumeName": pv,
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                },
+            ),
         ]:
             try:
                 api.request("POST", path, body=body)
             except ApiError as exc:
                 if exc.status != 409:
                     raise
-    wait(lambda: all(api.request("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/models")["status"].get("phase") == "Bound"
-                     for ns in names), 60, "the claims to bind")
+    wait(
+        lambda: all(
+            api.request("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/models")["status"].get("phase")
+            == "Bound"
+            for ns in names
+        ),
+        60,
+        "the claims to bind",
+    )
 
 
 def delete_namespaces(api: KubeApi, names: list[str], timeout: float = 180) -> None:
@@ -385,6 +462,7 @@ def delete_namespaces(api: KubeApi, names: list[str], timeout: float = 180) -> N
                 if exc.status != 404:
                     return False
         return True
+
     wait(gone, timeout, f"namespaces {names} to be deleted", interval=1)
 
 
@@ -430,11 +508,24 @@ class Churn:
         state = self.known.get(key, "deleted")
         variant = self.rng.choice(VARIANTS)
         if state == "deleted":
-            self._do("create", lambda: self.api.request("POST", isvc_path(ns), body=isvc_doc(ns, name, variant)), key, "present")
+            self._do(
+                "create",
+                lambda: self.api.request("POST", isvc_path(ns), body=isvc_doc(ns, name, variant)),
+                key,
+                "present",
+            )
         elif self.rng.random() < 0.78:
-            self._do("update", lambda: self.api.request(
-                "PATCH", isvc_path(ns, name), body=[{"op": "replace", "path": "/spec", "value": isvc_spec(variant)}],
-                content_type="application/json-patch+json"), key, "present")
+            self._do(
+                "update",
+                lambda: self.api.request(
+                    "PATCH",
+                    isvc_path(ns, name),
+                    body=[{"op": "replace", "path": "/spec", "value": isvc_spec(variant)}],
+                    content_type="application/json-patch+json",
+                ),
+                key,
+                "present",
+            )
         else:
             self._do("delete", lambda: self.api.request("DELETE", isvc_path(ns, name)), key, "deleted")
 
@@ -442,8 +533,12 @@ class Churn:
         for key in self.keys():
             if self.known.get(key) != "present":
                 ns, name = key
-                self._do("create", lambda: self.api.request("POST", isvc_path(ns), body=isvc_doc(ns, name, self.rng.choice(VARIANTS))),
-                         key, "present")
+                self._do(
+                    "create",
+                    lambda: self.api.request("POST", isvc_path(ns), body=isvc_doc(ns, name, self.rng.choice(VARIANTS))),
+                    key,
+                    "present",
+                )
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -461,6 +556,7 @@ class Churn:
 
 
 # --- verification ------------------------------------------------------------------------------
+
 
 def _ready(obj: dict[str, Any]) -> dict[str, Any]:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
@@ -488,17 +584,26 @@ def _pods_summary(api: KubeApi, ns: str, name: str) -> str:
         pods = api.request("GET", f"/api/v1/namespaces/{ns}/pods", query=selector)["items"]
     except ApiError as exc:
         return f"(pods: {exc})"
-    rs = [f"{r['metadata']['name']} want {r['spec'].get('replicas')} have {(r.get('status') or {}).get('replicas')} "
-          f"ready {(r.get('status') or {}).get('readyReplicas')}" for r in sets]
+    rs = [
+        f"{r['metadata']['name']} want {r['spec'].get('replicas')} have {(r.get('status') or {}).get('replicas')} "
+        f"ready {(r.get('status') or {}).get('readyReplicas')}"
+        for r in sets
+    ]
     ps = []
     for p in pods:
-        ready = next((c.get("status") for c in (p.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
-        ps.append(f"{p['metadata']['name']} {(p.get('status') or {}).get('phase')} ready={ready} node={p['spec'].get('nodeName')}"
-                  f"{' deleting' if p['metadata'].get('deletionTimestamp') else ''}")
+        ready = next(
+            (c.get("status") for c in (p.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None
+        )
+        ps.append(
+            f"{p['metadata']['name']} {(p.get('status') or {}).get('phase')} ready={ready} node={p['spec'].get('nodeName')}"
+            f"{' deleting' if p['metadata'].get('deletionTimestamp') else ''}"
+        )
     return f"ReplicaSets [{'; '.join(rs)}] pods [{'; '.join(ps)}]"
 
 
-def verify(api: KubeApi, namespaces: list[str], churn: Churn | None, istio: bool, detail: bool = False) -> dict[str, Any]:
+def verify(
+    api: KubeApi, namespaces: list[str], churn: Churn | None, istio: bool, detail: bool = False
+) -> dict[str, Any]:
     """The whole contract, from a fresh LIST of everything (not from any cache)."""
     problems: list[str] = []
     lost = duplicated = stuck = not_ready = orphans = stale = 0
@@ -524,17 +629,22 @@ def verify(api: KubeApi, namespaces: list[str], churn: Churn | None, istio: bool
             problems.append(f"isvc {ns}/{name} has a deletionTimestamp")
             continue
         cond = _ready(obj)
-        if cond.get("status") != "True" or (obj.get("status") or {}).get("observedGeneration") != obj["metadata"]["generation"]:
+        if (
+            cond.get("status") != "True"
+            or (obj.get("status") or {}).get("observedGeneration") != obj["metadata"]["generation"]
+        ):
             not_ready += 1
             # The Deployment's own view tells a stale operator apart from pods that never became ready.
             deployments = children.get(key, {}).get("Deployment") or [{}]
             dstatus = deployments[0].get("status") or {}
-            problems.append(f"isvc {ns}/{name} not Ready at generation {obj['metadata']['generation']}: "
-                            f"{cond.get('status')} {cond.get('reason')} (observed {(obj.get('status') or {}).get('observedGeneration')}); "
-                            f"Deployment generation {(deployments[0].get('metadata') or {}).get('generation')} observed "
-                            f"{dstatus.get('observedGeneration')}, replicas {dstatus.get('replicas')} updated "
-                            f"{dstatus.get('updatedReplicas')} ready {dstatus.get('readyReplicas')} available {dstatus.get('availableReplicas')}; "
-                            f"{_pods_summary(api, ns, name) if detail else ''}")
+            problems.append(
+                f"isvc {ns}/{name} not Ready at generation {obj['metadata']['generation']}: "
+                f"{cond.get('status')} {cond.get('reason')} (observed {(obj.get('status') or {}).get('observedGeneration')}); "
+                f"Deployment generation {(deployments[0].get('metadata') or {}).get('generation')} observed "
+                f"{dstatus.get('observedGeneration')}, replicas {dstatus.get('replicas')} updated "
+                f"{dstatus.get('updatedReplicas')} ready {dstatus.get('readyReplicas')} available {dstatus.get('availableReplicas')}; "
+                f"{_pods_summary(api, ns, name) if detail else ''}"
+            )
         want = expected_children(obj, istio)
         have = children.pop(key, {})
         for kind, child_name in want.items():
@@ -553,9 +663,14 @@ def verify(api: KubeApi, namespaces: list[str], churn: Churn | None, istio: bool
             if kind == "HorizontalPodAutoscaler":
                 hpa = objs[0]["spec"]
                 predictor = obj["spec"]["predictor"]
-                if (hpa.get("minReplicas"), hpa.get("maxReplicas")) != (predictor.get("minReplicas", 1), predictor["maxReplicas"]):
+                if (hpa.get("minReplicas"), hpa.get("maxReplicas")) != (
+                    predictor.get("minReplicas", 1),
+                    predictor["maxReplicas"],
+                ):
                     stale += 1
-                    problems.append(f"isvc {ns}/{name}: HPA bounds {hpa.get('minReplicas')}-{hpa.get('maxReplicas')} are stale")
+                    problems.append(
+                        f"isvc {ns}/{name}: HPA bounds {hpa.get('minReplicas')}-{hpa.get('maxReplicas')} are stale"
+                    )
             if kind == "Deployment":
                 image = objs[0]["spec"]["template"]["spec"]["containers"][0]["image"]
                 tag = obj["spec"]["predictor"]["tensorflow"].get("runtimeVersion", "2.19.0")
@@ -577,8 +692,17 @@ def verify(api: KubeApi, namespaces: list[str], churn: Churn | None, istio: bool
             if state == "deleted" and key in isvcs:
                 stuck += 1
                 problems.append(f"isvc {key[0]}/{key[1]} was deleted but still exists")
-    return {"ok": not problems, "isvcs": len(isvcs), "lost": lost, "duplicated": duplicated, "stuck": stuck,
-            "not_ready": not_ready, "orphans": orphans, "stale": stale, "problems": problems}
+    return {
+        "ok": not problems,
+        "isvcs": len(isvcs),
+        "lost": lost,
+        "duplicated": duplicated,
+        "stuck": stuck,
+        "not_ready": not_ready,
+        "orphans": orphans,
+        "stale": stale,
+        "problems": problems,
+    }
 
 
 def kubelet_resync(api: KubeApi, namespaces: list[str]) -> int:
@@ -592,23 +716,36 @@ def kubelet_resync(api: KubeApi, namespaces: list[str]) -> int:
         for pod in api.request("GET", f"/api/v1/namespaces/{ns}/pods")["items"]:
             status = pod.get("status") or {}
             conds = {c.get("type"): c for c in status.get("conditions") or []}
-            if (pod["metadata"].get("deletionTimestamp") or status.get("phase") != "Running"
-                    or (conds.get("Ready") or {}).get("status") != "False"
-                    or (conds.get("ContainersReady") or {}).get("status") != "True"):
+            if (
+                pod["metadata"].get("deletionTimestamp")
+                or status.get("phase") != "Running"
+                or (conds.get("Ready") or {}).get("status") != "False"
+                or (conds.get("ContainersReady") or {}).get("status") != "True"
+            ):
                 continue
             now = datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
             patch = {"status": {"conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}]}}
             try:
-                api.request("PATCH", f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}/status", body=patch,
-                            content_type="application/strategic-merge-patch+json")
+                api.request(
+                    "PATCH",
+                    f"/api/v1/namespaces/{ns}/pods/{pod['metadata']['name']}/status",
+                    body=patch,
+                    content_type="application/strategic-merge-patch+json",
+                )
                 fixed += 1
             except ApiError:
                 pass
     return fixed
 
 
-def converge(api: KubeApi, namespaces: list[str], churn: Churn | None, istio: bool, deadline_s: float,
-             resync: list[int] | None = None) -> tuple[float | None, dict[str, Any]]:
+def converge(
+    api: KubeApi,
+    namespaces: list[str],
+    churn: Churn | None,
+    istio: bool,
+    deadline_s: float,
+    resync: list[int] | None = None,
+) -> tuple[float | None, dict[str, Any]]:
     """Seconds until `verify` passes (None past the deadline) and the last verification.
     With `resync` (a one-element counter), pods marked NotReady by a control-plane outage are
     re-readied as a kubelet would (see `kubelet_resync`)."""
@@ -636,6 +773,7 @@ def converge(api: KubeApi, namespaces: list[str], churn: Churn | None, istio: bo
 
 # --- scenarios ---------------------------------------------------------------------------------
 
+
 @dataclass
 class Context:
     api: KubeApi
@@ -649,24 +787,49 @@ class Context:
     converge_deadline: float
 
 
-def result_row(name: str, faults: int, converge_s: float | None, check: dict[str, Any], writes: dict[str, int],
-               extra: dict[str, Any] | None = None, crashes: int = 0, tracebacks: int = 0) -> dict[str, Any]:
+def result_row(
+    name: str,
+    faults: int,
+    converge_s: float | None,
+    check: dict[str, Any],
+    writes: dict[str, int],
+    extra: dict[str, Any] | None = None,
+    crashes: int = 0,
+    tracebacks: int = 0,
+) -> dict[str, Any]:
     row = {
-        "name": name, "faults": faults, "converge_s": round(converge_s, 1) if converge_s is not None else None,
-        "lost": check.get("lost", 0), "duplicated": check.get("duplicated", 0), "stuck": check.get("stuck", 0),
+        "name": name,
+        "faults": faults,
+        "converge_s": round(converge_s, 1) if converge_s is not None else None,
+        "lost": check.get("lost", 0),
+        "duplicated": check.get("duplicated", 0),
+        "stuck": check.get("stuck", 0),
         "not_ready": check.get("not_ready", 0),
-        "orphans": check.get("orphans", 0), "stale": check.get("stale", 0),
-        "operator_writes": operator_writes(writes), "operator_writes_by_resource": writes,
-        "operator_crashes": crashes, "tracebacks": tracebacks, "isvcs_at_end": check.get("isvcs"),
-        "converged": converge_s is not None, "problems": check.get("problems", [])[:20],
+        "orphans": check.get("orphans", 0),
+        "stale": check.get("stale", 0),
+        "operator_writes": operator_writes(writes),
+        "operator_writes_by_resource": writes,
+        "operator_crashes": crashes,
+        "tracebacks": tracebacks,
+        "isvcs_at_end": check.get("isvcs"),
+        "converged": converge_s is not None,
+        "problems": check.get("problems", [])[:20],
     }
     row.update(extra or {})
     return row
 
 
-def churn_scenario(ctx: Context, name: str, n: int, churn_s: float, faults: list[float],
-                   inject: Callable[[int], float], operators: list[Operator], namespaces_n: int = 4,
-                   control_plane_fault: bool = False) -> dict[str, Any]:
+def churn_scenario(
+    ctx: Context,
+    name: str,
+    n: int,
+    churn_s: float,
+    faults: list[float],
+    inject: Callable[[int], float],
+    operators: list[Operator],
+    namespaces_n: int = 4,
+    control_plane_fault: bool = False,
+) -> dict[str, Any]:
     """Shared shape: namespaces, N isvcs, churn for churn_s with `inject(i)` at the given offsets
     (it returns when the fault is over, e.g. the component is back), then convergence."""
     api = ctx.api
@@ -710,10 +873,23 @@ def churn_scenario(ctx: Context, name: str, n: int, churn_s: float, faults: list
         # (the namespaces do go); the scenario's result is already measured, so report, don't fail.
         cleanup_problem = str(exc)
         log(f"{name}: cleanup: {exc}")
-    return result_row(name, len(faults), since_fault, check, writes, crashes=crashes, tracebacks=tracebacks,
-                      extra={"cleanup_problem": cleanup_problem, "operator_log_writes": sum(op.log_writes() for op in operators),
-                             "kubelet_resyncs": resync[0] if resync else 0, "churn_ops": churn.ops, "churn_failed_ops": churn.failed_ops,
-                             "converge_after_churn_s": round(converge_s, 1) if converge_s is not None else None})
+    return result_row(
+        name,
+        len(faults),
+        since_fault,
+        check,
+        writes,
+        crashes=crashes,
+        tracebacks=tracebacks,
+        extra={
+            "cleanup_problem": cleanup_problem,
+            "operator_log_writes": sum(op.log_writes() for op in operators),
+            "kubelet_resyncs": resync[0] if resync else 0,
+            "churn_ops": churn.ops,
+            "churn_failed_ops": churn.failed_ops,
+            "converge_after_churn_s": round(converge_s, 1) if converge_s is not None else None,
+        },
+    )
 
 
 def scenario_operator_kill(ctx: Context) -> dict[str, Any]:
@@ -728,6 +904,7 @@ def scenario_operator_kill(ctx: Context) -> dict[str, Any]:
         time.sleep(rng.uniform(0, 1.5))
         op.start()
         return 0.0
+
     return churn_scenario(ctx, "operator-kill", n, churn_s, offsets, inject, [op])
 
 
@@ -748,8 +925,10 @@ def scenario_component_restart(ctx: Context, component: str) -> dict[str, Any]:
         if not op.alive():
             log(f"operator exited while {component} was down")
         return 0.0
-    return churn_scenario(ctx, f"{component.removeprefix('kube-')}-restart", n, churn_s, outages, inject, [op],
-                          control_plane_fault=True)
+
+    return churn_scenario(
+        ctx, f"{component.removeprefix('kube-')}-restart", n, churn_s, outages, inject, [op], control_plane_fault=True
+    )
 
 
 def scenario_fighting_writer(ctx: Context) -> dict[str, Any]:
@@ -763,7 +942,9 @@ def scenario_fighting_writer(ctx: Context) -> dict[str, Any]:
     keys = []
     for i in range(n):
         name = f"fight-{i:02d}"
-        api.request("POST", isvc_path(namespaces[0]), body=isvc_doc(namespaces[0], name, ["plain", "versions-autoscale"][i % 2]))
+        api.request(
+            "POST", isvc_path(namespaces[0]), body=isvc_doc(namespaces[0], name, ["plain", "versions-autoscale"][i % 2])
+        )
         keys.append(name)
     settle_s, check = converge(api, namespaces, None, ctx.istio, ctx.converge_deadline)
     if settle_s is None:
@@ -774,8 +955,15 @@ def scenario_fighting_writer(ctx: Context) -> dict[str, Any]:
     def fight() -> None:
         name = rng.choice(keys)
         autoscaled = int(name.split("-")[1]) % 2 == 1
-        moves = ["delete-deployment", "delete-service", "service-type", "deployment-image", "deployment-label",
-                 "deployment-replicas", "service-ports"]
+        moves = [
+            "delete-deployment",
+            "delete-service",
+            "service-type",
+            "deployment-image",
+            "deployment-label",
+            "deployment-replicas",
+            "service-ports",
+        ]
         if autoscaled:
             moves += ["delete-configmap", "delete-hpa", "hpa-max", "configmap-data"]
         if ctx.istio:
@@ -791,27 +979,45 @@ def scenario_fighting_writer(ctx: Context) -> dict[str, Any]:
         elif move == "service-type":
             api.request("PATCH", svc, body={"spec": {"type": "NodePort"}}, content_type=merge)
         elif move == "service-ports":
-            api.request("PATCH", svc, body=[{"op": "replace", "path": "/spec/ports/0/port", "value": 1234}],
-                        content_type="application/json-patch+json")
+            api.request(
+                "PATCH",
+                svc,
+                body=[{"op": "replace", "path": "/spec/ports/0/port", "value": 1234}],
+                content_type="application/json-patch+json",
+            )
         elif move == "deployment-image":
-            api.request("PATCH", dep, body=[{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "evil:1"}],
-                        content_type="application/json-patch+json")
+            api.request(
+                "PATCH",
+                dep,
+                body=[{"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "evil:1"}],
+                content_type="application/json-patch+json",
+            )
         elif move == "deployment-label":
             # A field the operator does not set: must NOT be fought over (no write).
-            api.request("PATCH", dep, body={"metadata": {"labels": {"fighter": str(rng.randint(0, 9))}}}, content_type=merge)
+            api.request(
+                "PATCH", dep, body={"metadata": {"labels": {"fighter": str(rng.randint(0, 9))}}}, content_type=merge
+            )
         elif move == "deployment-replicas":
             if not autoscaled:
                 api.request("PATCH", dep, body={"spec": {"replicas": 3}}, content_type=merge)
         elif move == "delete-configmap":
             api.request("DELETE", f"/api/v1/namespaces/{ns}/configmaps/{name}-model-config")
         elif move == "configmap-data":
-            api.request("PATCH", f"/api/v1/namespaces/{ns}/configmaps/{name}-model-config",
-                        body={"data": {"models.config": "garbage"}}, content_type=merge)
+            api.request(
+                "PATCH",
+                f"/api/v1/namespaces/{ns}/configmaps/{name}-model-config",
+                body={"data": {"models.config": "garbage"}},
+                content_type=merge,
+            )
         elif move == "delete-hpa":
             api.request("DELETE", f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{name}-predictor")
         elif move == "hpa-max":
-            api.request("PATCH", f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{name}-predictor",
-                        body={"spec": {"maxReplicas": 9}}, content_type=merge)
+            api.request(
+                "PATCH",
+                f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers/{name}-predictor",
+                body={"spec": {"maxReplicas": 9}},
+                content_type=merge,
+            )
         elif move == "delete-policy":
             api.request("DELETE", f"/apis/security.istio.io/v1/namespaces/{ns}/authorizationpolicies/{name}")
         fights[move] = fights.get(move, 0) + 1
@@ -825,7 +1031,6 @@ def scenario_fighting_writer(ctx: Context) -> dict[str, Any]:
             pass  # e.g. deleting what is being re-created
         time.sleep(rng.uniform(0.05, 0.3))
     fight_end = time.time()
-    last_fault_over = time.monotonic()
     converge_s, check = converge(api, namespaces, None, ctx.istio, ctx.converge_deadline)
     # Quiet window: converged, nobody writes; a hot loop would show up here.
     time.sleep(3)
@@ -841,17 +1046,30 @@ def scenario_fighting_writer(ctx: Context) -> dict[str, Any]:
     delete_namespaces(api, namespaces)
     # Deployment-label moves need no write; every other move needs about one (the Deployment
     # controller's own reactions are not the operator's). Status patches come on top.
-    return result_row("fighting-writer", total_fights, (converge_s + 0) if converge_s is not None else None, check, writes,
-                      crashes=crashes, tracebacks=tracebacks,
-                      extra={"fighter_moves": fights, "operator_writes_per_move": round(operator_writes(writes) / max(1, total_fights), 2),
-                             "quiet_window_s": quiet_s, "quiet_window_writes": operator_writes(quiet),
-                             "operator_log_writes": op.log_writes()})
+    return result_row(
+        "fighting-writer",
+        total_fights,
+        (converge_s + 0) if converge_s is not None else None,
+        check,
+        writes,
+        crashes=crashes,
+        tracebacks=tracebacks,
+        extra={
+            "fighter_moves": fights,
+            "operator_writes_per_move": round(operator_writes(writes) / max(1, total_fights), 2),
+            "quiet_window_s": quiet_s,
+            "quiet_window_writes": operator_writes(quiet),
+            "operator_log_writes": op.log_writes(),
+        },
+    )
 
 
 def scenario_leader_kill(ctx: Context) -> dict[str, Any]:
     n, churn_s = (30, 50) if ctx.quick else (100, 90)
     kills = [12] if ctx.quick else [12, 50]
-    ops = [Operator(ctx.op_kubeconfig, ctx.workdir, f"replica{i}", ctx.operator_path, leader_elect=True) for i in range(2)]
+    ops = [
+        Operator(ctx.op_kubeconfig, ctx.workdir, f"replica{i}", ctx.operator_path, leader_elect=True) for i in range(2)
+    ]
     takeovers: list[float] = []
 
     def inject(i: int) -> float:
@@ -865,6 +1083,7 @@ def scenario_leader_kill(ctx: Context) -> dict[str, Any]:
         log(f"leader-kill: takeover after {takeovers[-1]}s")
         leader.start()  # back as a follower, as its Deployment would restart it
         return 0.0
+
     row = churn_scenario(ctx, "leader-kill", n, churn_s, kills, inject, ops)
     row["takeover_s"] = takeovers
     return row
@@ -898,8 +1117,11 @@ def scenario_fuzz(ctx: Context) -> dict[str, Any]:
 
     def delete_batch() -> None:
         api.request("DELETE", isvc_path(ns), query={"labelSelector": "fuzz.isvc.dev/doc=1"})
-        wait(lambda: not api.request("GET", isvc_path(ns), query={"labelSelector": "fuzz.isvc.dev/doc=1"})["items"], 120,
-             "the batch to be deleted")
+        wait(
+            lambda: not api.request("GET", isvc_path(ns), query={"labelSelector": "fuzz.isvc.dev/doc=1"})["items"],
+            120,
+            "the batch to be deleted",
+        )
 
     def progress(batch: int, tally: Any) -> None:
         if batch % 2 == 1:
@@ -917,15 +1139,23 @@ def scenario_fuzz(ctx: Context) -> dict[str, Any]:
     op.stop()
     delete_namespaces(api, [ns])
     return {
-        "documents": counts["documents"], "rejected_by_apiserver": counts["rejected_by_apiserver"],
-        "ready_false_with_reason": counts["ready_false_with_reason"], "accepted_ready": counts["accepted_ready"],
-        "unsettled": counts["unsettled"], "runtime_only_ready": counts["runtime_only_ready"],
-        "contract_violations": counts["contract_violations"], "operator_crashes": crashes, "tracebacks": tracebacks,
-        "sentinel_not_ready_samples": len(tally.sentinel_not_ready), "sentinel_ready_at_end": sentinel_ok,
+        "documents": counts["documents"],
+        "rejected_by_apiserver": counts["rejected_by_apiserver"],
+        "ready_false_with_reason": counts["ready_false_with_reason"],
+        "accepted_ready": counts["accepted_ready"],
+        "unsettled": counts["unsettled"],
+        "runtime_only_ready": counts["runtime_only_ready"],
+        "contract_violations": counts["contract_violations"],
+        "operator_crashes": crashes,
+        "tracebacks": tracebacks,
+        "sentinel_not_ready_samples": len(tally.sentinel_not_ready),
+        "sentinel_ready_at_end": sentinel_ok,
         "seconds": round(time.monotonic() - t0, 1),
         "by_mutation": {k: dict(v) for k, v in sorted(tally.by_mutation().items())},
-        "violations": [{"mutations": list(c.mutations), "problem": c.problem, "doc": json.dumps(c.doc)[:800]}
-                       for c in tally.problems()[:30]],
+        "violations": [
+            {"mutations": list(c.mutations), "problem": c.problem, "doc": json.dumps(c.doc)[:800]}
+            for c in tally.problems()[:30]
+        ],
     }
 
 
@@ -939,38 +1169,93 @@ SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
 
 
 def print_table(rows: list[dict[str, Any]], fuzz: dict[str, Any] | None) -> None:
-    head = ["scenario", "faults", "converge_s", "lost", "dup", "stuck", "orphans", "stale", "not_ready", "op_writes", "crashes",
-            "tracebacks"]
+    head = [
+        "scenario",
+        "faults",
+        "converge_s",
+        "lost",
+        "dup",
+        "stuck",
+        "orphans",
+        "stale",
+        "not_ready",
+        "op_writes",
+        "crashes",
+        "tracebacks",
+    ]
     print()
     print(" | ".join(f"{h:>10}" if i else f"{h:<18}" for i, h in enumerate(head)))
     print("-" * 140)
     for r in rows:
-        values = [r["name"], r["faults"], "NOT CONVERGED" if r["converge_s"] is None else r["converge_s"], r["lost"],
-                  r["duplicated"], r["stuck"], r["orphans"], r["stale"], r.get("not_ready", 0), r["operator_writes"],
-                  r["operator_crashes"], r["tracebacks"]]
+        values = [
+            r["name"],
+            r["faults"],
+            "NOT CONVERGED" if r["converge_s"] is None else r["converge_s"],
+            r["lost"],
+            r["duplicated"],
+            r["stuck"],
+            r["orphans"],
+            r["stale"],
+            r.get("not_ready", 0),
+            r["operator_writes"],
+            r["operator_crashes"],
+            r["tracebacks"],
+        ]
         print(" | ".join(f"{v!s:>10}" if i else f"{v!s:<18}" for i, v in enumerate(values)))
     for r in rows:
-        extra = {k: r[k] for k in ("takeover_s", "quiet_window_writes", "operator_writes_per_move", "operator_log_writes",
-                                   "kubelet_resyncs", "churn_ops", "fighter_moves") if k in r}
+        extra = {
+            k: r[k]
+            for k in (
+                "takeover_s",
+                "quiet_window_writes",
+                "operator_writes_per_move",
+                "operator_log_writes",
+                "kubelet_resyncs",
+                "churn_ops",
+                "fighter_moves",
+            )
+            if k in r
+        }
         print(f"  {r['name']}: writes by resource {r['operator_writes_by_resource']} {extra}")
         for p in r["problems"][:5]:
             print(f"    ! {p}")
     if fuzz:
         print()
-        print("fuzz: " + ", ".join(f"{k}={fuzz[k]}" for k in ("documents", "rejected_by_apiserver", "ready_false_with_reason",
-                                                           "accepted_ready", "unsettled", "runtime_only_ready",
-                                                           "contract_violations", "operator_crashes", "tracebacks",
-                                                           "sentinel_ready_at_end", "seconds")))
+        print(
+            "fuzz: "
+            + ", ".join(
+                f"{k}={fuzz[k]}"
+                for k in (
+                    "documents",
+                    "rejected_by_apiserver",
+                    "ready_false_with_reason",
+                    "accepted_ready",
+                    "unsettled",
+                    "runtime_only_ready",
+                    "contract_violations",
+                    "operator_crashes",
+                    "tracebacks",
+                    "sentinel_ready_at_end",
+                    "seconds",
+                )
+            )
+        )
         for v in fuzz.get("violations", [])[:10]:
             print(f"    ! {v['mutations']}: {v['problem'][:300]}")
 
 
-def write_result(args: argparse.Namespace, ctx: Context, rows: list[dict[str, Any]], fuzz: dict[str, Any] | None,
-                 started: float) -> None:
+def write_result(
+    args: argparse.Namespace, ctx: Context, rows: list[dict[str, Any]], fuzz: dict[str, Any] | None, started: float
+) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(merged(args, {"settings": {"quick": args.quick, "partial": True}, "scenarios": rows, "fuzz": fuzz}),
-                              indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            merged(args, {"settings": {"quick": args.quick, "partial": True}, "scenarios": rows, "fuzz": fuzz}),
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def merged(args: argparse.Namespace, result: dict[str, Any], record: bool = False) -> dict[str, Any]:
@@ -985,9 +1270,14 @@ def merged(args: argparse.Namespace, result: dict[str, Any], record: bool = Fals
     rows = [new_rows.pop(r["name"], r) for r in old.get("scenarios", [])] + list(new_rows.values())
     settings = {**old.get("settings", {}), **result["settings"]}
     if record:
-        settings.setdefault("merged_runs", []).append({"scenarios": [r["name"] for r in result["scenarios"]],
-                                                       "at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    return {"settings": settings, "scenarios": rows, "fuzz": result["fuzz"] if result["fuzz"] is not None else old.get("fuzz")}
+        settings.setdefault("merged_runs", []).append(
+            {"scenarios": [r["name"] for r in result["scenarios"]], "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        )
+    return {
+        "settings": settings,
+        "scenarios": rows,
+        "fuzz": result["fuzz"] if result["fuzz"] is not None else old.get("fuzz"),
+    }
 
 
 def main() -> int:
@@ -996,10 +1286,15 @@ def main() -> int:
     parser.add_argument("--scenarios", default=",".join([*SCENARIOS, "fuzz"]), help="comma-separated subset")
     parser.add_argument("--out", default=str(ROOT / "bench/results/chaos.json"))
     parser.add_argument("--workdir", default="/tmp/isvc-chaos")
-    parser.add_argument("--operator-path", default=str(ROOT / "operator"), help="run another copy of the operator (e.g. a patched one)")
+    parser.add_argument(
+        "--operator-path", default=str(ROOT / "operator"), help="run another copy of the operator (e.g. a patched one)"
+    )
     parser.add_argument("--converge-deadline", type=float, default=120)
-    parser.add_argument("--merge", action="store_true",
-                        help="update only the scenarios run now in an existing --out file (keep the others)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="update only the scenarios run now in an existing --out file (keep the others)",
+    )
     args = parser.parse_args()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -1010,9 +1305,17 @@ def main() -> int:
     started = time.monotonic()
     log(f"cluster {CLUSTER_DIR} (API :{API_PORT})")
     user, op_kubeconfig = ensure_cluster(workdir)
-    ctx = Context(api=admin_api(), audit=Audit(user), op_kubeconfig=op_kubeconfig, workdir=workdir,
-                  operator_path=Path(args.operator_path), policy=workdir / "audit-policy.yaml",
-                  istio=ISTIO_CRD.exists(), quick=args.quick, converge_deadline=args.converge_deadline)
+    ctx = Context(
+        api=admin_api(),
+        audit=Audit(user),
+        op_kubeconfig=op_kubeconfig,
+        workdir=workdir,
+        operator_path=Path(args.operator_path),
+        policy=workdir / "audit-policy.yaml",
+        istio=ISTIO_CRD.exists(),
+        quick=args.quick,
+        converge_deadline=args.converge_deadline,
+    )
     rows: list[dict[str, Any]] = []
     fuzz: dict[str, Any] | None = None
     for name in wanted:
@@ -1039,10 +1342,14 @@ def main() -> int:
         write_result(args, ctx, rows, fuzz, started)  # after every scenario: a partial run still reports
     print_table(rows, fuzz)
     result = {
-        "settings": {"quick": args.quick, "cluster": str(CLUSTER_DIR), "istio_crd": ctx.istio,
-                     "writes_counted_by": "kube-apiserver audit log (operator's ServiceAccount): create/update/patch/delete "
-                                          "on children and isvc status; leases and events listed apart",
-                     "seconds": round(time.monotonic() - started, 1)},
+        "settings": {
+            "quick": args.quick,
+            "cluster": str(CLUSTER_DIR),
+            "istio_crd": ctx.istio,
+            "writes_counted_by": "kube-apiserver audit log (operator's ServiceAccount): create/update/patch/delete "
+            "on children and isvc status; leases and events listed apart",
+            "seconds": round(time.monotonic() - started, 1),
+        },
         "scenarios": rows,
         "fuzz": fuzz,
     }
@@ -1051,13 +1358,31 @@ def main() -> int:
     if args.merge and out.exists():  # written after the last scenario: it already holds the merged rows
         previous = json.loads(out.read_text())
         recorded = merged(args, result, record=True)["settings"]
-        result = {**previous, "settings": {**previous.get("settings", {}), **recorded, **result["settings"], "partial": False}}
+        result = {
+            **previous,
+            "settings": {**previous.get("settings", {}), **recorded, **result["settings"], "partial": False},
+        }
     out.write_text(json.dumps(result, indent=2) + "\n")
     log(f"wrote {out}")
-    bad = [r["name"] for r in rows if not r["converged"] or r["lost"] or r["duplicated"] or r["stuck"] or r["orphans"] or r["stale"]
-           or r["operator_crashes"]]
-    if fuzz and (fuzz.get("error") or fuzz.get("contract_violations") or fuzz.get("operator_crashes") or fuzz.get("tracebacks")
-                 or fuzz.get("unsettled") or not fuzz.get("sentinel_ready_at_end")):
+    bad = [
+        r["name"]
+        for r in rows
+        if not r["converged"]
+        or r["lost"]
+        or r["duplicated"]
+        or r["stuck"]
+        or r["orphans"]
+        or r["stale"]
+        or r["operator_crashes"]
+    ]
+    if fuzz and (
+        fuzz.get("error")
+        or fuzz.get("contract_violations")
+        or fuzz.get("operator_crashes")
+        or fuzz.get("tracebacks")
+        or fuzz.get("unsettled")
+        or not fuzz.get("sentinel_ready_at_end")
+    ):
         bad.append("fuzz")
     if bad:
         log(f"FAILED: {bad}")

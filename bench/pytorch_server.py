@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark isvc-pytorch-server against KServe's ModelServer and the in-process floor.
+"""Benchmark isvc-pytorch-server against KServe's ResolvedRuntime and the in-process floor.
 
 Run:  servers/pytorch/.venv/bin/python bench/pytorch_server.py          (about 10 minutes)
       servers/pytorch/.venv/bin/python bench/pytorch_server.py --quick  (3 s points: a smoke run)
@@ -8,7 +8,7 @@ What it measures, all in one run on this machine, with closed-loop load from ``w
 thread, N connections, only against 127.0.0.1, each point bounded by --duration):
 
 * (a) our server with dynamic batching (default flags) and without (--enable_batching=false);
-* (b) KServe's Python ModelServer (PyPI ``kserve``) serving the same TorchScript file with a
+* (b) KServe's Python ResolvedRuntime (PyPI ``kserve``) serving the same TorchScript file with a
   ``kserve.Model`` whose predict is the old pytorchserver's (``torch.tensor(instances)`` ->
   model -> ``.tolist()``). It runs from its own venv, ``servers/pytorch/.venv-kserve``, created
   here on first use (``pip install kserve==0.21.0``); torch comes from the server's venv through a
@@ -18,7 +18,7 @@ thread, N connections, only against 127.0.0.1, each point bounded by --duration)
 * a bare ASGI app on the same uvicorn settings answering a fixed reply (the HTTP ceiling).
 
 Models: a memory-bound MLP (1024 -> 4096 -> 4096 -> 1000, one row of 1024 floats per request)
-and seed 004's iris-sized MLP (4 -> 16 -> 3, two rows per request), both TorchScript.
+and an iris-sized MLP (4 -> 16 -> 3, two rows per request), both TorchScript.
 Each load point also says where the machine's CPU went per request: the server's main thread (the
 event loop), its other threads (the forward pass), wrk, and idle; the floor rows give the forward's
 own cost per row in-process, so the two can be compared.
@@ -67,7 +67,7 @@ end
 """
 
 KSERVE_MODEL = r'''
-"""KServe ModelServer serving a TorchScript file the way KServe's pytorchserver did."""
+"""KServe ResolvedRuntime serving a TorchScript file the way KServe's pytorchserver did."""
 import argparse
 import os
 
@@ -98,7 +98,7 @@ if __name__ == "__main__":
     parser.add_argument("--model_dir", required=True)
     args, _ = parser.parse_known_args()
     model = TorchScriptModel(args.model_name, args.model_dir)
-    kserve.ModelServer(http_port=args.http_port, enable_grpc=False).start([model])
+    kserve.ResolvedRuntime(http_port=args.http_port, enable_grpc=False).start([model])
 '''
 
 BARE_ASGI = r'''
@@ -240,8 +240,9 @@ def run_wrk(url: str, body_file: str, conns: int, duration: float, lua: str, pid
     cpu0 = cpu_by_thread(pid) if pid else (0.0, 0.0)
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    out = subprocess.run(base + [f"-d{int(duration)}s", url], env=env, capture_output=True, text=True,
-                         timeout=duration + 120)
+    out = subprocess.run(
+        base + [f"-d{int(duration)}s", url], env=env, capture_output=True, text=True, timeout=duration + 120
+    )
     wall = time.perf_counter() - t0
     kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu1 = cpu_by_thread(pid) if pid else (0.0, 0.0)
@@ -258,16 +259,23 @@ def run_wrk(url: str, body_file: str, conns: int, duration: float, lua: str, pid
     idle = max(0.0, len(os.sched_getaffinity(0)) * wall - main - other - wrk_cpu)
     per_req = 1e6 / max(1, r["requests"])
     return {
-        "concurrency": conns, "requests": r["requests"], "seconds": round(secs, 2),
-        "req_per_s": round(r["requests"] / secs, 1), "p50_ms": round(r["p50_us"] / 1000, 2),
-        "p99_ms": round(r["p99_us"] / 1000, 2), "errors": errors, "error_detail": {
-            k: r[k] for k in ("connect", "read", "write", "status", "timeout") if r[k]},
+        "concurrency": conns,
+        "requests": r["requests"],
+        "seconds": round(secs, 2),
+        "req_per_s": round(r["requests"] / secs, 1),
+        "p50_ms": round(r["p50_us"] / 1000, 2),
+        "p99_ms": round(r["p99_us"] / 1000, 2),
+        "errors": errors,
+        "error_detail": {k: r[k] for k in ("connect", "read", "write", "status", "timeout") if r[k]},
         "peak_rss_mib": round(peak[0] / 2**20, 1) if pid else None,
         # Where the machine's CPU went, per request: the server's main thread (for ours the event
         # loop), its other threads (for ours the forward pass), the load generator, and idle.
-        "cpu_us_per_request": {"server_main_thread": round(main * per_req), "server_other_threads":
-                               round(other * per_req), "wrk": round(wrk_cpu * per_req),
-                               "idle": round(idle * per_req)},
+        "cpu_us_per_request": {
+            "server_main_thread": round(main * per_req),
+            "server_other_threads": round(other * per_req),
+            "wrk": round(wrk_cpu * per_req),
+            "idle": round(idle * per_req),
+        },
     }
 
 
@@ -276,10 +284,16 @@ def build_models(root: str):
     import torch
 
     torch.manual_seed(0)
-    big = torch.nn.Sequential(torch.nn.Linear(1024, 4096), torch.nn.ReLU(), torch.nn.Linear(4096, 4096),
-                              torch.nn.ReLU(), torch.nn.Linear(4096, 1000)).eval()
-    iris = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3),
-                               torch.nn.Softmax(dim=1)).eval()
+    big = torch.nn.Sequential(
+        torch.nn.Linear(1024, 4096),
+        torch.nn.ReLU(),
+        torch.nn.Linear(4096, 4096),
+        torch.nn.ReLU(),
+        torch.nn.Linear(4096, 1000),
+    ).eval()
+    iris = torch.nn.Sequential(
+        torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3), torch.nn.Softmax(dim=1)
+    ).eval()
     models = {}
     for name, net, rows, width in (("mlp", big, 1, 1024), ("iris", iris, 2, 4)):
         d = os.path.join(root, name, "1")
@@ -343,10 +357,17 @@ def floor(model_dir: str, width: int, batch_sizes, seconds: float, threads: int,
                 w.join()
         wall = time.perf_counter() - t_start
         calls = [t for per in times for t in per]
-        out.append({"batch": b, "passes": passes, "threads_per_pass": per_pass, "calls": len(calls),
-                    "rows_per_s": round(b * len(calls) / wall, 1),
-                    "p50_ms": round(statistics.median(calls) * 1000, 3),
-                    "p99_ms": round(percentile(calls, 0.99) * 1000, 3)})
+        out.append(
+            {
+                "batch": b,
+                "passes": passes,
+                "threads_per_pass": per_pass,
+                "calls": len(calls),
+                "rows_per_s": round(b * len(calls) / wall, 1),
+                "p50_ms": round(statistics.median(calls) * 1000, 3),
+                "p99_ms": round(percentile(calls, 0.99) * 1000, 3),
+            }
+        )
     return out
 
 
@@ -357,12 +378,21 @@ def ensure_kserve_venv() -> str:
     if not ok:
         print(f"bench: creating {KSERVE_VENV} with kserve=={KSERVE_VERSION} (first run only)", flush=True)
         subprocess.run([sys.executable, "-m", "venv", KSERVE_VENV], check=True)
-        subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        f"kserve=={KSERVE_VERSION}"], check=True)
-        site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-        ours = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+        subprocess.run(
+            [py, "-m", "pip", "install", "-q", "--disable-pip-version-check", f"kserve=={KSERVE_VERSION}"], check=True
+        )
+        site = subprocess.run(
+            [py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        ours = subprocess.run(
+            [sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         with open(os.path.join(site, "zz_isvc_torch.pth"), "w") as f:
             f.write(ours + "\n")  # appended after kserve's own packages: torch only comes from ours
         subprocess.run([py, "-c", "import kserve, torch"], check=True)
@@ -375,16 +405,25 @@ def versions(kserve_py: str | None) -> dict:
     import torch
     import uvicorn
 
-    v = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-         "uvicorn": uvicorn.__version__, "orjson": orjson.__version__}
+    v = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "uvicorn": uvicorn.__version__,
+        "orjson": orjson.__version__,
+    }
     try:
         from isvc_pytorch_server import __version__ as ours
+
         v["isvc_pytorch_server"] = ours
     except ImportError:
         pass
     if kserve_py:
-        v["kserve"] = subprocess.run([kserve_py, "-c", "import importlib.metadata as m; print(m.version('kserve'))"],
-                                     capture_output=True, text=True).stdout.strip()
+        v["kserve"] = subprocess.run(
+            [kserve_py, "-c", "import importlib.metadata as m; print(m.version('kserve'))"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
     v["wrk"] = (wrk.stdout + wrk.stderr).split("Copyright")[0].strip()
     return v
@@ -399,9 +438,14 @@ def machine() -> dict:
         pass
     from isvc_pytorch_server.cli import cpu_limit
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "cpu_limit": cpu_limit(),
-            "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "loadavg_at_start": os.getloadavg(), "kernel": platform.release()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "cpu_limit": cpu_limit(),
+        "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "loadavg_at_start": os.getloadavg(),
+        "kernel": platform.release(),
+    }
 
 
 # ---- main -----------------------------------------------------------------------------------------
@@ -436,8 +480,14 @@ def main() -> int:
     # The MLP's floor is also taken as one single-threaded pass per core, all at once (see floor()).
     floor_passes = {"mlp": [1, threads] if threads > 1 else [1], "iris": [1]}
     ours_bin = os.path.join(os.path.dirname(sys.executable), "isvc-pytorch-server")
-    result = {"machine": machine(), "versions": versions(kserve_py), "duration_s": args.duration,
-              "floor": {}, "servers": {}, "ratios": {}}
+    result = {
+        "machine": machine(),
+        "versions": versions(kserve_py),
+        "duration_s": args.duration,
+        "floor": {},
+        "servers": {},
+        "ratios": {},
+    }
     print(f"bench: {result['machine']}\nbench: {result['versions']}", flush=True)
 
     floor_secs = min(3.0, args.duration / 3)
@@ -446,8 +496,11 @@ def main() -> int:
         # higher of the two is used: other load on the machine changes over minutes, and the
         # ratio should not profit from a floor measured at a bad moment.
         def floor_rows() -> list[dict]:  # before and after the servers, the same way
-            return [f for passes in floor_passes[name]
-                    for f in floor(info["dir"], info["width"], floor_batches[name], floor_secs, threads, passes)]
+            return [
+                f
+                for passes in floor_passes[name]
+                for f in floor(info["dir"], info["width"], floor_batches[name], floor_secs, threads, passes)
+            ]
 
         print(f"bench: floor {name} (before)", flush=True)
         before = floor_rows()
@@ -458,29 +511,81 @@ def main() -> int:
         result["servers"][name] = {}
         for label, extra in servers.items():
             port = free_port()
-            cmd = [ours_bin, f"--model_name={name}", f"--model_base_path={info['dir']}",
-                   f"--rest_api_port={port}", "--rest_api_host=127.0.0.1", "--log_level=warning", *extra]
+            cmd = [
+                ours_bin,
+                f"--model_name={name}",
+                f"--model_base_path={info['dir']}",
+                f"--rest_api_port={port}",
+                "--rest_api_host=127.0.0.1",
+                "--log_level=warning",
+                *extra,
+            ]
             result["servers"][name][label] = measure(
-                label, cmd, f"http://127.0.0.1:{port}/v1/models/{name}",
-                f"http://127.0.0.1:{port}/v1/models/{name}:predict", info, plan[name], args.duration, lua, work)
+                label,
+                cmd,
+                f"http://127.0.0.1:{port}/v1/models/{name}",
+                f"http://127.0.0.1:{port}/v1/models/{name}:predict",
+                info,
+                plan[name],
+                args.duration,
+                lua,
+                work,
+            )
         if kserve_py:
             port = free_port()
-            cmd = [kserve_py, os.path.join(work, "kserve_model.py"), f"--model_name={name}",
-                   f"--model_dir={os.path.join(info['dir'], '1')}", f"--http_port={port}"]
-            result["servers"][name]["kserve ModelServer"] = measure(
-                "kserve", cmd, f"http://127.0.0.1:{port}/v1/models/{name}",
-                f"http://127.0.0.1:{port}/v1/models/{name}:predict", info, plan[name], args.duration, lua, work)
+            cmd = [
+                kserve_py,
+                os.path.join(work, "kserve_model.py"),
+                f"--model_name={name}",
+                f"--model_dir={os.path.join(info['dir'], '1')}",
+                f"--http_port={port}",
+            ]
+            result["servers"][name]["kserve ResolvedRuntime"] = measure(
+                "kserve",
+                cmd,
+                f"http://127.0.0.1:{port}/v1/models/{name}",
+                f"http://127.0.0.1:{port}/v1/models/{name}:predict",
+                info,
+                plan[name],
+                args.duration,
+                lua,
+                work,
+            )
         if name == "iris":
             port = free_port()
-            cmd = [sys.executable, "-m", "uvicorn", "--app-dir", work, "bare_asgi:app", "--port", str(port),
-                   "--host", "127.0.0.1", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-                   "--log-level", "warning"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--app-dir",
+                work,
+                "bare_asgi:app",
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ]
             result["servers"][name]["bare ASGI (fixed reply)"] = measure(
-                "bare", cmd, f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port}/v1/models/iris:predict",
-                info, plan[name], args.duration, lua, work)
+                "bare",
+                cmd,
+                f"http://127.0.0.1:{port}/",
+                f"http://127.0.0.1:{port}/v1/models/iris:predict",
+                info,
+                plan[name],
+                args.duration,
+                lua,
+                work,
+            )
         print(f"bench: floor {name} (after)", flush=True)
         after = floor_rows()
-        result["floor"][name] = [max(a, b, key=lambda x: x["rows_per_s"]) for a, b in zip(before, after)]
+        result["floor"][name] = [max(a, b, key=lambda x: x["rows_per_s"]) for a, b in zip(before, after, strict=False)]
         result.setdefault("floor_runs", {})[name] = {"before": before, "after": after}
 
     result["machine"]["loadavg_at_end"] = os.getloadavg()
@@ -502,8 +607,11 @@ def measure(label, cmd, ready_url, url, info, concurrencies, duration, lua, work
         for c in concurrencies:
             p = run_wrk(url, info["body"], c, duration, lua, server.proc.pid)
             p["rows_per_s"] = round(p["req_per_s"] * info["rows"], 1)
-            print(f"bench:   c={c:<3} {p['req_per_s']:>9.1f} req/s  p50 {p['p50_ms']:>7.2f} ms  "
-                  f"p99 {p['p99_ms']:>7.2f} ms  errors {p['errors']}  rss {p['peak_rss_mib']} MiB", flush=True)
+            print(
+                f"bench:   c={c:<3} {p['req_per_s']:>9.1f} req/s  p50 {p['p50_ms']:>7.2f} ms  "
+                f"p99 {p['p99_ms']:>7.2f} ms  errors {p['errors']}  rss {p['peak_rss_mib']} MiB",
+                flush=True,
+            )
             points.append(p)
     finally:
         server.stop()
@@ -530,11 +638,11 @@ def compute_ratios(result, models):
     best64 = max((f for f in fl["mlp"] if f["batch"] == 64), key=lambda x: x["rows_per_s"], default=None)
     if best64:
         r["mlp_c64_ours_over_floor_batch64"] = round(ours["rows_per_s"] / best64["rows_per_s"], 3)
-    ks = at("mlp", "kserve ModelServer", 64)
+    ks = at("mlp", "kserve ResolvedRuntime", 64)
     if ks:
         r["mlp_c64_ours_over_kserve"] = round(ours["req_per_s"] / ks["req_per_s"], 2)
     iris = at("iris", "ours (batching)", 32)
-    ks = at("iris", "kserve ModelServer", 32)
+    ks = at("iris", "kserve ResolvedRuntime", 32)
     if ks:
         r["iris_c32_ours_over_kserve"] = round(iris["req_per_s"] / ks["req_per_s"], 2)
     bare = at("iris", "bare ASGI (fixed reply)", 32)
@@ -545,8 +653,9 @@ def compute_ratios(result, models):
     r["targets"] = {
         "mlp c64 >= 0.7x floor best": r["mlp_c64_ours_over_floor_best"] >= 0.7,
         "iris c32 >= 5x kserve": r.get("iris_c32_ours_over_kserve", 0) >= 5,
-        "no errors (ours)": all(p["errors"] == 0 for n in srv for lbl, pts in srv[n].items()
-                                if lbl.startswith("ours") for p in pts),
+        "no errors (ours)": all(
+            p["errors"] == 0 for n in srv for lbl, pts in srv[n].items() if lbl.startswith("ours") for p in pts
+        ),
     }
 
 
@@ -560,37 +669,49 @@ def cpu_cell(p: dict) -> str:
 def render(result, models) -> str:
     lines = []
     m, v = result["machine"], result["versions"]
-    lines.append(f"Machine: {m['cpu']}, {m['cores']} cores (limit {m['cpu_limit']}), {m['mem_gib']} GiB, "
-                 f"load avg at start {tuple(round(x, 2) for x in m['loadavg_at_start'])}, "
-                 f"at end {tuple(round(x, 2) for x in m.get('loadavg_at_end', ()))}")
+    lines.append(
+        f"Machine: {m['cpu']}, {m['cores']} cores (limit {m['cpu_limit']}), {m['mem_gib']} GiB, "
+        f"load avg at start {tuple(round(x, 2) for x in m['loadavg_at_start'])}, "
+        f"at end {tuple(round(x, 2) for x in m.get('loadavg_at_end', ()))}"
+    )
     lines.append("Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
     lines.append(f"Load: wrk -t1 -cN, {result['duration_s']:.0f} s per point after a warm-up, 127.0.0.1")
     lines.append("")
     for name in models:
         rows = models[name]["rows"]
-        title = {"mlp": "MLP 1024->4096->4096->1000 (TorchScript), 1 row/request",
-                 "iris": "iris MLP 4->16->3 (TorchScript), 2 rows/request (seed 004 body)"}[name]
+        title = {
+            "mlp": "MLP 1024->4096->4096->1000 (TorchScript), 1 row/request",
+            "iris": "iris MLP 4->16->3 (TorchScript), 2 rows/request (the iris sample's body)",
+        }[name]
         lines.append(f"### {title}")
         lines.append("")
-        lines.append("| server | conns | req/s | rows/s | p50 ms | p99 ms | errors | peak RSS MiB "
-                     "| CPU us/req: main + other + wrk + idle |")
+        lines.append(
+            "| server | conns | req/s | rows/s | p50 ms | p99 ms | errors | peak RSS MiB "
+            "| CPU us/req: main + other + wrk + idle |"
+        )
         lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
         for label, pts in result["servers"][name].items():
             for p in pts:
-                lines.append(f"| {label} | {p['concurrency']} | {p['req_per_s']:.0f} | {p['rows_per_s']:.0f} | "
-                             f"{p['p50_ms']:.2f} | {p['p99_ms']:.2f} | {p['errors']} | {p['peak_rss_mib']} "
-                             f"| {cpu_cell(p)} |")
+                lines.append(
+                    f"| {label} | {p['concurrency']} | {p['req_per_s']:.0f} | {p['rows_per_s']:.0f} | "
+                    f"{p['p50_ms']:.2f} | {p['p99_ms']:.2f} | {p['errors']} | {p['peak_rss_mib']} "
+                    f"| {cpu_cell(p)} |"
+                )
         for f in result["floor"][name]:
             passes, per_pass = f.get("passes", 1), f.get("threads_per_pass")
-            how = (f"{passes} passes at once ({per_pass} thread each)" if passes > 1 else "in-process forward")
-            core_us = (f"{passes * per_pass * 1e6 / f['rows_per_s']:.0f} core-us/row" if per_pass else "")
-            lines.append(f"| floor: {how}, batch {f['batch']} | - | {f['rows_per_s'] / rows:.0f} | "
-                         f"{f['rows_per_s']:.0f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | - | - | {core_us} |")
+            how = f"{passes} passes at once ({per_pass} thread each)" if passes > 1 else "in-process forward"
+            core_us = f"{passes * per_pass * 1e6 / f['rows_per_s']:.0f} core-us/row" if per_pass else ""
+            lines.append(
+                f"| floor: {how}, batch {f['batch']} | - | {f['rows_per_s'] / rows:.0f} | "
+                f"{f['rows_per_s']:.0f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | - | - | {core_us} |"
+            )
         lines.append("")
-    lines.append("Ratios (same run): " + ", ".join(f"{k} = {val}" for k, val in result["ratios"].items()
-                                                    if k != "targets"))
-    lines.append("Targets: " + ", ".join(f"{k}: {'met' if ok else 'MISSED'}" for k, ok in
-                                         result["ratios"]["targets"].items()))
+    lines.append(
+        "Ratios (same run): " + ", ".join(f"{k} = {val}" for k, val in result["ratios"].items() if k != "targets")
+    )
+    lines.append(
+        "Targets: " + ", ".join(f"{k}: {'met' if ok else 'MISSED'}" for k, ok in result["ratios"]["targets"].items())
+    )
     return "\n".join(lines)
 
 

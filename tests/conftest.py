@@ -11,21 +11,21 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.support import kubectl_path, pinned_versions, service_account_kubeconfig, wait_until
+
+__all__ = ["wait_until"]  # tests import it from here too
+
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_DIR = Path(os.environ.get("ISVC_CLUSTER_DIR", ROOT / ".cluster"))
-VERSIONS = dict(
-    line.split("=", 1) for line in (ROOT / "hack/cluster/versions.env").read_text().splitlines()
-    if line and not line.startswith("#")
-)
+VERSIONS = pinned_versions()
 
 
 class Kube:
@@ -36,8 +36,12 @@ class Kube:
         self.kubeconfig = kubeconfig
         self.env = {**os.environ, "KUBECONFIG": kubeconfig}
 
-    def run(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([self.kubectl, *args], input=input, capture_output=True, text=True, env=self.env, timeout=timeout)
+    def run(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [self.kubectl, *args], input=input, capture_output=True, text=True, env=self.env, timeout=timeout
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result
@@ -55,22 +59,13 @@ class Kube:
         return json.loads(result.stdout)
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
-    """Poll until `predicate()` is truthy; fail with `what` and the last value otherwise."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
-
-
-def wait_established(kube: "Kube", crd: str, timeout: float = 60) -> None:
+def wait_established(kube: Kube, crd: str, timeout: float = 60) -> None:
     """Poll the CRD: `kubectl wait` fails at once while a just-created CRD has no conditions yet."""
-    wait_until(lambda: condition(kube.get("crd", crd), "Established").get("status") == "True", timeout,
-               f"CRD {crd} to be Established")
+    wait_until(
+        lambda: condition(kube.get("crd", crd), "Established").get("status") == "True",
+        timeout,
+        f"CRD {crd} to be Established",
+    )
 
 
 def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
@@ -84,10 +79,15 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
 def kube() -> Iterator[Kube]:
     kubeconfig = CLUSTER_DIR / "kubeconfig"
     started = False
-    kubectl_bin = Path(os.environ.get("ISVC_CACHE", Path.home() / ".cache/isvc-operator")) / "bin" / f"kubectl-{VERSIONS['KUBE_VERSION']}"
-    reachable = kubeconfig.exists() and kubectl_bin.exists() and subprocess.run(
-        [str(kubectl_bin), "--kubeconfig", str(kubeconfig), "get", "--raw", "/readyz"], capture_output=True
-    ).returncode == 0
+    kubectl_bin = kubectl_path()
+    reachable = (
+        kubeconfig.exists()
+        and kubectl_bin.exists()
+        and subprocess.run(
+            [str(kubectl_bin), "--kubeconfig", str(kubeconfig), "get", "--raw", "/readyz"], capture_output=True
+        ).returncode
+        == 0
+    )
     if not reachable:
         subprocess.run(["bash", str(ROOT / "hack/cluster/up.sh")], check=True, stdout=subprocess.DEVNULL)
         started = True
@@ -116,12 +116,25 @@ class OperatorProcess:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "isvc_operator", "run", "--log-format", "json", "--metrics-port", str(self.metrics_port)],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "isvc_operator",
+                "run",
+                "--log-format",
+                "json",
+                "--metrics-port",
+                str(self.metrics_port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
             env={**self.kube.env, "PYTHONUNBUFFERED": "1"},
         )
-        wait_until(lambda: "isvc-operator started" in self.log_path.read_text()[offset:]
-                   or self.proc.poll() is not None, 60, "the operator to start watching")
+        wait_until(
+            lambda: "isvc-operator started" in self.log_path.read_text()[offset:] or self.proc.poll() is not None,
+            60,
+            "the operator to start watching",
+        )
         assert self.proc.poll() is None, f"operator exited: see {self.log_path}"
 
     def stop(self) -> int | None:
@@ -149,27 +162,37 @@ def operator_identity(kube: Kube) -> Iterator[tuple[str, Kube]]:
 
     The operator under test runs as this account, so every integration test also proves the RBAC.
     """
-    helm = subprocess.run(["bash", str(ROOT / "hack/cluster/build.sh"), "helm"], capture_output=True, text=True,
-                          check=True).stdout.strip().splitlines()[-1] + f"/helm-{VERSIONS['HELM_VERSION']}"
+    helm = (
+        subprocess.run(
+            ["bash", str(ROOT / "hack/cluster/build.sh"), "helm"], capture_output=True, text=True, check=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+        + f"/helm-{VERSIONS['HELM_VERSION']}"
+    )
     rendered = subprocess.run(
-        [helm, "template", OPERATOR_NAMESPACE, str(ROOT / "charts/isvc-operator"), "--namespace", OPERATOR_NAMESPACE,
-         "-s", "templates/serviceaccount.yaml", "-s", "templates/rbac.yaml"],
-        capture_output=True, text=True, check=True).stdout
+        [
+            helm,
+            "template",
+            OPERATOR_NAMESPACE,
+            str(ROOT / "charts/isvc-operator"),
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "-s",
+            "templates/serviceaccount.yaml",
+            "-s",
+            "templates/rbac.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     account = next(d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount")
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
     kube.apply(docs)
     token = kube.run("create", "token", account, "-n", OPERATOR_NAMESPACE, "--duration=24h").stdout.strip()
-    admin = yaml.safe_load(Path(kube.kubeconfig).read_text())
-    config = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": admin["clusters"],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": admin["clusters"][0]["name"], "user": account}}],
-        "current-context": "operator",
-    }
-    path = CLUSTER_DIR / "operator-kubeconfig"
-    path.write_text(yaml.safe_dump(config))
+    path = service_account_kubeconfig(Path(kube.kubeconfig), account, token, CLUSTER_DIR / "operator-kubeconfig")
     yield f"system:serviceaccount:{OPERATOR_NAMESPACE}:{account}", Kube(kube.kubectl, str(path))
     kube.run("delete", "-f", "-", "--ignore-not-found", input=rendered, check=False)
 
@@ -177,8 +200,11 @@ def operator_identity(kube: Kube) -> Iterator[tuple[str, Kube]]:
 def operator_tracebacks(log: str) -> list[str]:
     """Log lines with a traceback, except kopf's own report of a watch that failed because a CRD it
     watched was deleted under it (the Istio tests uninstall Istio's CRD while the operator runs)."""
-    return [line for line in log.splitlines() if "Traceback" in line
-            and not ("Watcher for authorizationpolicies" in line and "404" in line)]
+    return [
+        line
+        for line in log.splitlines()
+        if "Traceback" in line and not ("Watcher for authorizationpolicies" in line and "404" in line)
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -208,14 +234,36 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
 def model_claim(kube: Kube, namespace: str) -> str:
     """A bound PVC named `models` (static hostPath PV: this cluster has no provisioner)."""
     pv = f"{namespace}-models"
-    kube.apply([
-        {"apiVersion": "v1", "kind": "PersistentVolume",
-         "metadata": {"name": pv, "labels": {"isvc-test-namespace": namespace}},
-         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                  "hostPath": {"path": "/tmp/isvc-models"}, "claimRef": {"namespace": namespace, "name": "models"}}},
-        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models", "namespace": namespace},
-         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
-                  "resources": {"requests": {"storage": "1Gi"}}}},
-    ])
-    wait_until(lambda: (kube.get("pvc", "models", namespace) or {}).get("status", {}).get("phase") == "Bound", 30, "PVC models to bind")
+    kube.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": pv, "labels": {"isvc-test-namespace": namespace}},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "hostPath": {"path": "/tmp/isvc-models"},
+                    "claimRef": {"namespace": namespace, "name": "models"},
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "models", "namespace": namespace},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "volumeName": pv,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        ]
+    )
+    wait_until(
+        lambda: (kube.get("pvc", "models", namespace) or {}).get("status", {}).get("phase") == "Bound",
+        30,
+        "PVC models to bind",
+    )
     return "models"

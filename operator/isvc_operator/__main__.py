@@ -17,9 +17,11 @@ from .render import render_documents
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    from . import metrics
-    from . import handlers  # noqa: F401 - importing registers the handlers
-    from .watches import WATCHES
+    from . import (
+        handlers,  # noqa: F401 - importing registers the handlers
+        metrics,
+    )
+    from .runner import OperatorRunner
 
     kopf.configure(verbose=args.verbose, debug=args.debug, log_format=kopf.LogFormat[args.log_format.upper()])
     if not (args.verbose or args.debug):
@@ -28,9 +30,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         metrics.serve(args.metrics_port)
 
+    runner = OperatorRunner()
+
     def run_operator() -> None:
-        WATCHES.run(
-            memo=kopf.Memo(metrics_port=args.metrics_port),
+        runner.run(
+            memo=kopf.Memo(metrics_port=args.metrics_port, runner=runner),
             standalone=True,
             clusterwide=not args.namespace,
             namespaces=args.namespace or (),
@@ -45,8 +49,13 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     from .leader import run_as_leader
 
-    run_as_leader(run_operator, WATCHES.stop, namespace=args.leader_election_namespace,
-                  name=args.leader_election_id, liveness=args.liveness)
+    run_as_leader(
+        run_operator,
+        runner.stop,
+        namespace=args.leader_election_namespace,
+        name=args.leader_election_id,
+        liveness=args.liveness,
+    )
     return 0
 
 
@@ -70,23 +79,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="plain")
     run.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (0: off)")
-    run.add_argument("--leader-elect", action="store_true",
-                     help="hold a coordination.k8s.io Lease before reconciling (run 2+ replicas safely)")
-    run.add_argument("--leader-election-namespace", default=os.environ.get("POD_NAMESPACE", "default"),
-                     help="namespace of the Lease (default: $POD_NAMESPACE or default)")
+    run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="hold a coordination.k8s.io Lease before reconciling (run 2+ replicas safely)",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the Lease (default: $POD_NAMESPACE or default)",
+    )
     run.add_argument("--leader-election-id", default="isvc-operator-leader", help="name of the Lease")
     run.add_argument("--verbose", action="store_true")
     run.add_argument("--debug", action="store_true")
     run.set_defaults(func=_run)
 
     render = commands.add_parser("render", help="print the children of InferenceService YAML, without a cluster")
-    render.add_argument("-f", "--filename", required=True, help="YAML file with one or more InferenceServices ('-': stdin)")
+    render.add_argument(
+        "-f", "--filename", required=True, help="YAML file with one or more InferenceServices ('-': stdin)"
+    )
     render.add_argument("--catalog", default=None, help="runtime catalog YAML (default: built-in)")
-    render.add_argument("--istio", action="store_true", help="render as for a cluster with Istio (AuthorizationPolicy)")
+    render.add_argument(
+        "--istio",
+        action="store_true",
+        help="render as for a cluster with Istio (the AuthorizationPolicy of mode Auto; Enabled always has one)",
+    )
     render.set_defaults(func=_render)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    return int(args.func(args))
 
 
 if __name__ == "__main__":

@@ -32,5 +32,11 @@ MODEL_CONFIG_FILE = "/etc/tfserving/models.config"
 MAX_NAME_LENGTH = 45
 
 # Annotation/label prefixes that belong to tools, never copied from the isvc onto children.
-BOOKKEEPING_PREFIXES = ("kopf.zalando.org/", "kubectl.kubernetes.io/", "meta.helm.sh/",
-                        "argocd.argoproj.io/", "kustomize.toolkit.fluxcd.io/", "fluxcd.io/")
+BOOKKEEPING_PREFIXES = (
+    "kopf.zalando.org/",
+    "kubectl.kubernetes.io/",
+    "meta.helm.sh/",
+    "argocd.argoproj.io/",
+    "kustomize.toolkit.fluxcd.io/",
+    "fluxcd.io/",
+)

@@ -13,39 +13,22 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import urllib3
 from kubernetes import client, config
 
-from .constants import FIELD_MANAGER, GROUP, PLURAL, VERSION
+from .api_errors import ApiError, ApiInvalid, ApiNotFound, ApiTransportError, api_error
+from .constants import FIELD_MANAGER
+from .kinds import INFERENCE_SERVICE, kind_of
 
 logger = logging.getLogger("isvc_operator")
 
-# (apiVersion, kind) -> plural; everything the operator owns or reads.
-PLURALS: dict[tuple[str, str], str] = {
-    ("apps/v1", "Deployment"): "deployments",
-    ("v1", "Service"): "services",
-    ("v1", "ConfigMap"): "configmaps",
-    ("autoscaling/v2", "HorizontalPodAutoscaler"): "horizontalpodautoscalers",
-    ("security.istio.io/v1", "AuthorizationPolicy"): "authorizationpolicies",
-    (f"{GROUP}/{VERSION}", "InferenceService"): PLURAL,
-}
-
-
-class ApiError(Exception):
-    """A non-2xx answer, with the API server's own message."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
-
-    @property
-    def retryable(self) -> bool:
-        return self.status in (0, 409, 429) or self.status >= 500
+# What a request that got no answer raises: urllib3's connection, TLS, timeout and protocol errors,
+# and the socket's own. Anything else (a TypeError, a KeyError) is a bug and propagates as it is.
+TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 
 
 def resource_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
-    plural = PLURALS[(api_version, kind)]
+    plural = kind_of(api_version, kind).plural
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     path = f"{prefix}/namespaces/{quote(namespace)}/{plural}"
     return f"{path}/{quote(name)}" if name else path
@@ -87,28 +70,31 @@ class KubeApi:
             response = self.api_client.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
             response.read()
         except client.ApiException as exc:
-            raise _api_error(exc.status or 0, exc.reason or "", exc.body) from None
-        except Exception as exc:  # connection refused, TLS, timeouts: all worth a retry
-            raise ApiError(0, type(exc).__name__, str(exc)) from exc
+            if not exc.status:
+                raise ApiTransportError(exc.reason or type(exc).__name__, str(exc)) from exc
+            raise api_error(exc.status, exc.reason or "", exc.body) from None
+        except TRANSPORT_ERRORS as exc:  # connection refused, TLS, timeouts: all worth a retry
+            raise ApiTransportError(type(exc).__name__, str(exc)) from exc
         if response.status >= 300:
-            raise _api_error(response.status, response.reason or "", response.data)
+            raise api_error(response.status, response.reason or "", response.data)
         return json.loads(response.data) if response.data else {}
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return self.request("GET", resource_path(api_version, kind, namespace, name))
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        except ApiNotFound:
+            return None
 
     def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Server-side apply with our one field manager; force takes fields back from hand edits."""
         metadata = obj["metadata"]
         path = resource_path(obj["apiVersion"], obj["kind"], metadata["namespace"], metadata["name"])
         return self.request(
-            "PATCH", path, query={"fieldManager": FIELD_MANAGER, "force": "true"},
-            body=yaml_safe_json(obj), content_type="application/apply-patch+yaml",
+            "PATCH",
+            path,
+            query={"fieldManager": FIELD_MANAGER, "force": "true"},
+            body=yaml_safe_json(obj),
+            content_type="application/apply-patch+yaml",
         )
 
     def apply_or_replace(self, obj: Mapping[str, Any], *, exists: bool) -> dict[str, Any]:
@@ -118,8 +104,8 @@ class KubeApi:
         back: they are keyed by a value we do not set, so it keeps them and fails every time."""
         try:
             return self.apply(obj)
-        except ApiError as exc:
-            if exc.status != 422 or not exists:
+        except ApiInvalid as exc:
+            if not exists:
                 raise
             rejected = exc
         live = self.get(obj["apiVersion"], obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
@@ -129,16 +115,24 @@ class KubeApi:
         metadata = replacement["metadata"]
         try:
             replaced = self.request(
-                "PUT", resource_path(obj["apiVersion"], obj["kind"], metadata["namespace"], metadata["name"]),
-                query={"fieldManager": FIELD_MANAGER}, body=replacement)
-        except ApiError as exc:
-            raise (rejected if exc.status == 422 else exc) from None  # our object itself is invalid
-        logger.info("%s %s/%s: replaced (apply was rejected: %s)", obj["kind"], metadata["namespace"],
-                    metadata["name"], rejected.message)
+                "PUT",
+                resource_path(obj["apiVersion"], obj["kind"], metadata["namespace"], metadata["name"]),
+                query={"fieldManager": FIELD_MANAGER},
+                body=replacement,
+            )
+        except ApiInvalid:
+            raise rejected from None  # our object itself is invalid
+        logger.info(
+            "%s %s/%s: replaced (apply was rejected: %s)",
+            obj["kind"],
+            metadata["namespace"],
+            metadata["name"],
+            rejected.message,
+        )
         return replaced
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
-        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        body: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         if uid:
             body["preconditions"] = {"uid": uid}
         try:
@@ -157,9 +151,15 @@ class KubeApi:
             raise
         return any(r.get("name") == plural for r in resources)
 
-    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
-        path = resource_path(f"{GROUP}/{VERSION}", "InferenceService", namespace, name) + "/status"
-        return self.request("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")
+    def patch_status(
+        self, namespace: str, name: str, status: Mapping[str, Any], resource_version: str | None = None
+    ) -> dict[str, Any]:
+        """Merge-patch the status; with `resource_version`, only over that version (409 otherwise)."""
+        path = resource_path(INFERENCE_SERVICE.api_version, INFERENCE_SERVICE.kind, namespace, name) + "/status"
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        return self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
 
 
 # A JSON surrogate pair (Python's json escapes characters beyond U+FFFF so) is not a valid YAML
@@ -190,12 +190,3 @@ def _astral(match: re.Match[str]) -> str:
 def yaml_safe_json(obj: Any) -> bytes:
     """JSON that a YAML parser reads as the same object (JSON is YAML 1.2 except for surrogate escapes)."""
     return _SURROGATE_PAIR.sub(_astral, json.dumps(obj)).encode()
-
-
-def _api_error(status: int, reason: str, data: Any) -> ApiError:
-    message = ""
-    try:
-        message = json.loads(data).get("message", "")
-    except (TypeError, ValueError, AttributeError):
-        message = data.decode() if isinstance(data, bytes) else str(data or "")
-    return ApiError(status, reason, message)

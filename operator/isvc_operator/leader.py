@@ -63,7 +63,7 @@ def release_lease(namespace: str, name: str, me: str) -> None:
     api = client.CoordinationV1Api()
     try:
         lease = api.read_namespaced_lease(name, namespace)
-        if lease.spec.holder_identity != me:
+        if lease.spec is None or lease.spec.holder_identity != me:
             return
         lease.spec.holder_identity = None
         lease.spec.lease_duration_seconds = 1
@@ -104,7 +104,9 @@ def run_as_leader(
         except BaseException:
             # This runs in the election's thread: an error here would end the thread and leave a
             # leader that renews its Lease and reconciles nothing. Hand the Lease over and exit 1.
-            logger.exception("leader election: %s: the operator failed; releasing Lease %s/%s and exiting", me, namespace, name)
+            logger.exception(
+                "leader election: %s: the operator failed; releasing Lease %s/%s and exiting", me, namespace, name
+            )
             code = 1
         finished.set()
         release_lease(namespace, name, me)
@@ -112,7 +114,9 @@ def run_as_leader(
 
     def stopped_leading() -> None:
         if not finished.is_set():
-            logger.error("leader election: %s lost Lease %s/%s; exiting so that only one replica reconciles", me, namespace, name)
+            logger.error(
+                "leader election: %s lost Lease %s/%s; exiting so that only one replica reconciles", me, namespace, name
+            )
             os._exit(1)
 
     def on_sigterm(signum: int, frame: object) -> None:
@@ -126,7 +130,10 @@ def run_as_leader(
     logger.info("leader election: %s waits for Lease %s/%s", me, namespace, name)
     election = electionconfig.Config(
         LeaseLock(name, namespace, me),
-        lease_duration=lease_duration, renew_deadline=renew_deadline, retry_period=retry_period,
-        onstarted_leading=started_leading, onstopped_leading=stopped_leading,
+        lease_duration=lease_duration,
+        renew_deadline=renew_deadline,
+        retry_period=retry_period,
+        onstarted_leading=started_leading,
+        onstopped_leading=stopped_leading,
     )
     leaderelection.LeaderElection(election).run()

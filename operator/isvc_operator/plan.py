@@ -16,18 +16,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .apply import ChildKey, child_key, desired_hash, with_hash
 from .builders import build_children
-from .model_server import ModelServer, resolve_model_server
+from .drift import desired_hash, with_hash
+from .kinds import IsvcKey, ObjectKey, object_key
+from .resolved_runtime import ResolvedRuntime, resolve_runtime
 from .runtimes import Catalog
 from .spec import InferenceService, InvalidSpec, parse_inferenceservice
-
-Key = tuple[str, str]
 
 
 @dataclass(frozen=True)
 class Child:
-    key: ChildKey
+    key: ObjectKey
     desired: Mapping[str, Any]
     digest: str  # desired_hash(desired), as stored in the child's annotation
 
@@ -39,31 +38,40 @@ class Child:
 @dataclass(frozen=True)
 class Plan:
     isvc: InferenceService
-    server: ModelServer
+    server: ResolvedRuntime
     children: tuple[Child, ...]
 
 
 def make_plan(body: Mapping[str, Any], catalog: Catalog, *, istio_installed: bool) -> Plan:
     """Raises InvalidSpec with the message for the isvc's status."""
     isvc = parse_inferenceservice(body)
-    server = resolve_model_server(isvc, catalog)
+    server = resolve_runtime(isvc, catalog)
     desired = build_children(isvc, server, istio_installed=istio_installed)
-    return Plan(isvc, server, tuple(Child(child_key(obj), obj, desired_hash(obj)) for obj in desired))
+    return Plan(isvc, server, tuple(Child(object_key(obj), obj, desired_hash(obj)) for obj in desired))
 
 
 def _inputs(body: Mapping[str, Any], catalog: Catalog, istio_installed: bool) -> tuple[Any, ...]:
     """Everything `make_plan` reads. Status and resourceVersion are not inputs (they change on
     every status patch)."""
     metadata = body.get("metadata") or {}
-    return (metadata.get("name"), metadata.get("namespace"), metadata.get("uid"), metadata.get("generation"),
-            metadata.get("labels"), metadata.get("annotations"), body.get("spec"), istio_installed, id(catalog))
+    return (
+        metadata.get("name"),
+        metadata.get("namespace"),
+        metadata.get("uid"),
+        metadata.get("generation"),
+        metadata.get("labels"),
+        metadata.get("annotations"),
+        body.get("spec"),
+        istio_installed,
+        id(catalog),
+    )
 
 
 class Plans:
     """The last plan (or InvalidSpec) of each isvc, reused while its inputs are equal."""
 
     def __init__(self, max_entries: int = 20000) -> None:
-        self._entries: OrderedDict[Key, tuple[tuple[Any, ...], Plan | InvalidSpec]] = OrderedDict()
+        self._entries: OrderedDict[IsvcKey, tuple[tuple[Any, ...], Plan | InvalidSpec]] = OrderedDict()
         self._max_entries = max_entries
         self.hits = 0
         self.misses = 0
@@ -92,7 +100,7 @@ class Plans:
             raise InvalidSpec(str(result))
         return result
 
-    def forget(self, key: Key) -> None:
+    def forget(self, key: IsvcKey) -> None:
         self._entries.pop(key, None)
 
     def __len__(self) -> int:

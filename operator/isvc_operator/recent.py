@@ -18,31 +18,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-Key = tuple[str, str]
-ObjectKey = tuple[str, str, str]  # (apiVersion, kind, name)
+from .kinds import IsvcKey, ObjectKey, object_key, without_managed_fields
 
 
 def _rv(obj: Mapping[str, Any] | None) -> int | None:
+    rv: Any = ((obj or {}).get("metadata") or {}).get("resourceVersion")
     try:
-        return int(((obj or {}).get("metadata") or {}).get("resourceVersion"))
+        return int(rv)
     except (TypeError, ValueError):
         return None  # not an etcd revision: never compare, always trust the watch
 
 
-def object_key(obj: Mapping[str, Any]) -> ObjectKey:
-    return (obj.get("apiVersion", ""), obj.get("kind", ""), (obj.get("metadata") or {}).get("name", ""))
-
-
 class RecentWrites:
     def __init__(self) -> None:
-        self._by_isvc: dict[Key, dict[ObjectKey, Mapping[str, Any]]] = {}
+        self._by_isvc: dict[IsvcKey, dict[ObjectKey, Mapping[str, Any]]] = {}
 
-    def record(self, key: Key, responses: Mapping[ObjectKey, Mapping[str, Any]]) -> None:
-        kept = {k: _slim(v) for k, v in responses.items() if _rv(v) is not None}
+    def record(self, key: IsvcKey, responses: Mapping[ObjectKey, Mapping[str, Any]]) -> None:
+        kept = {k: without_managed_fields(v) for k, v in responses.items() if _rv(v) is not None}
         if kept:
             self._by_isvc.setdefault(key, {}).update(kept)
 
-    def observed(self, key: Key, obj: Mapping[str, Any]) -> None:
+    def observed(self, key: IsvcKey, obj: Mapping[str, Any]) -> None:
         """A watch event for `obj` (any type): our write of it is no longer news once the event is as new."""
         entries = self._by_isvc.get(key)
         if not entries:
@@ -54,14 +50,14 @@ class RecentWrites:
             if not entries:
                 del self._by_isvc[key]
 
-    def forget(self, key: Key) -> None:
+    def forget(self, key: IsvcKey) -> None:
         self._by_isvc.pop(key, None)
 
-    def overlay(self, key: Key, obj_key: ObjectKey, cached: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    def overlay(self, key: IsvcKey, obj_key: ObjectKey, cached: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         """The newer of our write and the cached object; our write is dropped once the cache has caught up."""
         entries = self._by_isvc.get(key)
         mine = entries.get(obj_key) if entries else None
-        if mine is None:
+        if entries is None or mine is None:
             return cached
         cached_rv = _rv(cached)
         if cached is None or (cached_rv is not None and cached_rv < (_rv(mine) or 0)):
@@ -71,16 +67,9 @@ class RecentWrites:
             del self._by_isvc[key]
         return cached
 
-    def pending(self, key: Key) -> tuple[ObjectKey, ...]:
+    def pending(self, key: IsvcKey) -> tuple[ObjectKey, ...]:
         """The objects with a write not yet seen by `observed` (a copy: `overlay` may drop entries)."""
         return tuple(self._by_isvc.get(key, ()))
 
     def __len__(self) -> int:
         return sum(len(entries) for entries in self._by_isvc.values())
-
-
-def _slim(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    metadata = obj.get("metadata") or {}
-    if "managedFields" not in metadata:
-        return obj
-    return {**obj, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}

@@ -1,7 +1,7 @@
 """One idempotent, level-based pass: spec -> desired children -> apply -> observe -> status.
 
 It runs on every change of the isvc or of any child, and on operator start; it reads the cluster
-only through the caches the watches keep (`Children`), so a pass over an unchanged isvc makes no
+only through the caches the watches keep (`caches.WatchCaches`), so a pass over an unchanged isvc makes no
 API request at all.
 """
 
@@ -10,24 +10,28 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from .apply import ChildKey, needs_apply
+from .api_errors import ApiError, ApiNotFound
 from .builders.metadata import predictor_name, service_name
 from .builders.service import model_url
-from .kube_api import ApiError, KubeApi
-from .plan import Plans, make_plan
+from .drift import needs_apply
+from .kinds import AUTHORIZATION_POLICY, DEPLOYMENT, SERVICE, ObjectKey, kind_of
+from .kube_api import KubeApi
+from .plan import Plan, Plans, make_plan
 from .runtimes import Catalog
 from .spec import InvalidSpec
 from .status import Observed, compute_status, invalid_spec_status, rejected_condition, status_changed
 
-CONDITION_OF_KIND = {"Deployment": "PredictorReady", "ConfigMap": "PredictorReady", "HorizontalPodAutoscaler": "PredictorReady",
-                     "Service": "ServiceReady", "AuthorizationPolicy": "AuthorizationReady"}
-
 
 class ChildrenRejected(Exception):
     """The API server refused a child; its reason is already on the isvc's status."""
+
+
+class IsvcGone(Exception):
+    """The API server says the isvc no longer exists (404 on its status), although the cache
+    still holds it: a watch relisted after an outage and never delivered its DELETED event."""
 
 
 @dataclass
@@ -38,11 +42,11 @@ class Outcome:
     writes: int = 0
     ready_before: Mapping[str, Any] | None = None
     ready_after: Mapping[str, Any] | None = None
-    applied: list[ChildKey] = field(default_factory=list)
-    deleted: list[ChildKey] = field(default_factory=list)
+    applied: list[ObjectKey] = field(default_factory=list)
+    deleted: list[ObjectKey] = field(default_factory=list)
     status_written: bool = False
     # The objects as our writes returned them, so the caches can use them until the watch catches up.
-    responses: dict[ChildKey, Mapping[str, Any]] = field(default_factory=dict)
+    responses: dict[ObjectKey, Mapping[str, Any]] = field(default_factory=dict)
     isvc_response: Mapping[str, Any] | None = None
 
     @property
@@ -57,12 +61,18 @@ class Outcome:
         steps of a rollout (Unknown is in the status; an Event for it doubled the Events written)."""
         before = (self.ready_before or {}).get("status")
         after = (self.ready_after or {}).get("status")
-        return self.ready_after is not None and after in ("True", "False") and (before != after or (
-            after == "False" and (self.ready_before or {}).get("reason") != self.ready_after.get("reason")))
+        return (
+            self.ready_after is not None
+            and after in ("True", "False")
+            and (
+                before != after
+                or (after == "False" and (self.ready_before or {}).get("reason") != self.ready_after.get("reason"))
+            )
+        )
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _ready(status: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
@@ -71,7 +81,7 @@ def _ready(status: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
 
 async def reconcile(
     body: Mapping[str, Any],
-    live_children: Mapping[ChildKey, Mapping[str, Any]],
+    live_children: Mapping[ObjectKey, Mapping[str, Any]],
     api: KubeApi,
     catalog: Catalog,
     *,
@@ -80,68 +90,40 @@ async def reconcile(
     plans: Plans | None = None,
     now: Callable[[], str] = utc_now,
 ) -> Outcome:
-    """`plans`: the operator's memo of each isvc's spec -> children (None: worked out afresh)."""
+    """Apply what differs, prune what is no longer wanted, then write the status if it changed.
+
+    `plans`: the operator's memo of each isvc's spec -> children (None: worked out afresh).
+    """
     metadata = body.get("metadata") or {}
-    namespace, name = metadata.get("namespace"), metadata.get("name")
     if metadata.get("deletionTimestamp"):
         return Outcome(result="skipped")  # the garbage collector removes the children
     previous = body.get("status") or {}
     generation = int(metadata.get("generation") or 0)
-    writes = 0
-
     try:
-        plan = (plans.get(body, catalog, istio_installed=istio_installed) if plans is not None
-                else make_plan(body, catalog, istio_installed=istio_installed))
+        plan = (
+            plans.get(body, catalog, istio_installed=istio_installed)
+            if plans is not None
+            else make_plan(body, catalog, istio_installed=istio_installed)
+        )
     except InvalidSpec as exc:
         status = invalid_spec_status(generation=generation, message=str(exc), previous=previous, now=now())
-        isvc_response = None
-        if status_changed(previous, status):
-            isvc_response = await asyncio.to_thread(api.patch_status, namespace, name, status)
-            writes += 1
-        return Outcome(result="invalid", writes=writes, ready_before=_ready(previous), ready_after=_ready(status),
-                       status_written=writes > 0, isvc_response=isvc_response)
+        isvc_response = await _write_status(api, body, status) if status_changed(previous, status) else None
+        return Outcome(
+            result="invalid",
+            writes=int(isvc_response is not None),
+            ready_before=_ready(previous),
+            ready_after=_ready(status),
+            status_written=isvc_response is not None,
+            isvc_response=isvc_response,
+        )
 
-    observed_children: dict[ChildKey, Mapping[str, Any]] = {}
-    applied: list[ChildKey] = []
-    to_apply = []
+    applied, observed_children, rejected = await _apply_children(plan, live_children, api)
+    deleted = await _prune(plan, live_children, api, metadata.get("namespace", ""))
     isvc, server = plan.isvc, plan.server
-    for child in plan.children:
-        live = live_children.get(child.key)
-        if needs_apply(child.desired, live, child.digest):
-            to_apply.append((child.key, child))
-        elif live is not None:
-            observed_children[child.key] = live
-    # Children of one isvc are independent: write them concurrently.
-    results = await asyncio.gather(
-        *(asyncio.to_thread(api.apply_or_replace, child.to_apply, exists=key in live_children) for key, child in to_apply),
-        return_exceptions=True)
-    rejected: dict[str, dict[str, Any]] = {}
-    retryable: BaseException | None = None
-    for (key, _), result in zip(to_apply, results):
-        if isinstance(result, ApiError) and not result.retryable:
-            _, kind, child_name = key
-            rejected[CONDITION_OF_KIND[kind]] = rejected_condition(CONDITION_OF_KIND[kind], kind, child_name, result.message)
-        elif isinstance(result, BaseException):
-            retryable = result
-        else:
-            observed_children[key] = result
-            applied.append(key)
-    if retryable is not None:
-        raise retryable
-    writes += len(applied)
-
-    # Prune: children we own that are no longer desired (e.g. autoscaling switched off).
-    desired_keys = {child.key for child in plan.children}
-    stale = [key for key in live_children if key not in desired_keys]
-    for api_version, kind, child_name in stale:
-        uid = ((live_children[(api_version, kind, child_name)].get("metadata")) or {}).get("uid")
-        await asyncio.to_thread(api.delete, api_version, kind, namespace, child_name, uid)
-    writes += len(stale)
-
     observed = Observed(
-        deployment=observed_children.get(("apps/v1", "Deployment", predictor_name(isvc))),
-        service=observed_children.get(("v1", "Service", service_name(isvc))),
-        authorization_policy=observed_children.get(("security.istio.io/v1", "AuthorizationPolicy", service_name(isvc))),
+        deployment=observed_children.get(DEPLOYMENT.key(predictor_name(isvc))),
+        service=observed_children.get(SERVICE.key(service_name(isvc))),
+        authorization_policy=observed_children.get(AUTHORIZATION_POLICY.key(service_name(isvc))),
         istio_installed=istio_installed,
         pods=pods,
     )
@@ -156,22 +138,91 @@ async def reconcile(
         rejected=rejected,
         authorization_mode=isvc.authorization.mode,
     )
-    status_written = status_changed(previous, status)
-    isvc_response = None
-    if status_written:
-        isvc_response = await asyncio.to_thread(api.patch_status, namespace, name, status)
-        writes += 1
+    isvc_response = await _write_status(api, body, status) if status_changed(previous, status) else None
     if rejected:
         # Retried with backoff: a conflict (e.g. a node port held by another Service) can clear up.
         raise ChildrenRejected("; ".join(c["message"] for c in rejected.values()))
+    writes = len(applied) + len(deleted) + int(isvc_response is not None)
     return Outcome(
         result="applied" if writes else "unchanged",
         writes=writes,
         ready_before=_ready(previous),
         ready_after=_ready(status),
         applied=applied,
-        deleted=stale,
-        status_written=status_written,
+        deleted=deleted,
+        status_written=isvc_response is not None,
         responses={key: observed_children[key] for key in applied},
         isvc_response=isvc_response,
     )
+
+
+async def _apply_children(
+    plan: Plan, live_children: Mapping[ObjectKey, Mapping[str, Any]], api: KubeApi
+) -> tuple[list[ObjectKey], dict[ObjectKey, Mapping[str, Any]], dict[str, dict[str, Any]]]:
+    """Write the children that differ from the plan, concurrently (they are independent).
+
+    Returns what was applied, every child as now known (live or as the write returned it), and the
+    conditions of children the API server refused (by condition type). A transient error, or an
+    error that is no API answer at all, is raised once every write has finished.
+    """
+    observed: dict[ObjectKey, Mapping[str, Any]] = {}
+    to_apply = []
+    for child in plan.children:
+        live = live_children.get(child.key)
+        if needs_apply(child.desired, live, child.digest):
+            to_apply.append(child)
+        elif live is not None:
+            observed[child.key] = live
+    results = await asyncio.gather(
+        *(
+            asyncio.to_thread(api.apply_or_replace, child.to_apply, exists=child.key in live_children)
+            for child in to_apply
+        ),
+        return_exceptions=True,
+    )
+    applied: list[ObjectKey] = []
+    rejected: dict[str, dict[str, Any]] = {}
+    failure: BaseException | None = None
+    for child, result in zip(to_apply, results, strict=False):
+        if isinstance(result, ApiError) and not result.transient:
+            _, kind, child_name = child.key
+            condition = kind_of(*child.key[:2]).condition
+            rejected[condition] = rejected_condition(condition, kind, child_name, result.message)
+        elif isinstance(result, BaseException):
+            failure = result
+        else:
+            observed[child.key] = result
+            applied.append(child.key)
+    if failure is not None:
+        raise failure
+    return applied, observed, rejected
+
+
+async def _prune(
+    plan: Plan, live_children: Mapping[ObjectKey, Mapping[str, Any]], api: KubeApi, namespace: str
+) -> list[ObjectKey]:
+    """Delete the children we own that are no longer desired (e.g. autoscaling switched off)."""
+    desired_keys = {child.key for child in plan.children}
+    stale = [key for key in live_children if key not in desired_keys]
+    for key in stale:
+        api_version, kind, child_name = key
+        uid = (live_children[key].get("metadata") or {}).get("uid")
+        await asyncio.to_thread(api.delete, api_version, kind, namespace, child_name, uid)
+    return stale
+
+
+async def _write_status(api: KubeApi, body: Mapping[str, Any], status: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Patch the status, guarded by the resourceVersion the pass read: a pass that was abandoned
+    after its timeout can still have this request in flight, and a newer status must not lose to
+    it (the API server answers 409 instead, and the next pass reads the newer object)."""
+    metadata = body.get("metadata") or {}
+    try:
+        return await asyncio.to_thread(
+            api.patch_status,
+            metadata.get("namespace", ""),
+            metadata.get("name", ""),
+            status,
+            resource_version=metadata.get("resourceVersion"),
+        )
+    except ApiNotFound as exc:
+        raise IsvcGone(str(exc)) from exc

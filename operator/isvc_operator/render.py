@@ -7,17 +7,20 @@ from typing import Any
 
 import yaml
 
-from .builders import build_children
 from .constants import API_VERSION, KIND
-from .model_server import resolve_model_server
+from .plan import make_plan
 from .runtimes import load_catalog
-from .spec import InvalidSpec, parse_inferenceservice
+from .spec import InvalidSpec
 
 
 def render_documents(
     documents: Sequence[Mapping[str, Any] | None], *, catalog_path: str | None = None, istio: bool = False
 ) -> str:
-    """YAML of every child of every InferenceService in `documents`; other kinds are skipped."""
+    """YAML of every child of every InferenceService in `documents`; other kinds are skipped.
+
+    `istio`: render as for a cluster with Istio. An isvc whose authorization mode is Enabled
+    requires Istio, so its AuthorizationPolicy is rendered either way.
+    """
     catalog = load_catalog(catalog_path)
     children: list[dict[str, Any]] = []
     for doc in documents:
@@ -25,8 +28,11 @@ def render_documents(
             continue
         metadata = {"namespace": "default", "uid": "", "generation": 1, **(doc.get("metadata") or {})}
         try:
-            isvc = parse_inferenceservice({**doc, "metadata": metadata})
-            children.extend(build_children(isvc, resolve_model_server(isvc, catalog), istio_installed=istio))
+            body = {**doc, "metadata": metadata}
+            plan = make_plan(body, catalog, istio_installed=istio)
+            if not istio and plan.isvc.authorization.mode == "Enabled":
+                plan = make_plan(body, catalog, istio_installed=True)
+            children.extend(dict(child.desired) for child in plan.children)
         except InvalidSpec as exc:
             raise InvalidSpec(f"{metadata.get('namespace')}/{metadata.get('name')}: {exc}") from None
     if not children:

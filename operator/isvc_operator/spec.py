@@ -42,7 +42,7 @@ class Storage:
 
 @dataclass(frozen=True)
 class VersionPolicy:
-    """Which model versions TF Serving loads (seed 002): latest N, a specific list, or all."""
+    """Which model versions TF Serving loads: latest N, a specific list, or all."""
 
     kind: str  # "latest" | "specific" | "all"
     num_versions: int = 1
@@ -184,8 +184,10 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
     where = f"spec.predictor.{framework}{'[0]' if framework == 'containers' else ''}"
     runtime_version = body.get("runtimeVersion")
     if runtime_version is not None and not _IMAGE_TAG.fullmatch(str(runtime_version)):
-        raise InvalidSpec(f"{where}.runtimeVersion: {runtime_version!r} is not an image tag "
-                          "(letters, digits, '_', '.', '-', at most 128, optionally @sha256:DIGEST)")
+        raise InvalidSpec(
+            f"{where}.runtimeVersion: {runtime_version!r} is not an image tag "
+            "(letters, digits, '_', '.', '-', at most 128, optionally @sha256:DIGEST)"
+        )
     _check_quantities(body.get("resources"), f"{where}.resources")
     ports = tuple(body.get("ports") or ())
     _unique_ports(ports, f"{where}.ports")
@@ -203,7 +205,9 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
         tolerations=tuple(predictor.get("tolerations") or ()),
         affinity=predictor.get("affinity"),
         service_account_name=predictor.get("serviceAccountName"),
-        image_pull_secrets=tuple(s["name"] if isinstance(s, Mapping) else s for s in predictor.get("imagePullSecrets") or ()),
+        image_pull_secrets=tuple(
+            s["name"] if isinstance(s, Mapping) else s for s in predictor.get("imagePullSecrets") or ()
+        ),
         storage=storage,
         runtime=body.get("runtime"),
         runtime_version=runtime_version,
@@ -246,7 +250,9 @@ def _check_quantities(resources: Any, where: str) -> None:
     for section in ("limits", "requests"):
         for resource, value in (resources.get(section) or {}).items():
             if not _is_quantity(value):
-                raise InvalidSpec(f"{where}.{section}.{resource}: {value!r} is not a quantity (e.g. 500m, 2, 128Mi, 1Gi)")
+                raise InvalidSpec(
+                    f"{where}.{section}.{resource}: {value!r} is not a quantity (e.g. 500m, 2, 128Mi, 1Gi)"
+                )
 
 
 def _unique_ports(ports: tuple[Any, ...], where: str) -> None:
@@ -269,7 +275,9 @@ def _versions(framework: str, body: Mapping[str, Any]) -> tuple[VersionPolicy | 
     policy_spec = body.get("modelVersionPolicy")
     labels_spec = body.get("versionLabels") or {}
     if (policy_spec or labels_spec) and framework != "tensorflow":
-        raise InvalidSpec(f"spec.predictor.{framework}: modelVersionPolicy and versionLabels are TensorFlow Serving features")
+        raise InvalidSpec(
+            f"spec.predictor.{framework}: modelVersionPolicy and versionLabels are TensorFlow Serving features"
+        )
     policy = None
     if policy_spec:
         kinds = [k for k in ("latest", "specific", "all") if policy_spec.get(k) is not None]
@@ -281,7 +289,9 @@ def _versions(framework: str, body: Mapping[str, Any]) -> tuple[VersionPolicy | 
         elif kind == "specific":
             versions = tuple(sorted(set(policy_spec["specific"].get("versions") or ())))
             if not versions:
-                raise InvalidSpec("spec.predictor.tensorflow.modelVersionPolicy.specific.versions: list at least one version")
+                raise InvalidSpec(
+                    "spec.predictor.tensorflow.modelVersionPolicy.specific.versions: list at least one version"
+                )
             policy = VersionPolicy(kind, versions=versions)
         else:
             policy = VersionPolicy(kind)
@@ -289,8 +299,10 @@ def _versions(framework: str, body: Mapping[str, Any]) -> tuple[VersionPolicy | 
     unsafe = [k for k, _ in labels if not _VERSION_LABEL.fullmatch(k)]
     if unsafe:
         # Written into TF Serving's text config between quotes: only plain names, no injection.
-        raise InvalidSpec(f"spec.predictor.tensorflow.versionLabels: {', '.join(map(repr, unsafe))}: a label is letters, "
-                          "digits, '_', '-' and '.' (at most 63)")
+        raise InvalidSpec(
+            f"spec.predictor.tensorflow.versionLabels: {', '.join(map(repr, unsafe))}: a label is letters, "
+            "digits, '_', '-' and '.' (at most 63)"
+        )
     if policy is not None and policy.kind == "specific":
         unknown = [f"{k}={v}" for k, v in labels if v not in policy.versions]
         if unknown:

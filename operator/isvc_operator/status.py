@@ -34,12 +34,19 @@ def _conditions_by_type(obj: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 
 # Container waiting reasons that will not resolve by waiting, as the kubelet reports them.
-STUCK_WAITING = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff",
-                 "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+STUCK_WAITING = (
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+)
 
 
 def _termination(status: Mapping[str, Any]) -> Mapping[str, Any]:
-    return ((status.get("state") or {}).get("terminated") or (status.get("lastState") or {}).get("terminated") or {})
+    return (status.get("state") or {}).get("terminated") or (status.get("lastState") or {}).get("terminated") or {}
 
 
 def pod_failure(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
@@ -50,7 +57,11 @@ def pod_failure(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
         name = (pod.get("metadata") or {}).get("name", "?")
         status = pod.get("status") or {}
         for cond in status.get("conditions") or []:
-            if cond.get("type") == "PodScheduled" and cond.get("status") == FALSE and cond.get("reason") == "Unschedulable":
+            if (
+                cond.get("type") == "PodScheduled"
+                and cond.get("status") == FALSE
+                and cond.get("reason") == "Unschedulable"
+            ):
                 message = cond.get("message", "")
                 if "persistentvolumeclaim" in message and "not found" in message:
                     return "PersistentVolumeClaimNotFound", f"pod {name} cannot be scheduled: {message}"
@@ -62,14 +73,19 @@ def pod_failure(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
                 detail = (terminated.get("message") or terminated.get("reason") or waiting.get("message") or "").strip()
                 return "StorageInitializerFailed", f"init container {init.get('name')} of pod {name} failed: {detail}"
             if waiting.get("reason") in STUCK_WAITING:
-                return waiting["reason"], f"init container {init.get('name')} image {init.get('image')}: {waiting.get('message', '')}".strip()
+                return waiting[
+                    "reason"
+                ], f"init container {init.get('name')} image {init.get('image')}: {waiting.get('message', '')}".strip()
         for container in status.get("containerStatuses") or []:
             waiting = (container.get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason")
             if reason == "CrashLoopBackOff":
                 terminated = _termination(container)
                 last = (terminated.get("message") or "").strip() or f"exit code {terminated.get('exitCode', '?')}"
-                return reason, f"container {container.get('name')} of pod {name} keeps crashing; last termination: {last}"
+                return (
+                    reason,
+                    f"container {container.get('name')} of pod {name} keeps crashing; last termination: {last}",
+                )
             if reason in ("ImagePullBackOff", "ErrImagePull", "InvalidImageName"):
                 return reason, f"image {container.get('image')} cannot be pulled: {waiting.get('message', reason)}"
             if reason in STUCK_WAITING:
@@ -96,22 +112,29 @@ def _deployment_condition(deployment: Mapping[str, Any] | None, name: str) -> di
     metadata = deployment.get("metadata") or {}
     status = deployment.get("status") or {}
     generation = metadata.get("generation") or 0
-    rolling_out = condition(kind, UNKNOWN, "RolloutInProgress",
-                            f"Deployment {name} is rolling out generation {generation}")
+    rolling_out = condition(
+        kind, UNKNOWN, "RolloutInProgress", f"Deployment {name} is rolling out generation {generation}"
+    )
     # One message per phase, without counts that tick: every message change is a status write.
     if (status.get("observedGeneration") or 0) < generation:
         return rolling_out
     progressing = _conditions_by_type(deployment).get("Progressing") or {}
     if progressing.get("status") == FALSE and progressing.get("reason") == "ProgressDeadlineExceeded":
         return condition(
-            kind, FALSE, "ProgressDeadlineExceeded",
+            kind,
+            FALSE,
+            "ProgressDeadlineExceeded",
             f"Deployment {name} made no progress: {progressing.get('message', '')}".rstrip(": "),
         )
     failure = _conditions_by_type(deployment).get("ReplicaFailure") or {}
     if failure.get("status") == TRUE:
         # Its ReplicaSet cannot create pods (quota, admission, an image the pod API refuses).
-        return condition(kind, FALSE, failure.get("reason") or "ReplicaFailure",
-                         f"Deployment {name} cannot create pods: {failure.get('message', '')}".rstrip(": "))
+        return condition(
+            kind,
+            FALSE,
+            failure.get("reason") or "ReplicaFailure",
+            f"Deployment {name} cannot create pods: {failure.get('message', '')}".rstrip(": "),
+        )
     desired = (deployment.get("spec") or {}).get("replicas")
     desired = 1 if desired is None else desired
     total = status.get("replicas") or 0
@@ -122,8 +145,9 @@ def _deployment_condition(deployment: Mapping[str, Any] | None, name: str) -> di
     if desired == 0:
         return condition(kind, TRUE, "ScaledToZero", f"Deployment {name} is scaled to 0 replicas: the model is stopped")
     if available < updated:
-        return condition(kind, UNKNOWN, "ReplicasNotReady",
-                         f"waiting for {desired} replicas to load the model (readiness probe)")
+        return condition(
+            kind, UNKNOWN, "ReplicasNotReady", f"waiting for {desired} replicas to load the model (readiness probe)"
+        )
     return condition(kind, TRUE, "Available", f"{available} of {desired} replicas available")
 
 
@@ -144,15 +168,21 @@ def service_condition(service: Mapping[str, Any] | None, name: str) -> dict[str,
     return condition(kind, TRUE, "Exposed", f"{spec.get('type', 'ClusterIP')} Service {name}: {ports}")
 
 
-def authorization_condition(mode: str, istio_installed: bool, policy: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+def authorization_condition(
+    mode: str, istio_installed: bool, policy: Mapping[str, Any] | None, name: str
+) -> dict[str, Any]:
     """AuthorizationReady: what was done about the Istio AuthorizationPolicy, and why."""
     kind = "AuthorizationReady"
     if mode == "Disabled":
-        return condition(kind, TRUE, "Disabled", "spec.authorization.mode is Disabled: no AuthorizationPolicy is created")
+        return condition(
+            kind, TRUE, "Disabled", "spec.authorization.mode is Disabled: no AuthorizationPolicy is created"
+        )
     if not istio_installed:
         if mode == "Enabled":
             return condition(
-                kind, FALSE, "IstioNotInstalled",
+                kind,
+                FALSE,
+                "IstioNotInstalled",
                 "spec.authorization.mode is Enabled but the AuthorizationPolicy CRD (security.istio.io/v1) is not "
                 "installed: install Istio, or set mode Auto or Disabled",
             )
@@ -183,11 +213,13 @@ def stamp_conditions(
     for cond in conditions:
         old = before.get(cond["type"])
         changed = old is None or old.get("status") != cond["status"]
-        stamped.append({
-            **cond,
-            "observedGeneration": generation,
-            "lastTransitionTime": now if changed else old.get("lastTransitionTime", now),
-        })
+        stamped.append(
+            {
+                **cond,
+                "observedGeneration": generation,
+                "lastTransitionTime": now if changed or old is None else old.get("lastTransitionTime", now),
+            }
+        )
     return stamped
 
 
@@ -205,10 +237,13 @@ def compute_status(
 ) -> dict[str, Any]:
     """`rejected` maps a condition type to the failure that replaces it (the API server refused a child)."""
     rejected = rejected or {}
-    predictor = rejected.get("PredictorReady") or predictor_condition(observed.deployment, deployment_name, observed.pods)
+    predictor = rejected.get("PredictorReady") or predictor_condition(
+        observed.deployment, deployment_name, observed.pods
+    )
     service = rejected.get("ServiceReady") or service_condition(observed.service, service_name)
     authorization = rejected.get("AuthorizationReady") or authorization_condition(
-        authorization_mode, observed.istio_installed, observed.authorization_policy, service_name)
+        authorization_mode, observed.istio_installed, observed.authorization_policy, service_name
+    )
     ready = aggregate_ready([predictor, service, authorization], url)
     deployment = observed.deployment or {}
     desired = (deployment.get("spec") or {}).get("replicas")
@@ -220,20 +255,26 @@ def compute_status(
         "replicas": desired,
         "readyReplicas": ready_replicas,
         "replicasSummary": f"{ready_replicas}/{desired}",
-        "conditions": stamp_conditions([ready, predictor, service, authorization],
-                                       (previous or {}).get("conditions") or [], generation, now),
+        "conditions": stamp_conditions(
+            [ready, predictor, service, authorization], (previous or {}).get("conditions") or [], generation, now
+        ),
     }
 
 
-def invalid_spec_status(*, generation: int, message: str, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
+def invalid_spec_status(
+    *, generation: int, message: str, previous: Mapping[str, Any] | None, now: str
+) -> dict[str, Any]:
     """A spec that cannot be served: Ready=False with the reason, children left as they were."""
     previous = previous or {}
     ready = condition("Ready", FALSE, "InvalidSpec", message)
     predictor = condition("PredictorReady", FALSE, "InvalidSpec", message)
     kept = [c for c in previous.get("conditions") or [] if c.get("type") not in ("Ready", "PredictorReady")]
     conditions = stamp_conditions([ready, predictor], previous.get("conditions") or [], generation, now)
-    return {**{k: v for k, v in previous.items() if k != "conditions"}, "observedGeneration": generation,
-            "conditions": conditions + kept}
+    return {
+        **{k: v for k, v in previous.items() if k != "conditions"},
+        "observedGeneration": generation,
+        "conditions": conditions + kept,
+    }
 
 
 def status_changed(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:

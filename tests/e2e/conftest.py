@@ -17,7 +17,6 @@ import struct
 import subprocess
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -50,8 +49,9 @@ RELEASE = "isvc-operator"
 # What puts a pod on the real node: its label, and a toleration of its taint.
 ON_REAL_NODE = {
     "nodeSelector": {NODE["NODE_LABEL_KEY"]: NODE["NODE_LABEL_VALUE"]},
-    "tolerations": [{"key": NODE["NODE_LABEL_KEY"], "operator": "Equal", "value": NODE["NODE_LABEL_VALUE"],
-                     "effect": "NoSchedule"}],
+    "tolerations": [
+        {"key": NODE["NODE_LABEL_KEY"], "operator": "Equal", "value": NODE["NODE_LABEL_VALUE"], "effect": "NoSchedule"}
+    ],
 }
 
 
@@ -62,18 +62,24 @@ def real_node(kube: Kube) -> str:
         pytest.skip("ISVC_REAL_NODE=0: the real node is switched off")
     node = kube.get("node", NODE["NODE_NAME"])
     if condition(node, "Ready").get("status") != "True":
-        log = (ROOT / ".cluster/logs/kubelet.log")
+        log = ROOT / ".cluster/logs/kubelet.log"
         tail = "\n".join(log.read_text().splitlines()[-15:]) if log.exists() else "(no kubelet log)"
-        pytest.fail(f"the real node {NODE['NODE_NAME']} is not Ready (hack/cluster/up.sh starts it; "
-                    f"`bash hack/node/up.sh check` says why it cannot run): {condition(node, 'Ready')}\n{tail}")
+        pytest.fail(
+            f"the real node {NODE['NODE_NAME']} is not Ready (hack/cluster/up.sh starts it; "
+            f"`bash hack/node/up.sh check` says why it cannot run): {condition(node, 'Ready')}\n{tail}"
+        )
     return NODE["NODE_NAME"]
 
 
 @pytest.fixture(scope="session")
 def images(real_node: str) -> None:
     """The operator, PyTorch server and test server images, built (cached by content) and loaded."""
-    subprocess.run(["bash", str(ROOT / "hack/images/build.sh"), "--load", "operator", "pytorch-server",
-                    "test-server"], check=True, timeout=3600, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["bash", str(ROOT / "hack/images/build.sh"), "--load", "operator", "pytorch-server", "test-server"],
+        check=True,
+        timeout=3600,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -81,8 +87,12 @@ def models() -> Iterator[Path]:
     """iris v1/v2 archives (and broken ones) with what each model answers in-process (expected.json)."""
     python = ROOT / "servers/pytorch/.venv/bin/python"
     if not python.exists() or subprocess.run([str(python), "-c", "import torch, pytest"]).returncode != 0:
-        subprocess.run(["bash", str(ROOT / "servers/pytorch/run-tests.sh"), "--co", "-q"], check=True,
-                       stdout=subprocess.DEVNULL, timeout=3600)
+        subprocess.run(
+            ["bash", str(ROOT / "servers/pytorch/run-tests.sh"), "--co", "-q"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=3600,
+        )
     out = Path(tempfile.mkdtemp(prefix="isvc-e2e-models-"))
     subprocess.run([str(python), str(ROOT / "tests/e2e/make_models.py"), str(out)], check=True, timeout=600)
     yield out
@@ -116,60 +126,101 @@ def e2e_operator(kube: Kube, images: None, helm_bin: str) -> Iterator[dict[str, 
     kube.run("create", "namespace", E2E_NAMESPACE, check=False)
     values = Path(tempfile.mkdtemp(prefix="isvc-e2e-values-")) / "values.yaml"
     values.write_text(json.dumps({"image": {"pullPolicy": "Never"}, **ON_REAL_NODE}))
-    subprocess.run([helm_bin, "upgrade", "--install", RELEASE, str(ROOT / "charts/isvc-operator"), "-n", E2E_NAMESPACE,
-                    "-f", str(values), "--wait", "--timeout", "180s"], check=True, env=kube.env, capture_output=True,
-                   timeout=240)
+    subprocess.run(
+        [
+            helm_bin,
+            "upgrade",
+            "--install",
+            RELEASE,
+            str(ROOT / "charts/isvc-operator"),
+            "-n",
+            E2E_NAMESPACE,
+            "-f",
+            str(values),
+            "--wait",
+            "--timeout",
+            "180s",
+        ],
+        check=True,
+        env=kube.env,
+        capture_output=True,
+        timeout=240,
+    )
     pod = wait_until(lambda: _running_operator_pod(kube), 120, "the operator pod to run")
-    wait_until(lambda: "isvc-operator started" in kube.run("logs", "-n", E2E_NAMESPACE, pod["metadata"]["name"]).stdout,
-               60, "the in-cluster operator to lead and start watching")
+    wait_until(
+        lambda: "isvc-operator started" in kube.run("logs", "-n", E2E_NAMESPACE, pod["metadata"]["name"]).stdout,
+        60,
+        "the in-cluster operator to lead and start watching",
+    )
     yield pod
     logs = kube.run("logs", "-n", E2E_NAMESPACE, f"deployment/{RELEASE}", check=False).stdout
-    subprocess.run([helm_bin, "uninstall", RELEASE, "-n", E2E_NAMESPACE, "--wait", "--timeout", "120s"],
-                   env=kube.env, capture_output=True, timeout=180)
+    subprocess.run(
+        [helm_bin, "uninstall", RELEASE, "-n", E2E_NAMESPACE, "--wait", "--timeout", "120s"],
+        env=kube.env,
+        capture_output=True,
+        timeout=180,
+    )
     kube.run("delete", "namespace", E2E_NAMESPACE, "--wait=false", check=False)
     assert "Traceback" not in logs, f"the in-cluster operator logged a traceback:\n{logs[-4000:]}"
 
 
 def _running_operator_pod(kube: Kube) -> dict[str, Any] | None:
-    pods = json.loads(kube.run("get", "pods", "-n", E2E_NAMESPACE, "-l", "app.kubernetes.io/name=isvc-operator",
-                               "-o", "json").stdout)["items"]
+    pods = json.loads(
+        kube.run("get", "pods", "-n", E2E_NAMESPACE, "-l", "app.kubernetes.io/name=isvc-operator", "-o", "json").stdout
+    )["items"]
     ready = [p for p in pods if condition(p, "Ready").get("status") == "True"]
     return ready[0] if len(ready) == 1 and len(pods) == 1 else None
 
 
 @pytest.fixture(scope="session")
 def helm_bin() -> str:
-    out = subprocess.run(["bash", str(ROOT / "hack/cluster/build.sh"), "helm"], capture_output=True, text=True,
-                         check=True).stdout.strip().splitlines()[-1]
+    out = (
+        subprocess.run(
+            ["bash", str(ROOT / "hack/cluster/build.sh"), "helm"], capture_output=True, text=True, check=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     return f"{out}/helm-{VERSIONS['HELM_VERSION']}"
 
 
 def isvc(name: str, predictor: dict[str, Any], **spec: Any) -> dict[str, Any]:
     """An InferenceService whose pods run on the real node, exposed on a NodePort."""
     return {
-        "apiVersion": "serving.isvc.dev/v1alpha1", "kind": "InferenceService",
+        "apiVersion": "serving.isvc.dev/v1alpha1",
+        "kind": "InferenceService",
         "metadata": {"name": name},
         "spec": {"predictor": {**predictor, **ON_REAL_NODE}, "service": {"type": "NodePort"}, **spec},
     }
 
 
-def wait_condition(kube: Kube, namespace: str, name: str, status: str, timeout: float,
-                   reason: str | None = None) -> dict[str, Any]:
+def wait_condition(
+    kube: Kube, namespace: str, name: str, status: str, timeout: float, reason: str | None = None
+) -> dict[str, Any]:
     """Wait for Ready to have `status` (and `reason`) at the isvc's current generation."""
+
     def check() -> dict[str, Any] | None:
         obj = kube.get("isvc", name, namespace)
         ready = condition(obj, "Ready")
-        if (obj and ready.get("status") == status and (reason is None or ready.get("reason") == reason)
-                and (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]):
+        if (
+            obj
+            and ready.get("status") == status
+            and (reason is None or ready.get("reason") == reason)
+            and (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
+        ):
             return obj
         return None
+
     try:
-        return wait_until(check, timeout, f"isvc {namespace}/{name} Ready={status}{f' ({reason})' if reason else ''}",
-                          interval=0.5)
+        return wait_until(
+            check, timeout, f"isvc {namespace}/{name} Ready={status}{f' ({reason})' if reason else ''}", interval=0.5
+        )
     except AssertionError as exc:
         obj = kube.get("isvc", name, namespace)
         pods = kube.run("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
-        raise AssertionError(f"{exc}\nstatus: {json.dumps((obj or {}).get('status'), indent=1)}\npods:\n{pods}") from None
+        raise AssertionError(
+            f"{exc}\nstatus: {json.dumps((obj or {}).get('status'), indent=1)}\npods:\n{pods}"
+        ) from None
 
 
 def node_port(kube: Kube, namespace: str, name: str, port: str = "http") -> int:
@@ -189,13 +240,22 @@ def post_json(url: str, body: Any, timeout: float = 10) -> tuple[int, Any]:
 
 def run_pod(kube: Kube, namespace: str, name: str, image: str, command: list[str], timeout: float = 120) -> str:
     """A one-off pod on the real node; its logs once it has succeeded."""
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-           "spec": {"restartPolicy": "Never", **ON_REAL_NODE,
-                    "containers": [{"name": "main", "image": image, "command": command,
-                                    "imagePullPolicy": "Never"}]}}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            **ON_REAL_NODE,
+            "containers": [{"name": "main", "image": image, "command": command, "imagePullPolicy": "Never"}],
+        },
+    }
     kube.apply(pod, namespace)
-    wait_until(lambda: (kube.get("pod", name, namespace) or {}).get("status", {}).get("phase") in ("Succeeded", "Failed"),
-               timeout, f"pod {name} to finish")
+    wait_until(
+        lambda: (kube.get("pod", name, namespace) or {}).get("status", {}).get("phase") in ("Succeeded", "Failed"),
+        timeout,
+        f"pod {name} to finish",
+    )
     phase = kube.get("pod", name, namespace)["status"]["phase"]
     logs = kube.run("logs", "-n", namespace, name).stdout
     assert phase == "Succeeded", f"pod {name} ended {phase}:\n{logs}"

@@ -17,8 +17,17 @@ import pytest
 
 from tests.conftest import Kube, condition, wait_until
 
-from .conftest import (E2E_NAMESPACE, OPERATOR_IMAGE, TEST_SERVER_IMAGE, float32, isvc, node_port, post_json,
-                       run_pod, wait_condition)
+from .conftest import (
+    E2E_NAMESPACE,
+    OPERATOR_IMAGE,
+    TEST_SERVER_IMAGE,
+    float32,
+    isvc,
+    node_port,
+    post_json,
+    run_pod,
+    wait_condition,
+)
 
 pytestmark = [pytest.mark.node, pytest.mark.usefixtures("e2e_operator")]
 
@@ -68,7 +77,8 @@ def test_the_operator_runs_as_a_pod_from_its_own_image(kube: Kube, e2e_operator:
 
 
 def test_iris_from_an_http_archive_answers_like_the_model_in_process(
-        kube: Kube, namespace: str, model_store: str, expected: dict[str, Any]) -> None:
+    kube: Kube, namespace: str, model_store: str, expected: dict[str, Any]
+) -> None:
     applied = time.time()
     kube.apply(iris(model_store), namespace)
     obj = wait_condition(kube, namespace, "iris", "True", timeout=300)
@@ -82,9 +92,11 @@ def test_iris_from_an_http_archive_answers_like_the_model_in_process(
 
     # Through the ClusterIP, from another pod on the pod network.
     cluster_ip = kube.get("service", "iris", namespace)["spec"]["clusterIP"]
-    script = ("import urllib.request, sys; r = urllib.request.urlopen(urllib.request.Request("
-              f"'http://{cluster_ip}:8080/v1/models/iris:predict', data=sys.argv[1].encode()), timeout=10); "
-              "print(r.read().decode())")
+    script = (
+        "import urllib.request, sys; r = urllib.request.urlopen(urllib.request.Request("
+        f"'http://{cluster_ip}:8080/v1/models/iris:predict', data=sys.argv[1].encode()), timeout=10); "
+        "print(r.read().decode())"
+    )
     out = run_pod(kube, namespace, "client", TEST_SERVER_IMAGE, ["python3", "-c", script, json.dumps(expected["body"])])
     assert float32(json.loads(out)["predictions"]) == float32(expected["iris-v1"]), out
 
@@ -93,8 +105,16 @@ def test_iris_from_an_http_archive_answers_like_the_model_in_process(
     assert "isvc-pytorch-server" in logs and "serving iris from /mnt/models" in logs, logs
     init_logs = kube.run("logs", "-n", namespace, "deployment/iris-predictor", "-c", "storage-initializer").stdout
     assert "iris-v1.tar.gz" in init_logs, init_logs
-    exec_out = kube.run("exec", "-n", namespace, "deployment/iris-predictor", "--",
-                        "python", "-c", "import os; print(sorted(os.listdir('/mnt/models')))").stdout
+    exec_out = kube.run(
+        "exec",
+        "-n",
+        namespace,
+        "deployment/iris-predictor",
+        "--",
+        "python",
+        "-c",
+        "import os; print(sorted(os.listdir('/mnt/models')))",
+    ).stdout
     assert exec_out.strip() == "['1']", exec_out
 
 
@@ -115,8 +135,17 @@ def test_a_model_the_server_cannot_load_is_crash_loop_back_off(kube: Kube, names
 def test_an_image_the_node_does_not_have_is_image_pull_back_off(kube: Kube, namespace: str) -> None:
     # A registry on this machine that does not exist: the pull fails at once and never leaves it.
     image = "localhost:1/isvc-e2e/no-such-image:1"
-    kube.apply(isvc("missing", {"containers": [{"name": "kserve-container", "image": image,
-                                                  "ports": [{"name": "http", "containerPort": 8080}]}]}), namespace)
+    kube.apply(
+        isvc(
+            "missing",
+            {
+                "containers": [
+                    {"name": "kserve-container", "image": image, "ports": [{"name": "http", "containerPort": 8080}]}
+                ]
+            },
+        ),
+        namespace,
+    )
     obj = wait_condition(kube, namespace, "missing", "False", timeout=120)
     ready = condition(obj, "Ready")
     assert ready["reason"] in ("ErrImagePull", "ImagePullBackOff"), ready
@@ -125,7 +154,8 @@ def test_an_image_the_node_does_not_have_is_image_pull_back_off(kube: Kube, name
 
 def test_a_container_killed_by_its_liveness_probe_is_restarted_and_ready_follows(kube: Kube, namespace: str) -> None:
     container = {
-        "name": "kserve-container", "image": TEST_SERVER_IMAGE,
+        "name": "kserve-container",
+        "image": TEST_SERVER_IMAGE,
         "env": [{"name": "MODEL_NAME", "value": "flaky"}, {"name": "FAIL_LIVENESS_AFTER", "value": "4"}],
         "ports": [{"name": "http", "containerPort": 8080}],
         "readinessProbe": {"httpGet": {"path": "/v1/models/flaky", "port": "http"}, "periodSeconds": 1},
@@ -135,9 +165,13 @@ def test_a_container_killed_by_its_liveness_probe_is_restarted_and_ready_follows
     wait_condition(kube, namespace, "flaky", "True", timeout=120)
 
     def restarts() -> int:
-        pods = json.loads(kube.run("get", "pods", "-n", namespace, "-l", "serving.isvc.dev/inferenceservice=flaky",
-                                   "-o", "json").stdout)["items"]
+        pods = json.loads(
+            kube.run(
+                "get", "pods", "-n", namespace, "-l", "serving.isvc.dev/inferenceservice=flaky", "-o", "json"
+            ).stdout
+        )["items"]
         return sum(s.get("restartCount", 0) for p in pods for s in p["status"].get("containerStatuses") or [])
+
     wait_until(lambda: restarts() >= 2, 120, "the kubelet to restart the container twice (liveness)")
     # Every restart is counted in the pod, and the isvc stops claiming Ready once restarts back off.
     obj = wait_condition(kube, namespace, "flaky", "False", timeout=180, reason="CrashLoopBackOff")
@@ -145,14 +179,22 @@ def test_a_container_killed_by_its_liveness_probe_is_restarted_and_ready_follows
 
 
 def test_the_custom_container_predictor_serves_through_its_node_port(kube: Kube, namespace: str) -> None:
-    container = {"name": "kserve-container", "image": TEST_SERVER_IMAGE,
-                 "env": [{"name": "MODEL_NAME", "value": "custom"}, {"name": "ANSWER", "value": "custom-1"},
-                         {"name": "LOAD_SECONDS", "value": "2"}],
-                 "ports": [{"name": "http", "containerPort": 8080}],
-                 "readinessProbe": {"httpGet": {"path": "/v1/models/custom", "port": "http"}, "periodSeconds": 1}}
+    container = {
+        "name": "kserve-container",
+        "image": TEST_SERVER_IMAGE,
+        "env": [
+            {"name": "MODEL_NAME", "value": "custom"},
+            {"name": "ANSWER", "value": "custom-1"},
+            {"name": "LOAD_SECONDS", "value": "2"},
+        ],
+        "ports": [{"name": "http", "containerPort": 8080}],
+        "readinessProbe": {"httpGet": {"path": "/v1/models/custom", "port": "http"}, "periodSeconds": 1},
+    }
     kube.apply(isvc("custom", {"containers": [container]}), namespace)
     wait_condition(kube, namespace, "custom", "True", timeout=120)
-    status, answer = post_json(predict_url(node_port(kube, namespace, "custom"), "custom"), {"instances": [[1, 2], [3, 4]]})
+    status, answer = post_json(
+        predict_url(node_port(kube, namespace, "custom"), "custom"), {"instances": [[1, 2], [3, 4]]}
+    )
     assert (status, answer) == (200, {"predictions": [3, 7], "answer": "custom-1"})
 
 
@@ -179,7 +221,7 @@ class ClosedLoopClient:
             except Exception as exc:  # a refused or reset connection is exactly what this counts
                 self.failures.append(f"{type(exc).__name__}: {exc}")
 
-    def __enter__(self) -> "ClosedLoopClient":
+    def __enter__(self) -> ClosedLoopClient:
         self._thread.start()
         return self
 
@@ -189,23 +231,47 @@ class ClosedLoopClient:
 
 
 def test_a_rollout_under_traffic_loses_no_request(
-        kube: Kube, namespace: str, model_store: str, expected: dict[str, Any]) -> None:
+    kube: Kube, namespace: str, model_store: str, expected: dict[str, Any]
+) -> None:
     kube.apply(iris(model_store), namespace)
     wait_condition(kube, namespace, "iris", "True", timeout=300)
     url = predict_url(node_port(kube, namespace, "iris"))
     with ClosedLoopClient(url, expected["body"]) as client:
         wait_until(lambda: len(client.answers) >= 20, 60, "traffic to flow before the change")
         # A new model version and new server arguments: a new ReplicaSet rolls out.
-        kube.apply(iris(model_store, "iris-v2.tar.gz", args=["--model_name=iris", "--model_base_path=/mnt/models",
-                                                              "--rest_api_port=8080", "--max_batch_size=32"]), namespace)
-        saw_rollout = wait_until(lambda: condition(kube.get("isvc", "iris", namespace), "Ready").get("reason")
-                                 == "RolloutInProgress", 60, "the status to report the rollout")
+        kube.apply(
+            iris(
+                model_store,
+                "iris-v2.tar.gz",
+                args=[
+                    "--model_name=iris",
+                    "--model_base_path=/mnt/models",
+                    "--rest_api_port=8080",
+                    "--max_batch_size=32",
+                ],
+            ),
+            namespace,
+        )
+        saw_rollout = wait_until(
+            lambda: condition(kube.get("isvc", "iris", namespace), "Ready").get("reason") == "RolloutInProgress",
+            60,
+            "the status to report the rollout",
+        )
         assert saw_rollout
         obj = wait_condition(kube, namespace, "iris", "True", timeout=300)
         # Until the old pod is gone, some requests may still reach it: wait for it, then a little traffic more.
-        wait_until(lambda: len(json.loads(kube.run("get", "pods", "-n", namespace, "-l",
-                                                   "serving.isvc.dev/inferenceservice=iris", "-o", "json").stdout)["items"]) == 1,
-                   120, "the old pod to terminate")
+        wait_until(
+            lambda: len(
+                json.loads(
+                    kube.run(
+                        "get", "pods", "-n", namespace, "-l", "serving.isvc.dev/inferenceservice=iris", "-o", "json"
+                    ).stdout
+                )["items"]
+            )
+            == 1,
+            120,
+            "the old pod to terminate",
+        )
         served = len(client.answers)
         wait_until(lambda: len(client.answers) >= served + 20, 60, "traffic after the rollout")
     print(f"\nrollout under traffic: {len(client.answers)} answered, {len(client.failures)} failed")

@@ -18,25 +18,31 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import wait_until
+from tests.support import pinned_versions, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "isvc-operator"
-VERSIONS = dict(
-    line.split("=", 1)
-    for line in (ROOT / "hack" / "cluster" / "versions.env").read_text().splitlines()
-    if "=" in line and not line.lstrip().startswith("#")
-)
+VERSIONS = pinned_versions()
 
 
-def run(cmd: Sequence[str | os.PathLike[str]], *, input: str | None = None, check: bool = True,
-        env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: Sequence[str | os.PathLike[str]],
+    *,
+    input: str | None = None,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
     """Run a command; on failure the message carries the command, its exit code and its output."""
-    proc = subprocess.run([str(c) for c in cmd], input=input, capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=ROOT)
+    proc = subprocess.run(
+        [str(c) for c in cmd], input=input, capture_output=True, text=True, env=env, timeout=timeout, cwd=ROOT
+    )
     if check and proc.returncode != 0:
-        pytest.fail(f"`{shlex.join(str(c) for c in cmd)}` exited {proc.returncode}\n"
-                    f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}", pytrace=False)
+        pytest.fail(
+            f"`{shlex.join(str(c) for c in cmd)}` exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}",
+            pytrace=False,
+        )
     return proc
 
 
@@ -68,8 +74,9 @@ class Cluster:
     def env(self) -> dict[str, str]:
         return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
 
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
-                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         return run([self.kubectl_bin, *args], input=input, check=check, env=self.env, timeout=timeout)
 
     def helm(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support import service_account_kubeconfig
+
 from .conftest import CHART, ROOT, Cluster, poll
 
 pytestmark = pytest.mark.cluster
@@ -50,8 +52,18 @@ def release(cluster: Cluster, namespace: str, unique_name: str) -> Iterator[str]
 
 
 def install(cluster: Cluster, namespace: str, release: str, *values: str, wait: bool = True) -> str:
-    args = ["install", release, str(CHART), "-n", namespace, "--set", "image.pullPolicy=IfNotPresent",
-            "--set", f"watchNamespaces={{{namespace}}}", *values]
+    args = [
+        "install",
+        release,
+        str(CHART),
+        "-n",
+        namespace,
+        "--set",
+        "image.pullPolicy=IfNotPresent",
+        "--set",
+        f"watchNamespaces={{{namespace}}}",
+        *values,
+    ]
     if wait:
         args += ["--wait", "--timeout", "120s"]
     return cluster.helm(*args).stdout
@@ -60,12 +72,27 @@ def install(cluster: Cluster, namespace: str, release: str, *values: str, wait: 
 def test_chart_passes_server_side_dry_run(cluster: Cluster, namespace: str, unique_name: str) -> None:
     lint = cluster.helm("lint", "--strict", str(CHART))
     assert "0 chart(s) failed" in lint.stdout
-    rendered = cluster.helm("template", unique_name, str(CHART), "-n", namespace, "--include-crds",
-                            "--set", f"watchNamespaces={{{namespace}}}").stdout
+    rendered = cluster.helm(
+        "template",
+        unique_name,
+        str(CHART),
+        "-n",
+        namespace,
+        "--include-crds",
+        "--set",
+        f"watchNamespaces={{{namespace}}}",
+    ).stdout
     applied = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered)
     kinds = {line.split("/")[0].split(".")[0] for line in applied.stdout.splitlines()}
-    assert {"customresourcedefinition", "serviceaccount", "configmap", "clusterrole", "clusterrolebinding",
-            "service", "deployment"} <= kinds, applied.stdout
+    assert {
+        "customresourcedefinition",
+        "serviceaccount",
+        "configmap",
+        "clusterrole",
+        "clusterrolebinding",
+        "service",
+        "deployment",
+    } <= kinds, applied.stdout
     assert not exists(cluster, "deployment", unique_name, "-n", namespace), "a dry run created the Deployment"
 
 
@@ -90,29 +117,59 @@ def test_install_upgrade_uninstall(cluster: Cluster, namespace: str, release: st
 
     # What the ServiceAccount may do, as the API server's authorizer sees it.
     subject = f"system:serviceaccount:{namespace}:{release}"
-    for allowed in (["list", "inferenceservices.serving.isvc.dev"], ["patch", "inferenceservices.serving.isvc.dev",
-                    "--subresource=status"], ["create", "deployments.apps"], ["create", "leases.coordination.k8s.io"]):
-        assert cluster.kubectl("auth", "can-i", *allowed, "-n", namespace, "--as", subject,
-                               check=False).stdout.strip() == "yes", f"{subject} should be allowed: {allowed}"
-    for denied in (["get", "secrets"], ["delete", "inferenceservices.serving.isvc.dev"], ["create", "pods"],
-                   ["update", "clusterroles.rbac.authorization.k8s.io"]):
-        assert cluster.kubectl("auth", "can-i", *denied, "-n", namespace, "--as", subject,
-                               check=False).stdout.strip() == "no", f"{subject} should be denied: {denied}"
+    for allowed in (
+        ["list", "inferenceservices.serving.isvc.dev"],
+        ["patch", "inferenceservices.serving.isvc.dev", "--subresource=status"],
+        ["create", "deployments.apps"],
+        ["create", "leases.coordination.k8s.io"],
+    ):
+        assert (
+            cluster.kubectl("auth", "can-i", *allowed, "-n", namespace, "--as", subject, check=False).stdout.strip()
+            == "yes"
+        ), f"{subject} should be allowed: {allowed}"
+    for denied in (
+        ["get", "secrets"],
+        ["delete", "inferenceservices.serving.isvc.dev"],
+        ["create", "pods"],
+        ["update", "clusterroles.rbac.authorization.k8s.io"],
+    ):
+        assert (
+            cluster.kubectl("auth", "can-i", *denied, "-n", namespace, "--as", subject, check=False).stdout.strip()
+            == "no"
+        ), f"{subject} should be denied: {denied}"
 
     generation = deployment["metadata"]["generation"]
-    cluster.helm("upgrade", release, str(CHART), "-n", namespace, "--reuse-values", "--set", "logFormat=json",
-                 "--wait", "--timeout", "120s")
+    cluster.helm(
+        "upgrade",
+        release,
+        str(CHART),
+        "-n",
+        namespace,
+        "--reuse-values",
+        "--set",
+        "logFormat=json",
+        "--wait",
+        "--timeout",
+        "120s",
+    )
     upgraded = get_json(cluster, "deployment", release, "-n", namespace)
     assert upgraded["metadata"]["generation"] > generation
     args = upgraded["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--log-format") + 1] == "json", args
 
     cluster.helm("uninstall", release, "-n", namespace, "--wait", "--timeout", "60s")
-    gone = [("deployment", release, "-n", namespace), ("serviceaccount", release, "-n", namespace),
-            ("configmap", f"{release}-runtimes", "-n", namespace), ("clusterrole", release),
-            ("clusterrolebinding", release)]
-    poll("helm uninstall to remove the chart's objects",
-         lambda: not any(exists(cluster, *obj) for obj in gone), timeout=60)
+    gone = [
+        ("deployment", release, "-n", namespace),
+        ("serviceaccount", release, "-n", namespace),
+        ("configmap", f"{release}-runtimes", "-n", namespace),
+        ("clusterrole", release),
+        ("clusterrolebinding", release),
+    ]
+    poll(
+        "helm uninstall to remove the chart's objects",
+        lambda: not any(exists(cluster, *obj) for obj in gone),
+        timeout=60,
+    )
     assert exists(cluster, "crd", CRD_NAME), "helm never deletes CRDs (and with them every InferenceService)"
 
 
@@ -124,23 +181,16 @@ def _free_port() -> int:
 
 def _service_account_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
     """A kubeconfig for the same API server whose user is the chart's ServiceAccount."""
-    admin = yaml.safe_load(cluster.kubeconfig.read_text(encoding="utf-8"))
-    context = next(c["context"] for c in admin["contexts"] if c["name"] == admin["current-context"])
-    server = next(c["cluster"] for c in admin["clusters"] if c["name"] == context["cluster"])
     token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration", "1h").stdout.strip()
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "local", "cluster": server}],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": account, "context": {"cluster": "local", "user": account, "namespace": namespace}}],
-        "current-context": account,
-    }), encoding="utf-8")
-    path.chmod(0o600)
-    return path
+    return service_account_kubeconfig(cluster.kubeconfig, account, token, path, namespace)
 
 
 def test_operator_reconciles_with_the_charts_service_account(
-    cluster: Cluster, namespace: str, release: str, model_claim: str, tmp_path: Path,
+    cluster: Cluster,
+    namespace: str,
+    release: str,
+    model_claim: str,
+    tmp_path: Path,
 ) -> None:
     install(cluster, namespace, release, wait=False)
     cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
@@ -159,13 +209,16 @@ def test_operator_reconciles_with_the_charts_service_account(
     env.update(KUBECONFIG=str(kubeconfig), ISVC_RUNTIME_CATALOG=str(catalog))
     log_path = tmp_path / "operator.log"
     with open(log_path, "w", encoding="utf-8") as log:
-        operator = subprocess.Popen([sys.executable, "-m", "isvc_operator", *args], stdout=log,
-                                    stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "isvc_operator", *args], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        )
     try:
+
         def healthy() -> bool:
             if operator.poll() is not None:
-                pytest.fail(f"the operator exited {operator.returncode}:\n{log_path.read_text()[-4000:]}",
-                            pytrace=False)
+                pytest.fail(
+                    f"the operator exited {operator.returncode}:\n{log_path.read_text()[-4000:]}", pytrace=False
+                )
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
                     return response.status == 200
@@ -173,30 +226,43 @@ def test_operator_reconciles_with_the_charts_service_account(
                 return False
 
         poll("the operator's liveness endpoint", healthy, timeout=60)
-        cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump({
-            "apiVersion": "serving.isvc.dev/v1alpha1", "kind": "InferenceService",
-            "metadata": {"name": "smoke", "namespace": namespace},
-            "spec": {"predictor": {"tensorflow": {"storageUri": f"pvc://{model_claim}"}}},
-        }))
-        waited = cluster.kubectl("wait", "--for=condition=Ready", "isvc/smoke", "-n", namespace, "--timeout=120s",
-                                 check=False, timeout=150)
+        cluster.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=yaml.safe_dump(
+                {
+                    "apiVersion": "serving.isvc.dev/v1alpha1",
+                    "kind": "InferenceService",
+                    "metadata": {"name": "smoke", "namespace": namespace},
+                    "spec": {"predictor": {"tensorflow": {"storageUri": f"pvc://{model_claim}"}}},
+                }
+            ),
+        )
+        waited = cluster.kubectl(
+            "wait", "--for=condition=Ready", "isvc/smoke", "-n", namespace, "--timeout=120s", check=False, timeout=150
+        )
         isvc = get_json(cluster, "isvc", "smoke", "-n", namespace)
         assert waited.returncode == 0, (
             f"isvc/smoke did not become Ready under ServiceAccount {release}: {waited.stderr}\n"
-            f"status: {json.dumps(isvc.get('status'), indent=1)}\noperator log:\n{log_path.read_text()[-4000:]}")
+            f"status: {json.dumps(isvc.get('status'), indent=1)}\noperator log:\n{log_path.read_text()[-4000:]}"
+        )
         assert isvc["status"]["observedGeneration"] == isvc["metadata"]["generation"]
         assert isvc["status"]["url"].startswith(f"http://smoke.{namespace}.svc"), isvc["status"]
-        deployments = get_json(cluster, "deployment", "-n", namespace,
-                               "-l", "serving.isvc.dev/inferenceservice=smoke")["items"]
+        deployments = get_json(cluster, "deployment", "-n", namespace, "-l", "serving.isvc.dev/inferenceservice=smoke")[
+            "items"
+        ]
         assert len(deployments) == 1, [d["metadata"]["name"] for d in deployments]
         assert deployments[0]["metadata"]["ownerReferences"][0]["name"] == "smoke"
         log_text = log_path.read_text(encoding="utf-8")
         # Ready could also come from another operator on this cluster (e.g. an integration test
         # running at the same time): insist that this one, under the chart's account, did the work.
         assert f"reconcile {namespace}/smoke: " in log_text, (
-            f"no successful reconcile of {namespace}/smoke in the operator's log:\n{log_text[-4000:]}")
+            f"no successful reconcile of {namespace}/smoke in the operator's log:\n{log_text[-4000:]}"
+        )
         assert "Forbidden" not in log_text and "forbidden" not in log_text, (
-            f"the chart's RBAC denied the operator something:\n{log_text[-4000:]}")
+            f"the chart's RBAC denied the operator something:\n{log_text[-4000:]}"
+        )
     finally:
         operator.terminate()
         try:

@@ -141,8 +141,12 @@ class StageRunner:
                 pytest.fail(f"Dockerfile: COPY {source} {dest}: {source} does not exist in {where}", pytrace=False)
             target = self.host(dest)
             if origin.is_dir():
-                shutil.copytree(origin, target, dirs_exist_ok=True,
-                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+                shutil.copytree(
+                    origin,
+                    target,
+                    dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"),
+                )
             else:
                 if dest.endswith("/") or len(sources) > 1:
                     target = target / origin.name
@@ -159,8 +163,10 @@ class StageRunner:
             elif argv[:2] == ["rm", "-rf"]:
                 continue  # cleanup inside the image; nothing to check here
             else:
-                pytest.fail(f"test_dockerfile.py does not know how to replay `RUN {command}`: teach StageRunner.do_run",
-                            pytrace=False)
+                pytest.fail(
+                    f"test_dockerfile.py does not know how to replay `RUN {command}`: teach StageRunner.do_run",
+                    pytrace=False,
+                )
 
     def pip(self, args: list[str]) -> None:
         mapped: list[str] = []
@@ -168,7 +174,9 @@ class StageRunner:
             if arg in ("--no-cache-dir",):
                 continue
             if arg.startswith("/"):
-                matches = sorted(glob.glob(str(self.host(arg)))) if any(c in arg for c in "*?[") else [str(self.host(arg))]
+                matches = (
+                    sorted(glob.glob(str(self.host(arg)))) if any(c in arg for c in "*?[") else [str(self.host(arg))]
+                )
                 if not matches:
                     pytest.fail(f"Dockerfile: pip argument {arg} matches nothing", pytrace=False)
                 mapped.extend(matches)
@@ -177,11 +185,20 @@ class StageRunner:
         env = {**os.environ, **{k: v for k, v in self.env.items() if k != "PIP_NO_CACHE_DIR"}}
         env.pop("PIP_NO_CACHE_DIR", None)
         env.pop("PYTHONPATH", None)
-        proc = subprocess.run([str(self.venv / "bin" / "python"), "-m", "pip", *mapped], cwd=self.host(self.cwd),
-                              capture_output=True, text=True, env=env, timeout=900)
+        proc = subprocess.run(
+            [str(self.venv / "bin" / "python"), "-m", "pip", *mapped],
+            cwd=self.host(self.cwd),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
         if proc.returncode != 0:
-            pytest.fail(f"Dockerfile step `pip {shlex.join(args)}` failed (replayed as pip {shlex.join(mapped)}):\n"
-                        f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}", pytrace=False)
+            pytest.fail(
+                f"Dockerfile step `pip {shlex.join(args)}` failed (replayed as pip {shlex.join(mapped)}):\n"
+                f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}",
+                pytrace=False,
+            )
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +210,8 @@ def test_dockerfile_shape(stages: list[Stage]) -> None:
     assert len(stages) >= 2, "the Dockerfile should be multi-stage (a builder, then a runtime without build tools)"
     for stage in stages:
         assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", stage.base), (
-            f"base image {stage.base!r}: pin python:3.11.<patch>-slim-bookworm")
+            f"base image {stage.base!r}: pin python:3.11.<patch>-slim-bookworm"
+        )
     final = stages[-1]
     user = final.last("USER")
     assert user is not None and user.args.split(":")[0] == "65532", "the final stage must run as user 65532"
@@ -206,7 +224,8 @@ def test_dockerfile_shape(stages: list[Stage]) -> None:
 
 def _hadolint() -> str | None:
     return shutil.which("hadolint") or next(
-        (str(p) for p in [Path(sys.executable).parent / "hadolint"] if p.exists()), None)
+        (str(p) for p in [Path(sys.executable).parent / "hadolint"] if p.exists()), None
+    )
 
 
 def test_hadolint_clean() -> None:
@@ -236,12 +255,19 @@ def test_image_builds_and_starts(stages: list[Stage], tmp_path: Path) -> None:
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
 
     def start(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*program, *args], input=input, capture_output=True, text=True, env=env,
-                              cwd=tmp_path, timeout=120)
+        return subprocess.run(
+            [*program, *args], input=input, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+        )
 
     # The package comes from the installed wheel, not from the checkout.
-    where = subprocess.run([str(bin_dir / "python"), "-c", "import isvc_operator; print(isvc_operator.__file__)"],
-                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    where = subprocess.run(
+        [str(bin_dir / "python"), "-c", "import isvc_operator; print(isvc_operator.__file__)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert where.returncode == 0 and str(final.venv) in where.stdout, where.stdout + where.stderr
 
     helped = start("--help")
@@ -260,6 +286,12 @@ def test_image_builds_and_starts(stages: list[Stage], tmp_path: Path) -> None:
     assert container["command"] == ["/usr/bin/tensorflow_model_server"]
 
     # The storage init container runs from the same image.
-    storage = subprocess.run([str(bin_dir / "python"), "-m", "isvc_operator.storage", "--help"],
-                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    storage = subprocess.run(
+        [str(bin_dir / "python"), "-m", "isvc_operator.storage", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert storage.returncode == 0 and "usage" in storage.stdout.lower(), storage.stdout + storage.stderr

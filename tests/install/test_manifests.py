@@ -59,18 +59,30 @@ def test_install_yaml_is_up_to_date(helm: Path) -> None:
     rendered = run(["bash", ROOT / "hack" / "render-manifests.sh", "-"], env={**os.environ, "HELM": str(helm)}).stdout
     committed = INSTALL_YAML.read_text(encoding="utf-8") if INSTALL_YAML.exists() else ""
     if rendered != committed:
-        diff = "".join(difflib.unified_diff(committed.splitlines(True), rendered.splitlines(True),
-                                            "manifests/install.yaml (committed)", "rendered from the chart", n=1))
-        pytest.fail(f"manifests/install.yaml is stale; regenerate it with `{REGENERATE}` and commit it.\n"
-                    f"{diff[:4000]}", pytrace=False)
+        diff = "".join(
+            difflib.unified_diff(
+                committed.splitlines(True),
+                rendered.splitlines(True),
+                "manifests/install.yaml (committed)",
+                "rendered from the chart",
+                n=1,
+            )
+        )
+        pytest.fail(
+            f"manifests/install.yaml is stale; regenerate it with `{REGENERATE}` and commit it.\n{diff[:4000]}",
+            pytrace=False,
+        )
 
 
 def test_install_yaml_starts_with_namespace_then_crd() -> None:
     docs = [d for d in yaml.safe_load_all(INSTALL_YAML.read_text(encoding="utf-8")) if d]
     assert [d["kind"] for d in docs[:2]] == ["Namespace", "CustomResourceDefinition"]
     assert docs[0]["metadata"]["name"] == "isvc-system"
-    namespaced = [d for d in docs if d["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole",
-                                                        "ClusterRoleBinding")]
+    namespaced = [
+        d
+        for d in docs
+        if d["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding")
+    ]
     assert {d["metadata"].get("namespace") for d in namespaced} == {"isvc-system"}
 
 
@@ -111,15 +123,26 @@ def test_default_deployment(helm: Path) -> None:
     container = operator_container(docs)
     assert deployment["spec"]["replicas"] == 1
     assert container["image"] == "ghcr.io/isvc-operator/isvc-operator:0.1.0"
-    assert container["args"] == ["run", "--liveness", "http://0.0.0.0:8080/healthz", "--log-format", "plain",
-                                 "--metrics-port", "9090", "--leader-elect", "--leader-election-namespace", "isvc-system"]
+    assert container["args"] == [
+        "run",
+        "--liveness",
+        "http://0.0.0.0:8080/healthz",
+        "--log-format",
+        "plain",
+        "--metrics-port",
+        "9090",
+        "--leader-elect",
+        "--leader-election-namespace",
+        "isvc-system",
+    ]
     probe = container["livenessProbe"]["httpGet"]
     assert probe["path"] == "/healthz"
     assert {p["name"]: p["containerPort"] for p in container["ports"]}[probe["port"]] == 8080
     assert spec["serviceAccountName"] == by_kind(docs, "ServiceAccount")[0]["metadata"]["name"]
     (binding,) = by_kind(docs, "ClusterRoleBinding")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": spec["serviceAccountName"],
-                                    "namespace": "isvc-system"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": spec["serviceAccountName"], "namespace": "isvc-system"}
+    ]
     # The restricted Pod Security profile.
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] == 65532
@@ -135,11 +158,37 @@ def test_default_deployment(helm: Path) -> None:
 
 
 def test_values_change_the_deployment(helm: Path) -> None:
-    docs = template(helm, "--set", "watchNamespaces={team-a,team-b}", "--set", "logFormat=json",
-                    "--set", "logLevel=debug", "--set", "image.tag=dev", "--set", "replicas=2")
+    docs = template(
+        helm,
+        "--set",
+        "watchNamespaces={team-a,team-b}",
+        "--set",
+        "logFormat=json",
+        "--set",
+        "logLevel=debug",
+        "--set",
+        "image.tag=dev",
+        "--set",
+        "replicas=2",
+    )
     container = operator_container(docs)
-    assert container["args"] == ["run", "--liveness", "http://0.0.0.0:8080/healthz", "--log-format", "json",
-                                 "--metrics-port", "9090", "--leader-elect", "--leader-election-namespace", "isvc-system", "--debug", "-n", "team-a", "-n", "team-b"]
+    assert container["args"] == [
+        "run",
+        "--liveness",
+        "http://0.0.0.0:8080/healthz",
+        "--log-format",
+        "json",
+        "--metrics-port",
+        "9090",
+        "--leader-elect",
+        "--leader-election-namespace",
+        "isvc-system",
+        "--debug",
+        "-n",
+        "team-a",
+        "-n",
+        "team-b",
+    ]
     assert container["image"] == "ghcr.io/isvc-operator/isvc-operator:dev"
     assert by_kind(docs, "Deployment")[0]["spec"]["replicas"] == 2
 
@@ -154,33 +203,45 @@ def test_runtime_override_rolls_the_deployment(helm: Path) -> None:
 
 
 def test_service_monitor_only_when_enabled(helm: Path) -> None:
-    docs = template(helm, "--set", "metrics.serviceMonitor.enabled=true",
-                    "--set", "metrics.serviceMonitor.labels.release=prometheus")
+    docs = template(
+        helm,
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.labels.release=prometheus",
+    )
     (monitor,) = by_kind(docs, "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert monitor["spec"]["selector"]["matchLabels"] == by_kind(docs, "Service")[0]["spec"]["selector"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--set", "logFormat=xml"], "at '/logFormat': value must be one of 'plain', 'full', 'json'"),
-    (["--set", "replicas=0"], "at '/replicas': minimum: got 0, want 1"),
-    (["--set-string", "replicas=two"], "at '/replicas': got string, want integer"),
-    (["--set", "watchNamespaces[0]=1"], "at '/watchNamespaces/0': got number, want string"),
-    (["--set", "watchNamespaces=team-a"], "at '/watchNamespaces': got string, want array"),
-    (["--set", "logFormt=json"], "additional properties 'logFormt' not allowed"),
-    (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy': value must be one of"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "logFormat=xml"], "at '/logFormat': value must be one of 'plain', 'full', 'json'"),
+        (["--set", "replicas=0"], "at '/replicas': minimum: got 0, want 1"),
+        (["--set-string", "replicas=two"], "at '/replicas': got string, want integer"),
+        (["--set", "watchNamespaces[0]=1"], "at '/watchNamespaces/0': got number, want string"),
+        (["--set", "watchNamespaces=team-a"], "at '/watchNamespaces': got string, want array"),
+        (["--set", "logFormt=json"], "additional properties 'logFormt' not allowed"),
+        (["--set", "image.pullPolicy=Sometimes"], "at '/image/pullPolicy': value must be one of"),
+    ],
+)
 def test_schema_rejects_wrong_values_readably(helm: Path, args: list[str], message: str) -> None:
     proc = template(helm, *args, check=False)
     assert proc.returncode != 0, f"helm template {args} was accepted:\n{proc.stdout[:2000]}"
     assert message in proc.stderr, f"expected {message!r} in helm's error, got:\n{proc.stderr}"
 
 
-@pytest.mark.parametrize("args", [[], ["--set", "metrics.serviceMonitor.enabled=true",
-                                       "--set", "watchNamespaces={a,b}", "--set", "logLevel=verbose"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--set", "metrics.serviceMonitor.enabled=true", "--set", "watchNamespaces={a,b}", "--set", "logLevel=verbose"],
+    ],
+)
 def test_helm_lint_strict(helm: Path, args: list[str]) -> None:
     proc = run([helm, "lint", "--strict", CHART, *args])
     assert "0 chart(s) failed" in proc.stdout
     assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
-

@@ -34,17 +34,28 @@ def test_policies_follow_istio_and_the_spec(kube, operator, namespace, model_cla
 
     # Without Istio: Auto is fine without a policy, Enabled is not Ready and says why.
     obj = wait_ready(kube, "auto", namespace)
-    assert (condition(obj, "AuthorizationReady")["status"], condition(obj, "AuthorizationReady")["reason"]) == ("True", "IstioNotInstalled")
-    required = wait_until(lambda: condition(kube.get("isvc", "required", namespace), "Ready").get("reason") == "IstioNotInstalled"
-                          and condition(kube.get("isvc", "required", namespace), "Ready"), 30, "Ready=False IstioNotInstalled")
+    assert (condition(obj, "AuthorizationReady")["status"], condition(obj, "AuthorizationReady")["reason"]) == (
+        "True",
+        "IstioNotInstalled",
+    )
+    required = wait_until(
+        lambda: condition(kube.get("isvc", "required", namespace), "Ready").get("reason") == "IstioNotInstalled"
+        and condition(kube.get("isvc", "required", namespace), "Ready"),
+        30,
+        "Ready=False IstioNotInstalled",
+    )
     assert required["status"] == "False" and "install Istio, or set mode Auto or Disabled" in required["message"]
 
     # Istio installed while the operator runs: both get a policy, no restart needed.
     kube.apply(ISTIO_CRD.read_text())
     wait_established(kube, "authorizationpolicies.security.istio.io")
-    policy = wait_until(lambda: kube.get("authorizationpolicies.security.istio.io", "auto", namespace), 60, "the policy of 'auto'")
+    policy = wait_until(
+        lambda: kube.get("authorizationpolicies.security.istio.io", "auto", namespace), 60, "the policy of 'auto'"
+    )
     wait_ready(kube, "required", namespace)
-    assert policy["spec"]["selector"] == {"matchLabels": {"serving.isvc.dev/inferenceservice": "auto", "app.kubernetes.io/component": "predictor"}}
+    assert policy["spec"]["selector"] == {
+        "matchLabels": {"serving.isvc.dev/inferenceservice": "auto", "app.kubernetes.io/component": "predictor"}
+    }
     assert policy["spec"]["action"] == "ALLOW"
     assert policy["spec"]["rules"][0]["to"][0]["operation"]["methods"] == ["GET", "POST"]
     assert "/v1/models/*" in policy["spec"]["rules"][0]["to"][0]["operation"]["paths"]
@@ -52,17 +63,29 @@ def test_policies_follow_istio_and_the_spec(kube, operator, namespace, model_cla
 
     # Spec change updates it.
     kube.apply(with_auth("auto", namespace, mode="Auto", sourceNamespaces=["apps"]))
-    wait_until(lambda: kube.get("authorizationpolicies.security.istio.io", "auto", namespace)["spec"]["rules"][0].get("from")
-               == [{"source": {"namespaces": ["apps"]}}], 30, "the policy to allow only namespace apps")
+    wait_until(
+        lambda: kube.get("authorizationpolicies.security.istio.io", "auto", namespace)["spec"]["rules"][0].get("from")
+        == [{"source": {"namespaces": ["apps"]}}],
+        30,
+        "the policy to allow only namespace apps",
+    )
 
     # Deleted by hand: recreated.
     uid = kube.get("authorizationpolicies.security.istio.io", "auto", namespace)["metadata"]["uid"]
     kube.run("delete", "authorizationpolicies.security.istio.io", "auto", "-n", namespace)
-    wait_until(lambda: (p := kube.get("authorizationpolicies.security.istio.io", "auto", namespace)) and p["metadata"]["uid"] != uid,
-               30, "the policy to be recreated")
+    wait_until(
+        lambda: (p := kube.get("authorizationpolicies.security.istio.io", "auto", namespace))
+        and p["metadata"]["uid"] != uid,
+        30,
+        "the policy to be recreated",
+    )
 
     # Disabled: removed, and the condition says so.
     kube.apply(with_auth("auto", namespace, mode="Disabled"))
-    wait_until(lambda: kube.get("authorizationpolicies.security.istio.io", "auto", namespace) is None, 30, "the policy to be removed")
+    wait_until(
+        lambda: kube.get("authorizationpolicies.security.istio.io", "auto", namespace) is None,
+        30,
+        "the policy to be removed",
+    )
     obj = wait_ready(kube, "auto", namespace, generation=3)
     assert condition(obj, "AuthorizationReady")["reason"] == "Disabled"

@@ -20,10 +20,20 @@ ANNOTATIONS_LIMIT = 262144  # bytes, all annotations of one object together (api
 
 def children(kube, namespace):
     """Our children in the namespace, by kind/name -> (uid, resourceVersion)."""
-    out = kube.run("get", "deployments,services,configmaps,horizontalpodautoscalers", "-n", namespace,
-                   "-l", "app.kubernetes.io/managed-by=isvc-operator", "-o", "json").stdout
-    return {f"{o['kind']}/{o['metadata']['name']}": (o["metadata"]["uid"], o["metadata"]["resourceVersion"])
-            for o in json.loads(out)["items"]}
+    out = kube.run(
+        "get",
+        "deployments,services,configmaps,horizontalpodautoscalers",
+        "-n",
+        namespace,
+        "-l",
+        "app.kubernetes.io/managed-by=isvc-operator",
+        "-o",
+        "json",
+    ).stdout
+    return {
+        f"{o['kind']}/{o['metadata']['name']}": (o["metadata"]["uid"], o["metadata"]["resourceVersion"])
+        for o in json.loads(out)["items"]
+    }
 
 
 def test_namespace_deleted_with_isvcs_inside(kube, operator, namespace, model_claim):
@@ -34,8 +44,11 @@ def test_namespace_deleted_with_isvcs_inside(kube, operator, namespace, model_cl
     kube.run("delete", "namespace", namespace, "--wait=false")
     # The namespace goes away completely: nothing the operator writes (re-creating children while the
     # garbage collector removes them) keeps it Terminating, and no isvc or child lingers.
-    wait_until(lambda: kube.run("get", "namespace", namespace, check=False).returncode != 0, 120,
-               f"namespace {namespace} to be deleted")
+    wait_until(
+        lambda: kube.run("get", "namespace", namespace, check=False).returncode != 0,
+        120,
+        f"namespace {namespace} to be deleted",
+    )
     # The operator still serves other namespaces, and did not crash on the 403s of a terminating namespace.
     assert operator.proc.poll() is None
     other = f"{namespace[:50]}-after"
@@ -56,8 +69,11 @@ def test_isvc_deleted_while_the_operator_is_down(kube, operator, namespace, mode
     operator.stop()
     try:
         kube.run("delete", "isvc", "gone", "-n", namespace, "--wait=true", "--timeout=60s")
-        wait_until(lambda: not any(k.split("/")[1].startswith("gone") for k in children(kube, namespace)), 60,
-                   "the garbage collector to remove gone's children without the operator")
+        wait_until(
+            lambda: not any(k.split("/")[1].startswith("gone") for k in children(kube, namespace)),
+            60,
+            "the garbage collector to remove gone's children without the operator",
+        )
     finally:
         operator.start()
     # A marker created after the restart is reconciled after the initial listing.
@@ -65,7 +81,9 @@ def test_isvc_deleted_while_the_operator_is_down(kube, operator, namespace, mode
     wait_ready(kube, "marker", namespace)
     now = children(kube, namespace)
     assert not any(k.split("/")[1].startswith("gone") for k in now), "a child of the deleted isvc came back"
-    assert {k: v for k, v in now.items() if k.split("/")[1].startswith("stays")} == stays, "the surviving isvc was rewritten"
+    assert {k: v for k, v in now.items() if k.split("/")[1].startswith("stays")} == stays, (
+        "the surviving isvc was rewritten"
+    )
     assert kube.get("isvc", "gone", namespace) is None
 
 
@@ -81,11 +99,15 @@ def test_crd_reapplied_with_live_objects(kube, operator, namespace, model_claim)
     crd = yaml.safe_load(CRD.read_text())
     version = crd["spec"]["versions"][0]
     version["schema"]["openAPIV3Schema"]["description"] += " (upgraded)"
-    version["additionalPrinterColumns"].append({"name": "Generation", "type": "integer", "jsonPath": ".metadata.generation"})
+    version["additionalPrinterColumns"].append(
+        {"name": "Generation", "type": "integer", "jsonPath": ".metadata.generation"}
+    )
     try:
         kube.apply(crd)
         wait_established(kube, "inferenceservices.serving.isvc.dev")
-        wait_until(lambda: "GENERATION" in kube.run("get", "isvc", "-n", namespace).stdout, 30, "the new printer column")
+        wait_until(
+            lambda: "GENERATION" in kube.run("get", "isvc", "-n", namespace).stdout, 30, "the new printer column"
+        )
         time.sleep(3)  # watch streams that the CRD update restarts would reconcile within this
         assert kube.get("isvc", "live", namespace)["metadata"]["resourceVersion"] == isvc_rv
         assert children(kube, namespace) == before, "a CRD re-apply caused writes to unchanged children"
@@ -114,9 +136,15 @@ def test_spec_near_the_last_applied_annotation_limit(kube, operator, namespace, 
     near["spec"]["predictor"]["tensorflow"]["args"] = _big_args(ANNOTATIONS_LIMIT - 12_000)
     kube.apply(near)
     obj = wait_ready(kube, "near-limit", namespace)
-    assert len(obj["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]) > ANNOTATIONS_LIMIT - 16_000
+    assert (
+        len(obj["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"])
+        > ANNOTATIONS_LIMIT - 16_000
+    )
     deployment = kube.get("deployment", "near-limit-predictor", namespace)
-    assert deployment["spec"]["template"]["spec"]["containers"][0]["args"] == near["spec"]["predictor"]["tensorflow"]["args"]
+    assert (
+        deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        == near["spec"]["predictor"]["tensorflow"]["args"]
+    )
     # The annotation is not copied to the children (bookkeeping of kubectl).
     assert "kubectl.kubernetes.io/last-applied-configuration" not in (deployment["metadata"].get("annotations") or {})
 
@@ -138,10 +166,12 @@ def test_user_annotations_near_the_limit(kube, operator, namespace, model_claim)
     body = isvc("big-annotation", namespace)
     body["metadata"]["annotations"] = {"example.com/blob": "b" * (ANNOTATIONS_LIMIT - 200)}
     kube.run("create", "-f", "-", input=json.dumps(body))  # create: no last-applied copy
+
     def judged():
         obj = kube.get("isvc", "big-annotation", namespace)
         cond = condition(obj, "Ready")
         return cond if cond.get("status") in ("True", "False") else None
+
     cond = wait_until(judged, 60, "the isvc to be judged")
     assert cond["status"] == "True", f"Ready={cond['status']} {cond.get('reason')}: {cond.get('message', '')[:300]}"
 
@@ -158,8 +188,9 @@ def test_name_at_the_maximum_length(kube, operator, namespace, model_claim):
     assert kube.get("service", name, namespace)
     assert kube.get("configmap", f"{name}-model-config", namespace)
     assert kube.get("hpa", f"{name}-predictor", namespace)
-    pods = json.loads(kube.run("get", "pods", "-n", namespace, "-l", f"serving.isvc.dev/inferenceservice={name}",
-                               "-o", "json").stdout)["items"]
+    pods = json.loads(
+        kube.run("get", "pods", "-n", namespace, "-l", f"serving.isvc.dev/inferenceservice={name}", "-o", "json").stdout
+    )["items"]
     assert pods and all(p["status"].get("phase") == "Running" for p in pods)
 
     too_long = isvc(name + "y", namespace)

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
-from tests.conftest import operator_tracebacks
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+
+from tests.conftest import operator_tracebacks
 
 pytestmark = pytest.mark.cluster
 
@@ -80,27 +80,54 @@ MUTATIONS: dict[str, tuple[Mutation, Callable[[dict[str, Any], Any], None]]] = {
 
 
 GROUPS = {
-    "storage": ("wrong_type_storage_uri", "huge_storage_uri", "unicode_storage_claim", "unsupported_scheme", "pvc_traversal",
-                "pvc_dot_segment", "http_without_host", "malicious_http_uri", "odd_but_legal_pvc_path", "missing_claim"),
-    "sizing": ("wrong_type_replicas", "replicas_out_of_range", "scale_target_out_of_range", "replicas_and_autoscaling",
-               "min_above_max", "min_without_max", "missing_claim", "no_predictor", "conflicting_predictors"),
+    "storage": (
+        "wrong_type_storage_uri",
+        "huge_storage_uri",
+        "unicode_storage_claim",
+        "unsupported_scheme",
+        "pvc_traversal",
+        "pvc_dot_segment",
+        "http_without_host",
+        "malicious_http_uri",
+        "odd_but_legal_pvc_path",
+        "missing_claim",
+    ),
+    "sizing": (
+        "wrong_type_replicas",
+        "replicas_out_of_range",
+        "scale_target_out_of_range",
+        "replicas_and_autoscaling",
+        "min_above_max",
+        "min_without_max",
+        "missing_claim",
+        "no_predictor",
+        "conflicting_predictors",
+    ),
     "service": ("wrong_type_service", "node_port_out_of_range", "cluster_ip_with_node_port", "same_node_ports"),
     "authorization": ("authorization_paths", "bad_service_account_ref", "bad_authorization_mode", "unknown_field"),
     "env": ("wrong_type_env", "unicode_values", "bad_env_name", "env_without_name"),
     "name": ("unicode_name", "name_too_long"),
     "annotations": ("huge_annotation", "big_but_allowed_strings", "unicode_values"),
     "args": ("huge_arg", "big_but_allowed_strings"),
-    "versions": ("num_versions_out_of_range", "two_version_policies", "pytorch_version_labels",
-                 "label_outside_specific_versions", "version_label_injection"),
+    "versions": (
+        "num_versions_out_of_range",
+        "two_version_policies",
+        "pytorch_version_labels",
+        "label_outside_specific_versions",
+        "version_label_injection",
+    ),
     "ports": ("container_port_out_of_range", "duplicate_port_names", "wrong_type_containers"),
     "predictor": ("no_predictor", "conflicting_predictors", "wrong_type_containers", "storage_and_predictor"),
 }
 
 
-def mutation(name: str, allowed: frozenset[str], hint: str, frameworks: tuple[str, ...] = ("tensorflow", "pytorch", "containers")):
+def mutation(
+    name: str, allowed: frozenset[str], hint: str, frameworks: tuple[str, ...] = ("tensorflow", "pytorch", "containers")
+):
     def register(fn: Callable[[dict[str, Any], Any], None]) -> Callable[[dict[str, Any], Any], None]:
         MUTATIONS[name] = (Mutation(name, allowed, hint, frameworks), fn)
         return fn
+
     return register
 
 
@@ -142,9 +169,13 @@ def _(doc, draw):
 def _(doc, draw):
     key = "x" + draw(st.from_regex(r"[A-Za-z0-9]{1,20}", fullmatch=True))
     where = draw(st.sampled_from(["spec", "predictor", "service", "authorization", "root"]))
-    target = {"spec": doc["spec"], "predictor": doc["spec"]["predictor"], "root": doc,
-              "service": doc["spec"].setdefault("service", {}),
-              "authorization": doc["spec"].setdefault("authorization", {})}[where]
+    target = {
+        "spec": doc["spec"],
+        "predictor": doc["spec"]["predictor"],
+        "root": doc,
+        "service": doc["spec"].setdefault("service", {}),
+        "authorization": doc["spec"].setdefault("authorization", {}),
+    }[where]
     target[key] = draw(st.sampled_from([1, "v", {"a": 1}, [1, 2]]))
 
 
@@ -180,14 +211,15 @@ def _(doc, draw):
 # --- unicode and names -----------------------------------------------------------------------
 @mutation("unicode_name", MUST_REJECT, "name")
 def _(doc, draw):
-    doc["metadata"]["name"] = draw(st.sampled_from(["modèle", "模型", "Dogs-vs-cats", "dogs_vs_cats", "-dogs", "dogs-",
-                                                    "1dogs", "dogs.cats"]))
+    doc["metadata"]["name"] = draw(
+        st.sampled_from(["modèle", "模型", "Dogs-vs-cats", "dogs_vs_cats", "-dogs", "dogs-", "1dogs", "dogs.cats"])
+    )
 
 
 @mutation("name_too_long", MUST_REJECT, "name")
 def _(doc, draw):
     n = draw(st.integers(46, 63))
-    doc["metadata"]["name"] = ("n" * n)
+    doc["metadata"]["name"] = "n" * n
 
 
 @mutation("unicode_storage_claim", INVALID, "storageUri")
@@ -198,7 +230,10 @@ def _(doc, draw):
 @mutation("unicode_values", VALID, "")
 def _(doc, draw):
     body = _body(doc)
-    body["env"] = [{"name": "GREETING", "value": draw(SAFE_TEXT)}, {"name": "WORD", "value": draw(st.sampled_from(UNICODE_WORDS))}]
+    body["env"] = [
+        {"name": "GREETING", "value": draw(SAFE_TEXT)},
+        {"name": "WORD", "value": draw(st.sampled_from(UNICODE_WORDS))},
+    ]
     doc["metadata"].setdefault("annotations", {})["fuzz.isvc.dev/unicode"] = draw(SAFE_TEXT)
 
 
@@ -206,8 +241,18 @@ def _(doc, draw):
 @mutation("replicas_out_of_range", MUST_REJECT, "replicas")
 def _(doc, draw):
     predictor = _drop_sizing(doc)
-    key, value = draw(st.sampled_from([("replicas", -1), ("replicas", 1001), ("replicas", 2**40), ("minReplicas", 0),
-                                       ("maxReplicas", 1001), ("maxReplicas", 0)]))
+    key, value = draw(
+        st.sampled_from(
+            [
+                ("replicas", -1),
+                ("replicas", 1001),
+                ("replicas", 2**40),
+                ("minReplicas", 0),
+                ("maxReplicas", 1001),
+                ("maxReplicas", 0),
+            ]
+        )
+    )
     if key == "minReplicas":
         predictor["maxReplicas"] = 2
     predictor[key] = value
@@ -221,8 +266,12 @@ def _(doc, draw):
 
 @mutation("node_port_out_of_range", MUST_REJECT, "NodePort")
 def _(doc, draw):
-    doc["spec"]["service"] = {"type": "NodePort", draw(st.sampled_from(["httpNodePort", "grpcNodePort"])):
-                              draw(st.sampled_from([0, 80, 29999, 32768, 65536, -1]))}
+    doc["spec"]["service"] = {
+        "type": "NodePort",
+        draw(st.sampled_from(["httpNodePort", "grpcNodePort"])): draw(
+            st.sampled_from([0, 80, 29999, 32768, 65536, -1])
+        ),
+    }
 
 
 @mutation("container_port_out_of_range", MUST_REJECT, "containerPort", ("containers",))
@@ -245,8 +294,11 @@ def _(doc, draw):
 def _(doc, draw):
     predictor = doc["spec"]["predictor"]
     extra = draw(st.sampled_from([k for k in ("tensorflow", "pytorch", "containers") if k not in predictor]))
-    predictor[extra] = ([{"image": "example/server:1", "ports": [{"name": "http", "containerPort": 8080}]}]
-                        if extra == "containers" else {"storageUri": "pvc://models"})
+    predictor[extra] = (
+        [{"image": "example/server:1", "ports": [{"name": "http", "containerPort": 8080}]}]
+        if extra == "containers"
+        else {"storageUri": "pvc://models"}
+    )
 
 
 @mutation("no_predictor", MUST_REJECT, "predictor")
@@ -299,16 +351,49 @@ def _(doc, draw):
 # --- malicious storage URIs and paths --------------------------------------------------------
 @mutation("unsupported_scheme", MUST_REJECT, "storageUri")
 def _(doc, draw):
-    _set_uri(doc, draw(st.sampled_from(["s3://bucket/model", "gs://b/m", "file:///etc/passwd", "ftp://host/m.tar.gz",
-                                        "", "models", "/mnt/models", "PVC://models", "javascript:alert(1)",
-                                        "hdfs://nn/m", " pvc://models"])))
+    _set_uri(
+        doc,
+        draw(
+            st.sampled_from(
+                [
+                    "s3://bucket/model",
+                    "gs://b/m",
+                    "file:///etc/passwd",
+                    "ftp://host/m.tar.gz",
+                    "",
+                    "models",
+                    "/mnt/models",
+                    "PVC://models",
+                    "javascript:alert(1)",
+                    "hdfs://nn/m",
+                    " pvc://models",
+                ]
+            )
+        ),
+    )
 
 
 @mutation("pvc_traversal", MUST_REJECT, "storageUri", ("tensorflow", "pytorch"))
 def _(doc, draw):
-    _set_uri(doc, draw(st.sampled_from(["pvc://models/../../etc", "pvc://../etc", "pvc://models/a/../../b",
-                                        "pvc://models/..", "pvc://Models", "pvc://mo_dels", "pvc://", "pvc:///etc",
-                                        "pvc://models/a\nb", "pvc://-models"])))
+    _set_uri(
+        doc,
+        draw(
+            st.sampled_from(
+                [
+                    "pvc://models/../../etc",
+                    "pvc://../etc",
+                    "pvc://models/a/../../b",
+                    "pvc://models/..",
+                    "pvc://Models",
+                    "pvc://mo_dels",
+                    "pvc://",
+                    "pvc:///etc",
+                    "pvc://models/a\nb",
+                    "pvc://-models",
+                ]
+            )
+        ),
+    )
 
 
 @mutation("pvc_dot_segment", MUST_FAIL, "storageUri")
@@ -325,25 +410,50 @@ def _(doc, draw):
 @mutation("malicious_http_uri", RUNTIME_ONLY, "")
 def _(doc, draw):
     # Admission accepts any http(s) URL; the storage initializer refuses traversal at download time.
-    _set_uri(doc, draw(st.sampled_from([
-        "https://evil.example/../../etc/passwd.tar.gz", "http://127.0.0.1:1/m.zip?x=$(rm -rf /)",
-        "https://models.example/%2e%2e/%2e%2e/m.tgz", "http://169.254.169.254/latest/meta-data/",
-        "https://模型.example/m.tar.gz", "http://user:pass@host/m.tar",
-    ])))
+    _set_uri(
+        doc,
+        draw(
+            st.sampled_from(
+                [
+                    "https://evil.example/../../etc/passwd.tar.gz",
+                    "http://127.0.0.1:1/m.zip?x=$(rm -rf /)",
+                    "https://models.example/%2e%2e/%2e%2e/m.tgz",
+                    "http://169.254.169.254/latest/meta-data/",
+                    "https://模型.example/m.tar.gz",
+                    "http://user:pass@host/m.tar",
+                ]
+            )
+        ),
+    )
 
 
 @mutation("odd_but_legal_pvc_path", VALID, "", ("tensorflow", "pytorch"))
 def _(doc, draw):
-    _set_uri(doc, draw(st.sampled_from(["pvc://models/%2e%2e/x", "pvc://models/a..b", "pvc://models//1//",
-                                        "pvc://models/...", "pvc://models/" + "d" * 1000])))
+    _set_uri(
+        doc,
+        draw(
+            st.sampled_from(
+                [
+                    "pvc://models/%2e%2e/x",
+                    "pvc://models/a..b",
+                    "pvc://models//1//",
+                    "pvc://models/...",
+                    "pvc://models/" + "d" * 1000,
+                ]
+            )
+        ),
+    )
 
 
 @mutation("authorization_paths", RUNTIME_ONLY, "")
 def _(doc, draw):
     doc["spec"]["authorization"] = {
         "mode": draw(st.sampled_from(["Auto", "Disabled"])),
-        "paths": draw(st.lists(st.sampled_from(["../../*", "/ü", "*", "/v1/models/*/../../admin", "", "/" + "p" * 1000]),
-                               max_size=4)),
+        "paths": draw(
+            st.lists(
+                st.sampled_from(["../../*", "/ü", "*", "/v1/models/*/../../admin", "", "/" + "p" * 1000]), max_size=4
+            )
+        ),
         "methods": draw(st.lists(st.sampled_from(["DELETE", "ü", "", "GET POST"]), max_size=3)),
         "principals": draw(st.lists(st.sampled_from(["*", "cluster.local/ns/*/sa/*", "ü"]), max_size=2)),
     }
@@ -400,14 +510,17 @@ def _(doc, draw):
 
 @mutation("odd_runtime_version", MUST_FAIL, "runtimeVersion", ("tensorflow", "pytorch"))
 def _(doc, draw):
-    _body(doc)["runtimeVersion"] = draw(st.sampled_from(["2.19.0 ", "ü", "latest@sha256:zz", "../../x", ":", "2.19.0\n"]))
+    _body(doc)["runtimeVersion"] = draw(
+        st.sampled_from(["2.19.0 ", "ü", "latest@sha256:zz", "../../x", ":", "2.19.0\n"])
+    )
 
 
 @mutation("version_label_injection", MUST_REJECT, "versionLabels", ("tensorflow",))
 def _(doc, draw):
     # Rendered into TF Serving's text config; quotes/newlines there break (or rewrite) the config.
-    _body(doc)["versionLabels"] = {draw(st.sampled_from(['a" } } model_config_list { config { name: "x', "line\nbreak",
-                                                         "ü", "sp ace"])): 1}
+    _body(doc)["versionLabels"] = {
+        draw(st.sampled_from(['a" } } model_config_list { config { name: "x', "line\nbreak", "ü", "sp ace"])): 1
+    }
 
 
 MUTATION_NAMES = sorted(MUTATIONS)
@@ -419,25 +532,38 @@ def base_documents(draw: Any) -> dict[str, Any]:
     framework = draw(st.sampled_from(["tensorflow", "pytorch", "containers"]))
     predictor: dict[str, Any] = {}
     if framework == "containers":
-        container: dict[str, Any] = {"image": draw(st.sampled_from(["example/server:1", "registry.local/m:2"])),
-                                     "ports": [{"name": "http", "containerPort": draw(st.integers(1, 65535))}]}
+        container: dict[str, Any] = {
+            "image": draw(st.sampled_from(["example/server:1", "registry.local/m:2"])),
+            "ports": [{"name": "http", "containerPort": draw(st.integers(1, 65535))}],
+        }
         if draw(st.booleans()):
-            container["ports"].append({"name": "grpc", "containerPort": container["ports"][0]["containerPort"] % 65535 + 1})
+            container["ports"].append(
+                {"name": "grpc", "containerPort": container["ports"][0]["containerPort"] % 65535 + 1}
+            )
         if draw(st.booleans()):
             container["storageUri"] = draw(st.sampled_from(["pvc://models", "https://models.example/m.tar.gz"]))
         predictor["containers"] = [container]
     else:
-        body: dict[str, Any] = {"storageUri": draw(st.sampled_from(["pvc://models", "pvc://models/1", "pvc://models/a/b",
-                                                                    "https://models.example/m.tar.gz"]))}
+        body: dict[str, Any] = {
+            "storageUri": draw(
+                st.sampled_from(
+                    ["pvc://models", "pvc://models/1", "pvc://models/a/b", "https://models.example/m.tar.gz"]
+                )
+            )
+        }
         if draw(st.booleans()):
             body["runtimeVersion"] = draw(st.sampled_from(["2.18.0", "2.19.0", "0.1.0"]))
         if framework == "tensorflow" and draw(st.booleans()):
             versions = sorted(draw(st.sets(st.integers(0, 20), min_size=1, max_size=3)))
-            body["modelVersionPolicy"] = draw(st.sampled_from([{"latest": {"numVersions": 2}}, {"all": {}},
-                                                               {"specific": {"versions": versions}}]))
+            body["modelVersionPolicy"] = draw(
+                st.sampled_from([{"latest": {"numVersions": 2}}, {"all": {}}, {"specific": {"versions": versions}}])
+            )
             body["versionLabels"] = {"stable": versions[0]}
         if draw(st.booleans()):
-            body["resources"] = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": draw(st.sampled_from(["1Gi", 2**30]))}}
+            body["resources"] = {
+                "requests": {"cpu": "100m", "memory": "128Mi"},
+                "limits": {"memory": draw(st.sampled_from(["1Gi", 2**30]))},
+            }
         predictor[framework] = body
     sizing = draw(st.sampled_from(["none", "replicas", "autoscale"]))
     if sizing == "replicas":
@@ -449,9 +575,11 @@ def base_documents(draw: Any) -> dict[str, Any]:
     if draw(st.booleans()):
         spec["service"] = {"type": draw(st.sampled_from(["NodePort", "ClusterIP"]))}
     if draw(st.booleans()):
-        spec["authorization"] = {"mode": draw(st.sampled_from(["Auto", "Disabled"])),
-                                 "sourceNamespaces": draw(st.lists(st.sampled_from(["apps", "default"]), max_size=2)),
-                                 "serviceAccounts": draw(st.lists(st.sampled_from(["apps/client", "default/default"]), max_size=2))}
+        spec["authorization"] = {
+            "mode": draw(st.sampled_from(["Auto", "Disabled"])),
+            "sourceNamespaces": draw(st.lists(st.sampled_from(["apps", "default"]), max_size=2)),
+            "serviceAccounts": draw(st.lists(st.sampled_from(["apps/client", "default/default"]), max_size=2)),
+        }
     metadata: dict[str, Any] = {"name": "placeholder", "labels": {"fuzz.isvc.dev/doc": "1"}}
     if draw(st.booleans()):
         metadata["annotations"] = {"fuzz.isvc.dev/note": draw(SAFE_TEXT)}
@@ -502,8 +630,14 @@ def generate(n: int, seed: int = 0) -> list[Case]:
     """`n` cases, the same ones for the same (n, seed): hypothesis' derandomized generation only."""
     out: list[Case] = []
 
-    @settings(max_examples=n, derandomize=True, database=None, phases=[Phase.generate], deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=n,
+        derandomize=True,
+        database=None,
+        phases=[Phase.generate],
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(cases())
     def collect(case: Case) -> None:
         out.append(case)
@@ -520,6 +654,7 @@ def generate(n: int, seed: int = 0) -> list[Case]:
 
 
 # --- applying and classifying -------------------------------------------------------------------
+
 
 def _ready(obj: dict[str, Any]) -> dict[str, Any]:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), {})
@@ -541,11 +676,15 @@ class Tally:
 
     def counts(self) -> dict[str, int]:
         counter = Counter(c.outcome for c in self.cases)
-        return {"documents": len(self.cases), "rejected_by_apiserver": counter[REJECTED],
-                "ready_false_with_reason": counter[READY_FALSE], "accepted_ready": counter[READY_TRUE],
-                "unsettled": counter["unsettled"],
-                "runtime_only_ready": sum(1 for c in self.cases if c.outcome == READY_TRUE and c.allowed == RUNTIME_ONLY),
-                "contract_violations": sum(1 for c in self.cases if c.problem)}
+        return {
+            "documents": len(self.cases),
+            "rejected_by_apiserver": counter[REJECTED],
+            "ready_false_with_reason": counter[READY_FALSE],
+            "accepted_ready": counter[READY_TRUE],
+            "unsettled": counter["unsettled"],
+            "runtime_only_ready": sum(1 for c in self.cases if c.outcome == READY_TRUE and c.allowed == RUNTIME_ONLY),
+            "contract_violations": sum(1 for c in self.cases if c.problem),
+        }
 
     def by_mutation(self) -> dict[str, Counter]:
         table: dict[str, Counter] = {}
@@ -592,12 +731,14 @@ def run_cases(
     """
     tally = Tally()
     for start in range(0, len(cases_), batch):
-        chunk = cases_[start:start + batch]
+        chunk = cases_[start : start + batch]
         pending: dict[str, Case] = {}
         for i, case in enumerate(chunk, start):
             doc = json.loads(json.dumps(case.doc))
             if doc["metadata"]["name"] == "placeholder":
-                doc["metadata"]["name"] = f"{prefix}{i}-{''.join(random.Random(i).choices(string.ascii_lowercase, k=4))}"
+                doc["metadata"]["name"] = (
+                    f"{prefix}{i}-{''.join(random.Random(i).choices(string.ascii_lowercase, k=4))}"
+                )
             doc["metadata"]["namespace"] = namespace
             case.doc = doc
             accepted, message = submit(doc)
@@ -636,9 +777,11 @@ def run_cases(
 
 def kubectl_submit(kube: Any) -> Callable[[dict[str, Any]], tuple[bool, str]]:
     """`kubectl apply` as a user would (server-side field validation Strict: unknown fields are errors)."""
+
     def submit(doc: dict[str, Any]) -> tuple[bool, str]:
         result = kube.run("apply", "-f", "-", input=json.dumps(doc), check=False)
         return result.returncode == 0, result.stderr.strip()
+
     return submit
 
 
@@ -664,10 +807,13 @@ def test_generated_documents_are_rejected_failed_or_ready(kube, operator, namesp
         return json.loads(kube.run("get", "isvc", "-n", namespace, "-o", "json").stdout)["items"]
 
     def delete_batch() -> None:
-        kube.run("delete", "isvc", "-n", namespace, "-l", "fuzz.isvc.dev/doc=1", "--wait=true", "--timeout=60s", check=False)
+        kube.run(
+            "delete", "isvc", "-n", namespace, "-l", "fuzz.isvc.dev/doc=1", "--wait=true", "--timeout=60s", check=False
+        )
 
-    tally = run_cases(generate(FUZZ_DOCUMENTS), namespace, kubectl_submit(kube), list_isvcs, delete_batch,
-                      batch=50, settle_s=60)
+    tally = run_cases(
+        generate(FUZZ_DOCUMENTS), namespace, kubectl_submit(kube), list_isvcs, delete_batch, batch=50, settle_s=60
+    )
     print(format_report(tally))
     counts = tally.counts()
     assert counts["documents"] == FUZZ_DOCUMENTS

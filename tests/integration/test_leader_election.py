@@ -19,9 +19,23 @@ LEASE_SECONDS = 15
 def start_replica(kube, namespace, index):
     log = CLUSTER_DIR / "logs" / f"leader-{namespace}-{index}.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "isvc_operator", "run", "-n", namespace, "--leader-elect",
-         "--leader-election-namespace", namespace, "--log-format", "json"],
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT, env={**kube.env, "PYTHONUNBUFFERED": "1"})
+        [
+            sys.executable,
+            "-m",
+            "isvc_operator",
+            "run",
+            "-n",
+            namespace,
+            "--leader-elect",
+            "--leader-election-namespace",
+            namespace,
+            "--log-format",
+            "json",
+        ],
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        env={**kube.env, "PYTHONUNBUFFERED": "1"},
+    )
     return proc, log
 
 

@@ -27,10 +27,11 @@ def wait_ready(kube: Kube, name: str, namespace: str, generation: int = 1, timeo
         cond = condition(obj, "Ready")
         ok = cond.get("status") == "True" and (obj or {}).get("status", {}).get("observedGeneration") == generation
         return obj if ok else None
+
     return wait_until(ready, timeout, f"isvc {namespace}/{name} Ready=True at generation {generation}")
 
 
-def test_tensorflow_isvc_becomes_ready_with_the_seed_children(kube, operator, namespace, model_claim):
+def test_tensorflow_isvc_becomes_ready_with_the_hand_written_children(kube, operator, namespace, model_claim):
     kube.apply(isvc("dogs-vs-cats", namespace))
     # What a user would type: it returns once the operator says Ready.
     kube.run("wait", "--for=condition=Ready", "isvc/dogs-vs-cats", "-n", namespace, "--timeout=60s")
@@ -39,12 +40,20 @@ def test_tensorflow_isvc_becomes_ready_with_the_seed_children(kube, operator, na
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "tensorflow/serving:2.19.0"
     assert container["command"] == ["/usr/bin/tensorflow_model_server"]
-    assert container["args"] == ["--port=9000", "--rest_api_port=8500", "--model_name=dogs-vs-cats", "--model_base_path=/mnt/models"]
+    assert container["args"] == [
+        "--port=9000",
+        "--rest_api_port=8500",
+        "--model_name=dogs-vs-cats",
+        "--model_base_path=/mnt/models",
+    ]
     assert [p["containerPort"] for p in container["ports"]] == [8500, 9000]
     assert container["readinessProbe"]["httpGet"]["path"] == "/v1/models/dogs-vs-cats"
     assert container["livenessProbe"]["tcpSocket"]["port"] == "grpc"
     assert container["securityContext"]["runAsNonRoot"] is True and container["securityContext"]["runAsUser"] == 1000
-    assert deployment["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
+    assert deployment["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"] == {
+        "claimName": "models",
+        "readOnly": True,
+    }
     owner = deployment["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("InferenceService", "dogs-vs-cats", True)
 
@@ -57,8 +66,12 @@ def test_tensorflow_isvc_becomes_ready_with_the_seed_children(kube, operator, na
     status = obj["status"]
     assert status["observedGeneration"] == obj["metadata"]["generation"] == 1
     assert status["url"] == f"http://dogs-vs-cats.{namespace}.svc.cluster.local:8500/v1/models/dogs-vs-cats"
-    assert {c["type"]: c["status"] for c in status["conditions"]} == {"Ready": "True", "PredictorReady": "True", "ServiceReady": "True",
-                                                                     "AuthorizationReady": "True"}
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "True",
+        "PredictorReady": "True",
+        "ServiceReady": "True",
+        "AuthorizationReady": "True",
+    }
     assert (status["replicas"], status["readyReplicas"]) == (1, 1)
 
     table = kube.run("get", "isvc", "-n", namespace).stdout.splitlines()
@@ -66,25 +79,29 @@ def test_tensorflow_isvc_becomes_ready_with_the_seed_children(kube, operator, na
     assert table[1].split()[:5] == ["dogs-vs-cats", "True", "Ready", status["url"], "1/1"]
 
 
-def test_fixed_node_ports_as_in_the_seed(kube, operator, namespace, model_claim):
-    body = isvc("seed", namespace)
+def test_fixed_node_ports_as_in_the_hand_written_service(kube, operator, namespace, model_claim):
+    body = isvc("fixed-ports", namespace)
     body["spec"]["service"] = {"type": "NodePort", "httpNodePort": 31100, "grpcNodePort": 31101}
     kube.apply(body)
-    wait_ready(kube, "seed", namespace)
-    ports = {p["name"]: p["nodePort"] for p in kube.get("service", "seed", namespace)["spec"]["ports"]}
+    wait_ready(kube, "fixed-ports", namespace)
+    ports = {p["name"]: p["nodePort"] for p in kube.get("service", "fixed-ports", namespace)["spec"]["ports"]}
     assert ports == {"http": 31100, "grpc": 31101}
-    condition_message = condition(kube.get("isvc", "seed", namespace), "ServiceReady")["message"]
+    condition_message = condition(kube.get("isvc", "fixed-ports", namespace), "ServiceReady")["message"]
     assert "http 8500->31100, grpc 9000->31101" in condition_message
 
     # A second isvc asking for the same node port is told why it cannot be exposed; the first keeps serving.
     clash = isvc("clash", namespace)
     clash["spec"]["service"] = {"type": "NodePort", "httpNodePort": 31100}
     kube.apply(clash)
-    cond = wait_until(lambda: condition(kube.get("isvc", "clash", namespace), "ServiceReady").get("status") == "False"
-                      and condition(kube.get("isvc", "clash", namespace), "Ready"), 30, "Ready=False for the port clash")
+    cond = wait_until(
+        lambda: condition(kube.get("isvc", "clash", namespace), "ServiceReady").get("status") == "False"
+        and condition(kube.get("isvc", "clash", namespace), "Ready"),
+        30,
+        "Ready=False for the port clash",
+    )
     assert cond["reason"] == "ServiceRejected"
     assert "31100" in cond["message"] and "already allocated" in cond["message"]
-    assert condition(kube.get("isvc", "seed", namespace), "Ready")["status"] == "True"
+    assert condition(kube.get("isvc", "fixed-ports", namespace), "Ready")["status"] == "True"
 
 
 def test_spec_change_rolls_out_and_status_is_not_ready_until_it_finishes(kube, operator, namespace, model_claim):
@@ -95,17 +112,29 @@ def test_spec_change_rolls_out_and_status_is_not_ready_until_it_finishes(kube, o
     for node in nodes:
         kube.run("cordon", node)
     try:
-        kube.run("patch", "isvc", "rollout", "-n", namespace, "--type=merge",
-                 "-p", '{"spec":{"predictor":{"tensorflow":{"storageUri":"pvc://models","runtimeVersion":"2.18.0"}}}}')
+        kube.run(
+            "patch",
+            "isvc",
+            "rollout",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"spec":{"predictor":{"tensorflow":{"storageUri":"pvc://models","runtimeVersion":"2.18.0"}}}}',
+        )
 
         def rolling():
             obj = kube.get("isvc", "rollout", namespace)
             cond = condition(obj, "Ready")
             return cond if obj["status"].get("observedGeneration") == 2 and cond.get("status") != "True" else None
+
         cond = wait_until(rolling, 30, "Ready to leave True during the rollout")
         # In progress, or (once the scheduler has tried) the new pod's real reason: every node is cordoned.
-        assert (cond["status"], cond["reason"]) in (("Unknown", "RolloutInProgress"), ("Unknown", "ReplicasNotReady"),
-                                                    ("False", "Unschedulable")), cond
+        assert (cond["status"], cond["reason"]) in (
+            ("Unknown", "RolloutInProgress"),
+            ("Unknown", "ReplicasNotReady"),
+            ("False", "Unschedulable"),
+        ), cond
     finally:
         for node in nodes:
             kube.run("uncordon", node)
@@ -120,8 +149,11 @@ def test_a_deleted_child_comes_back(kube, operator, namespace, model_claim, kind
     wait_ready(kube, "restore", namespace)
     uid = kube.get(kind, name, namespace)["metadata"]["uid"]
     kube.run("delete", kind, name, "-n", namespace)
-    recreated = wait_until(lambda: (obj := kube.get(kind, name, namespace)) and obj["metadata"]["uid"] != uid and obj,
-                           30, f"{kind} {name} to be recreated")
+    recreated = wait_until(
+        lambda: (obj := kube.get(kind, name, namespace)) and obj["metadata"]["uid"] != uid and obj,
+        30,
+        f"{kind} {name} to be recreated",
+    )
     assert recreated["metadata"]["labels"]["serving.isvc.dev/inferenceservice"] == "restore"
     wait_ready(kube, "restore", namespace)
 
@@ -130,7 +162,11 @@ def test_a_hand_edited_child_is_restored(kube, operator, namespace, model_claim)
     kube.apply(isvc("edited", namespace))
     wait_ready(kube, "edited", namespace)
     kube.run("patch", "service", "edited", "-n", namespace, "--type=merge", "-p", '{"spec":{"type":"ClusterIP"}}')
-    wait_until(lambda: kube.get("service", "edited", namespace)["spec"]["type"] == "NodePort", 30, "the Service type to be restored")
+    wait_until(
+        lambda: kube.get("service", "edited", namespace)["spec"]["type"] == "NodePort",
+        30,
+        "the Service type to be restored",
+    )
 
 
 def test_a_renumbered_service_port_is_replaced_not_left_beside_ours(kube, operator, namespace, model_claim):
@@ -141,13 +177,22 @@ def test_a_renumbered_service_port_is_replaced_not_left_beside_ours(kube, operat
     before = kube.get("service", "renumbered", namespace)
     ports = before["spec"]["ports"]
     http = next(i for i, p in enumerate(ports) if p["name"] == "http")
-    kube.run("patch", "service", "renumbered", "-n", namespace, "--type=json",
-             "-p", f'[{{"op": "replace", "path": "/spec/ports/{http}/port", "value": 8501}}]')
+    kube.run(
+        "patch",
+        "service",
+        "renumbered",
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        f'[{{"op": "replace", "path": "/spec/ports/{http}/port", "value": 8501}}]',
+    )
 
     def restored():
         svc = kube.get("service", "renumbered", namespace)
         numbers = sorted(p["port"] for p in svc["spec"]["ports"])
         return svc if numbers == sorted(p["port"] for p in ports) else None
+
     svc = wait_until(restored, 30, "the Service's ports to be ours again")
     assert svc["spec"]["clusterIP"] == before["spec"]["clusterIP"], "replaced in place, not recreated"
     assert svc["metadata"]["uid"] == before["metadata"]["uid"]
@@ -159,21 +204,36 @@ def test_deleting_the_isvc_removes_its_children(kube, operator, namespace, model
     kube.apply(isvc("doomed", namespace))
     wait_ready(kube, "doomed", namespace)
     kube.run("delete", "isvc", "doomed", "-n", namespace, "--wait=true", "--timeout=60s")
-    wait_until(lambda: kube.get("deployment", "doomed-predictor", namespace) is None
-               and kube.get("service", "doomed", namespace) is None, 60, "the garbage collector to remove the children")
+    wait_until(
+        lambda: kube.get("deployment", "doomed-predictor", namespace) is None
+        and kube.get("service", "doomed", namespace) is None,
+        60,
+        "the garbage collector to remove the children",
+    )
 
 
 @pytest.mark.parametrize(
     ("spec_change", "message"),
     [
-        ({"predictor": {"tensorflow": {"storageUri": "s3://bucket/model"}}},
-         "storageUri s3://bucket/model has an unsupported scheme; supported: pvc://CLAIM[/PATH], http://..., https://..."),
-        ({"predictor": {"tensorflow": {"storageUri": "pvc://m"}, "pytorch": {"storageUri": "pvc://m"}}},
-         "set exactly one of spec.predictor.tensorflow, spec.predictor.pytorch or spec.predictor.containers"),
-        ({"predictor": {"tensorflow": {"storageUri": "pvc://m"}, "replicas": -1}},
-         "spec.predictor.replicas: Invalid value: -1: spec.predictor.replicas in body should be greater than or equal to 0"),
-        ({"predictor": {"tensorflow": {"storageUri": "pvc://m"}}, "service": {"type": "ClusterIP", "httpNodePort": 31000}},
-         "httpNodePort/grpcNodePort need type NodePort or LoadBalancer, not ClusterIP"),
+        (
+            {"predictor": {"tensorflow": {"storageUri": "s3://bucket/model"}}},
+            "storageUri s3://bucket/model has an unsupported scheme; supported: pvc://CLAIM[/PATH], http://..., https://...",
+        ),
+        (
+            {"predictor": {"tensorflow": {"storageUri": "pvc://m"}, "pytorch": {"storageUri": "pvc://m"}}},
+            "set exactly one of spec.predictor.tensorflow, spec.predictor.pytorch or spec.predictor.containers",
+        ),
+        (
+            {"predictor": {"tensorflow": {"storageUri": "pvc://m"}, "replicas": -1}},
+            "spec.predictor.replicas: Invalid value: -1: spec.predictor.replicas in body should be greater than or equal to 0",
+        ),
+        (
+            {
+                "predictor": {"tensorflow": {"storageUri": "pvc://m"}},
+                "service": {"type": "ClusterIP", "httpNodePort": 31000},
+            },
+            "httpNodePort/grpcNodePort need type NodePort or LoadBalancer, not ClusterIP",
+        ),
     ],
 )
 def test_invalid_isvc_is_rejected_by_the_api_server_with_a_readable_message(kube, namespace, spec_change, message):
@@ -188,8 +248,12 @@ def test_a_spec_the_schema_accepts_but_cannot_be_served_is_ready_false_without_c
     body = isvc("unknown-runtime", namespace)
     body["spec"]["predictor"]["tensorflow"]["runtime"] = "triton"
     kube.apply(body)
-    cond = wait_until(lambda: condition(kube.get("isvc", "unknown-runtime", namespace), "Ready").get("reason") == "InvalidSpec"
-                      and condition(kube.get("isvc", "unknown-runtime", namespace), "Ready"), 30, "Ready=False InvalidSpec")
+    cond = wait_until(
+        lambda: condition(kube.get("isvc", "unknown-runtime", namespace), "Ready").get("reason") == "InvalidSpec"
+        and condition(kube.get("isvc", "unknown-runtime", namespace), "Ready"),
+        30,
+        "Ready=False InvalidSpec",
+    )
     assert cond["status"] == "False"
     assert "'triton' is not in the runtime catalog for tensorflow (known: tensorflow-serving)" in cond["message"]
     assert kube.get("deployment", "unknown-runtime-predictor", namespace) is None

@@ -27,11 +27,17 @@ def test_metrics_count_reconciles_and_ready_states(kube, operator, namespace, mo
     applied_before = before.get(("isvc_reconcile_total", (("result", "applied"),)), 0.0)
     kube.apply(isvc("metered", namespace))
     wait_ready(kube, "metered", namespace)
-    after = wait_until(lambda: (s := scrape(operator.metrics_url))
-                       and s.get(("isvc_inferenceservices", (("ready", "True"),)), 0) >= 1 and s, 30,
-                       "isvc_inferenceservices{ready=True} >= 1")
+    after = wait_until(
+        lambda: (s := scrape(operator.metrics_url))
+        and s.get(("isvc_inferenceservices", (("ready", "True"),)), 0) >= 1
+        and s,
+        30,
+        "isvc_inferenceservices{ready=True} >= 1",
+    )
     assert after[("isvc_reconcile_total", (("result", "applied"),))] > applied_before
-    assert after[("isvc_reconcile_duration_seconds_count", ())] > before.get(("isvc_reconcile_duration_seconds_count", ()), 0)
+    assert after[("isvc_reconcile_duration_seconds_count", ())] > before.get(
+        ("isvc_reconcile_duration_seconds_count", ()), 0
+    )
 
 
 def test_events_are_posted_on_ready_transitions(kube, operator, namespace, model_claim):
@@ -39,20 +45,36 @@ def test_events_are_posted_on_ready_transitions(kube, operator, namespace, model
     wait_ready(kube, "eventful", namespace)
 
     def ready_event():
-        events = json.loads(kube.run("get", "events", "-n", namespace, "-o", "json",
-                                     "--field-selector", "involvedObject.name=eventful").stdout)["items"]
+        events = json.loads(
+            kube.run(
+                "get", "events", "-n", namespace, "-o", "json", "--field-selector", "involvedObject.name=eventful"
+            ).stdout
+        )["items"]
         return [e for e in events if e["involvedObject"]["kind"] == "InferenceService" and e["reason"] == "Ready"]
+
     events = wait_until(ready_event, 30, "a Ready Event on the isvc")
     assert events[0]["type"] == "Normal"
     assert events[0]["message"].startswith("Ready=True: model served at http://eventful.")
 
-    kube.run("patch", "isvc", "eventful", "-n", namespace, "--type=merge",
-             "-p", '{"spec":{"predictor":{"tensorflow":{"storageUri":"pvc://models","runtime":"nope"}}}}')
+    kube.run(
+        "patch",
+        "isvc",
+        "eventful",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"predictor":{"tensorflow":{"storageUri":"pvc://models","runtime":"nope"}}}}',
+    )
 
     def warning_event():
-        events = json.loads(kube.run("get", "events", "-n", namespace, "-o", "json",
-                                     "--field-selector", "involvedObject.name=eventful").stdout)["items"]
+        events = json.loads(
+            kube.run(
+                "get", "events", "-n", namespace, "-o", "json", "--field-selector", "involvedObject.name=eventful"
+            ).stdout
+        )["items"]
         return [e for e in events if e["reason"] == "InvalidSpec"]
+
     warning = wait_until(warning_event, 30, "an InvalidSpec Warning Event")
     assert warning[0]["type"] == "Warning" and "'nope' is not in the runtime catalog" in warning[0]["message"]
 

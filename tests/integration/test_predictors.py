@@ -13,8 +13,12 @@ pytestmark = pytest.mark.cluster
 
 
 def isvc(name, namespace, predictor, **spec):
-    return {"apiVersion": "serving.isvc.dev/v1alpha1", "kind": "InferenceService",
-            "metadata": {"name": name, "namespace": namespace}, "spec": {"predictor": predictor, **spec}}
+    return {
+        "apiVersion": "serving.isvc.dev/v1alpha1",
+        "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"predictor": predictor, **spec},
+    }
 
 
 def container_of(kube, name, namespace):
@@ -22,12 +26,25 @@ def container_of(kube, name, namespace):
 
 
 def test_pytorch_and_custom_container_predictors(kube, operator, namespace, model_claim):
-    kube.apply([
-        isvc("iris", namespace, {"pytorch": {"storageUri": "pvc://models/iris"}}),
-        isvc("custom", namespace, {"containers": [{"name": "kserve-container", "image": "example.org/my-server:1.0",
-                                                    "args": ["--port", "8080"],
-                                                    "ports": [{"name": "http", "containerPort": 8080}]}]}),
-    ])
+    kube.apply(
+        [
+            isvc("iris", namespace, {"pytorch": {"storageUri": "pvc://models/iris"}}),
+            isvc(
+                "custom",
+                namespace,
+                {
+                    "containers": [
+                        {
+                            "name": "kserve-container",
+                            "image": "example.org/my-server:1.0",
+                            "args": ["--port", "8080"],
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                        }
+                    ]
+                },
+            ),
+        ]
+    )
     wait_ready(kube, "iris", namespace)
     wait_ready(kube, "custom", namespace)
     torch = container_of(kube, "iris", namespace)
@@ -50,20 +67,41 @@ def test_http_storage_runs_the_fetcher_as_an_init_container(kube, operator, name
 
 
 def test_version_policy_changes_the_config_map_without_a_rollout(kube, operator, namespace, model_claim):
-    kube.apply(isvc("mnist", namespace, {"tensorflow": {"storageUri": "pvc://models",
-                                                         "modelVersionPolicy": {"latest": {"numVersions": 1}}}}))
+    kube.apply(
+        isvc(
+            "mnist",
+            namespace,
+            {"tensorflow": {"storageUri": "pvc://models", "modelVersionPolicy": {"latest": {"numVersions": 1}}}},
+        )
+    )
     wait_ready(kube, "mnist", namespace)
     config = kube.get("configmap", "mnist-model-config", namespace)
     assert "latest { num_versions: 1 }" in config["data"]["models.config"]
     generation = kube.get("deployment", "mnist-predictor", namespace)["metadata"]["generation"]
 
-    kube.apply(isvc("mnist", namespace, {"tensorflow": {"storageUri": "pvc://models",
-                                                         "modelVersionPolicy": {"specific": {"versions": [1, 2]}},
-                                                         "versionLabels": {"stable": 1, "canary": 2}}}))
-    wait_until(lambda: "specific { versions: 1 versions: 2 }" in kube.get("configmap", "mnist-model-config", namespace)["data"]["models.config"],
-               30, "the model config to list versions 1 and 2")
+    kube.apply(
+        isvc(
+            "mnist",
+            namespace,
+            {
+                "tensorflow": {
+                    "storageUri": "pvc://models",
+                    "modelVersionPolicy": {"specific": {"versions": [1, 2]}},
+                    "versionLabels": {"stable": 1, "canary": 2},
+                }
+            },
+        )
+    )
+    wait_until(
+        lambda: "specific { versions: 1 versions: 2 }"
+        in kube.get("configmap", "mnist-model-config", namespace)["data"]["models.config"],
+        30,
+        "the model config to list versions 1 and 2",
+    )
     wait_ready(kube, "mnist", namespace, generation=2)
-    assert kube.get("deployment", "mnist-predictor", namespace)["metadata"]["generation"] == generation, "a version change must not roll pods"
+    assert kube.get("deployment", "mnist-predictor", namespace)["metadata"]["generation"] == generation, (
+        "a version change must not roll pods"
+    )
 
     kube.apply(isvc("mnist", namespace, {"tensorflow": {"storageUri": "pvc://models"}}))
     wait_until(lambda: kube.get("configmap", "mnist-model-config", namespace) is None, 30, "the ConfigMap to be pruned")
@@ -72,19 +110,27 @@ def test_version_policy_changes_the_config_map_without_a_rollout(kube, operator,
 
 
 def test_autoscaling_on_and_off(kube, operator, namespace, model_claim):
-    kube.apply(isvc("scaled", namespace, {"tensorflow": {"storageUri": "pvc://models"}, "minReplicas": 2, "maxReplicas": 4}))
+    kube.apply(
+        isvc("scaled", namespace, {"tensorflow": {"storageUri": "pvc://models"}, "minReplicas": 2, "maxReplicas": 4})
+    )
     wait_ready(kube, "scaled", namespace)
     hpa = kube.get("hpa", "scaled-predictor", namespace)
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
-    managed = json.loads(kube.run("get", "deployment", "scaled-predictor", "-n", namespace, "-o", "json",
-                                  "--show-managed-fields").stdout)["metadata"]["managedFields"]
+    managed = json.loads(
+        kube.run("get", "deployment", "scaled-predictor", "-n", namespace, "-o", "json", "--show-managed-fields").stdout
+    )["metadata"]["managedFields"]
     ours = [f for f in managed if f["manager"] == "isvc-operator" and f["operation"] == "Apply"]
-    assert ours and "f:replicas" not in json.dumps(ours[0]["fieldsV1"]["f:spec"]), "the operator must not own replicas under an HPA"
+    assert ours and "f:replicas" not in json.dumps(ours[0]["fieldsV1"]["f:spec"]), (
+        "the operator must not own replicas under an HPA"
+    )
 
     kube.apply(isvc("scaled", namespace, {"tensorflow": {"storageUri": "pvc://models"}, "replicas": 3}))
     wait_until(lambda: kube.get("hpa", "scaled-predictor", namespace) is None, 30, "the HPA to be deleted")
     obj = wait_ready(kube, "scaled", namespace, generation=2)
-    assert obj["status"]["replicas"] == 3 and kube.get("deployment", "scaled-predictor", namespace)["spec"]["replicas"] == 3
+    assert (
+        obj["status"]["replicas"] == 3
+        and kube.get("deployment", "scaled-predictor", namespace)["spec"]["replicas"] == 3
+    )
 
 
 def test_replicas_zero_then_one(kube, operator, namespace, model_claim):
@@ -99,14 +145,19 @@ def wait_reason(kube, name, namespace, reason, timeout=60):
     def check():
         cond = condition(kube.get("isvc", name, namespace), "Ready")
         return cond if cond.get("reason") == reason else None
+
     return wait_until(check, timeout, f"{namespace}/{name} Ready reason {reason}")
 
 
 def test_scheduling_failures_are_named(kube, operator, namespace):
-    kube.apply([
-        isvc("no-claim", namespace, {"tensorflow": {"storageUri": "pvc://missing-claim"}}),
-        isvc("no-node", namespace, {"tensorflow": {"storageUri": "https://h/m.tgz"}, "nodeSelector": {"gpu": "h100"}}),
-    ])
+    kube.apply(
+        [
+            isvc("no-claim", namespace, {"tensorflow": {"storageUri": "pvc://missing-claim"}}),
+            isvc(
+                "no-node", namespace, {"tensorflow": {"storageUri": "https://h/m.tgz"}, "nodeSelector": {"gpu": "h100"}}
+            ),
+        ]
+    )
     # Both come from the real scheduler's PodScheduled condition.
     cond = wait_reason(kube, "no-claim", namespace, "PersistentVolumeClaimNotFound")
     assert cond["status"] == "False" and 'persistentvolumeclaim "missing-claim" not found' in cond["message"]
@@ -116,8 +167,14 @@ def test_scheduling_failures_are_named(kube, operator, namespace):
 
 def test_pods_refused_by_a_quota_are_named(kube, operator, namespace, model_claim):
     """The ReplicaSet cannot create pods: kube-controller-manager puts ReplicaFailure on the Deployment."""
-    kube.apply({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-pods", "namespace": namespace},
-                "spec": {"hard": {"pods": "0"}}})
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "no-pods", "namespace": namespace},
+            "spec": {"hard": {"pods": "0"}},
+        }
+    )
     kube.apply(isvc("quota", namespace, {"tensorflow": {"storageUri": "pvc://models"}}))
     cond = wait_reason(kube, "quota", namespace, "FailedCreate", timeout=60)
     assert cond["status"] == "False"
@@ -125,27 +182,96 @@ def test_pods_refused_by_a_quota_are_named(kube, operator, namespace, model_clai
 
 
 def pod_name(kube, name, namespace):
-    return wait_until(lambda: kube.run("get", "pods", "-n", namespace, "-l", f"serving.isvc.dev/inferenceservice={name}",
-                                       "-o", "jsonpath={.items[0].metadata.name}", check=False).stdout, 30, f"a pod of {name}")
+    return wait_until(
+        lambda: kube.run(
+            "get",
+            "pods",
+            "-n",
+            namespace,
+            "-l",
+            f"serving.isvc.dev/inferenceservice={name}",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+            check=False,
+        ).stdout,
+        30,
+        f"a pod of {name}",
+    )
 
 
 @pytest.mark.parametrize(
     ("name", "status", "reason", "message"),
     [
-        ("pull", {"containerStatuses": [{"name": "model-server", "image": "tensorflow/serving:9.9.9", "imageID": "", "ready": False,
-                                         "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff",
-                                                                                   "message": 'Back-off pulling image "tensorflow/serving:9.9.9"'}}}]},
-         "ImagePullBackOff", "image tensorflow/serving:9.9.9 cannot be pulled"),
-        ("crash", {"containerStatuses": [{"name": "model-server", "image": "tensorflow/serving:2.19.0", "imageID": "", "ready": False,
-                                          "restartCount": 4, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                                          "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
-                                                                       "message": "No versions of servable crash found under base path /mnt/models"}}}]},
-         "CrashLoopBackOff", "No versions of servable crash found under base path /mnt/models"),
-        ("fetch", {"initContainerStatuses": [{"name": "storage-initializer", "image": "x", "imageID": "", "ready": False,
-                                              "restartCount": 2, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-                                              "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
-                                                                           "message": "download failed: GET https://h/m.tgz returned 404 Not Found"}}}]},
-         "StorageInitializerFailed", "returned 404 Not Found"),
+        (
+            "pull",
+            {
+                "containerStatuses": [
+                    {
+                        "name": "model-server",
+                        "image": "tensorflow/serving:9.9.9",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {
+                            "waiting": {
+                                "reason": "ImagePullBackOff",
+                                "message": 'Back-off pulling image "tensorflow/serving:9.9.9"',
+                            }
+                        },
+                    }
+                ]
+            },
+            "ImagePullBackOff",
+            "image tensorflow/serving:9.9.9 cannot be pulled",
+        ),
+        (
+            "crash",
+            {
+                "containerStatuses": [
+                    {
+                        "name": "model-server",
+                        "image": "tensorflow/serving:2.19.0",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 4,
+                        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                        "lastState": {
+                            "terminated": {
+                                "exitCode": 1,
+                                "reason": "Error",
+                                "message": "No versions of servable crash found under base path /mnt/models",
+                            }
+                        },
+                    }
+                ]
+            },
+            "CrashLoopBackOff",
+            "No versions of servable crash found under base path /mnt/models",
+        ),
+        (
+            "fetch",
+            {
+                "initContainerStatuses": [
+                    {
+                        "name": "storage-initializer",
+                        "image": "x",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 2,
+                        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                        "lastState": {
+                            "terminated": {
+                                "exitCode": 1,
+                                "reason": "Error",
+                                "message": "download failed: GET https://h/m.tgz returned 404 Not Found",
+                            }
+                        },
+                    }
+                ]
+            },
+            "StorageInitializerFailed",
+            "returned 404 Not Found",
+        ),
     ],
 )
 def test_container_failures_are_named(kube, operator, namespace, model_claim, name, status, reason, message):
@@ -155,12 +281,21 @@ def test_container_failures_are_named(kube, operator, namespace, model_claim, na
     kube.apply(isvc(name, namespace, {"tensorflow": {"storageUri": storage}}))
     wait_ready(kube, name, namespace)
     pod = pod_name(kube, name, namespace)
-    patch = {"status": {"phase": "Running" if name != "fetch" else "Pending",
-                        "conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
-                                       {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady"},
-                                       {"type": "PodScheduled", "status": "True"}], **status}}
+    patch = {
+        "status": {
+            "phase": "Running" if name != "fetch" else "Pending",
+            "conditions": [
+                {"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
+                {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady"},
+                {"type": "PodScheduled", "status": "True"},
+            ],
+            **status,
+        }
+    }
     if name == "fetch":
-        patch["status"]["conditions"].append({"type": "Initialized", "status": "False", "reason": "ContainersNotInitialized"})
+        patch["status"]["conditions"].append(
+            {"type": "Initialized", "status": "False", "reason": "ContainersNotInitialized"}
+        )
         # A Pending pod whose init container failed: kwok's ready stage would match Pending, so mark it Ready=False
         # with a phase kwok does not select on.
         patch["status"]["phase"] = "Running"
@@ -170,15 +305,38 @@ def test_container_failures_are_named(kube, operator, namespace, model_claim, na
 
 
 def test_config_map_and_autoscaler_drift_is_undone(kube, operator, namespace, model_claim):
-    kube.apply(isvc("drifty", namespace, {"tensorflow": {"storageUri": "pvc://models",
-                                                          "modelVersionPolicy": {"all": {}}},
-                                          "minReplicas": 1, "maxReplicas": 3}))
+    kube.apply(
+        isvc(
+            "drifty",
+            namespace,
+            {
+                "tensorflow": {"storageUri": "pvc://models", "modelVersionPolicy": {"all": {}}},
+                "minReplicas": 1,
+                "maxReplicas": 3,
+            },
+        )
+    )
     wait_ready(kube, "drifty", namespace)
-    kube.run("patch", "configmap", "drifty-model-config", "-n", namespace, "--type=merge",
-             "-p", '{"data":{"models.config":"model_config_list {}"}}')
-    wait_until(lambda: "model_version_policy { all {} }" in kube.get("configmap", "drifty-model-config", namespace)["data"]["models.config"],
-               30, "the model config to be restored")
+    kube.run(
+        "patch",
+        "configmap",
+        "drifty-model-config",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"data":{"models.config":"model_config_list {}"}}',
+    )
+    wait_until(
+        lambda: "model_version_policy { all {} }"
+        in kube.get("configmap", "drifty-model-config", namespace)["data"]["models.config"],
+        30,
+        "the model config to be restored",
+    )
     uid = kube.get("hpa", "drifty-predictor", namespace)["metadata"]["uid"]
     kube.run("delete", "hpa", "drifty-predictor", "-n", namespace)
-    wait_until(lambda: (h := kube.get("hpa", "drifty-predictor", namespace)) and h["metadata"]["uid"] != uid and h,
-               30, "the HPA to be recreated")
+    wait_until(
+        lambda: (h := kube.get("hpa", "drifty-predictor", namespace)) and h["metadata"]["uid"] != uid and h,
+        30,
+        "the HPA to be recreated",
+    )

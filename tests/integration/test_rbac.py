@@ -19,7 +19,7 @@ KUBERNETES_DEFAULTS = {
 
 def documented_permissions() -> dict[str, set[str]]:
     readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## Permissions"):]
+    table = readme[readme.index("## Permissions") :]
     allowed: dict[str, set[str]] = {}
     for group_cell, resources_cell, verbs_cell in re.findall(r"^\| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", table, re.M)[1:]:
         groups = ["" if g.strip() == "(core)" else g.strip() for g in group_cell.split(",")]
@@ -46,7 +46,9 @@ def test_the_operator_may_do_only_what_is_documented(kube, operator_identity):
         assert "*" not in resource and "*" not in verbs_set, f"wildcard in the operator's permissions: {line}"
         allowed = documented.get(resource) or KUBERNETES_DEFAULTS.get(resource)
         assert allowed is not None, f"{user} may use {resource}, which README.md's Permissions table does not list"
-        assert verbs_set <= allowed, f"{user} may {sorted(verbs_set - allowed)} {resource}, beyond the documented {sorted(allowed)}"
+        assert verbs_set <= allowed, (
+            f"{user} may {sorted(verbs_set - allowed)} {resource}, beyond the documented {sorted(allowed)}"
+        )
         seen.add(resource)
     missing = set(documented) - seen
     assert not missing, f"documented but not granted (README and chart disagree): {sorted(missing)}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import condition, wait_until
+from tests.conftest import condition
 from tests.integration.test_lifecycle import isvc, wait_ready
 
 pytestmark = pytest.mark.cluster
@@ -34,7 +34,9 @@ def test_changes_made_while_the_operator_is_down_converge_on_start(kube, operato
     wait_ready(kube, "offline", namespace)
     operator.stop()
     try:
-        kube.run("patch", "isvc", "offline", "-n", namespace, "--type=merge", "-p", '{"spec":{"predictor":{"replicas":2}}}')
+        kube.run(
+            "patch", "isvc", "offline", "-n", namespace, "--type=merge", "-p", '{"spec":{"predictor":{"replicas":2}}}'
+        )
         kube.run("delete", "service", "offline", "-n", namespace)
     finally:
         operator.start()

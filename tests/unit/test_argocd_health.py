@@ -30,8 +30,14 @@ def run_health(script: str, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def cond(type_: str, status: str, reason: str, message: str, generation: int) -> dict[str, Any]:
-    return {"type": type_, "status": status, "reason": reason, "message": message,
-            "observedGeneration": generation, "lastTransitionTime": NOW}
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": NOW,
+    }
 
 
 def isvc(generation: int = 1, status: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -48,11 +54,21 @@ def isvc(generation: int = 1, status: dict[str, Any] | None = None) -> dict[str,
 
 def served(generation: int = 1) -> dict[str, Any]:
     return {
-        "observedGeneration": generation, "url": URL, "replicas": 1, "readyReplicas": 1, "replicasSummary": "1/1",
+        "observedGeneration": generation,
+        "url": URL,
+        "replicas": 1,
+        "readyReplicas": 1,
+        "replicasSummary": "1/1",
         "conditions": [
             cond("Ready", "True", "Ready", f"model served at {URL}", generation),
             cond("PredictorReady", "True", "Available", "1 of 1 replicas available", generation),
-            cond("ServiceReady", "True", "Exposed", "NodePort Service dogs: http 8500->31000, grpc 9000->31001", generation),
+            cond(
+                "ServiceReady",
+                "True",
+                "Exposed",
+                "NodePort Service dogs: http 8500->31000, grpc 9000->31001",
+                generation,
+            ),
         ],
     }
 
@@ -60,7 +76,11 @@ def served(generation: int = 1) -> dict[str, Any]:
 def loading(generation: int = 1) -> dict[str, Any]:
     message = "0 of 1 replicas available (the model is loading or not ready)"
     return {
-        "observedGeneration": generation, "url": URL, "replicas": 1, "readyReplicas": 0, "replicasSummary": "0/1",
+        "observedGeneration": generation,
+        "url": URL,
+        "replicas": 1,
+        "readyReplicas": 0,
+        "replicasSummary": "0/1",
         "conditions": [
             cond("Ready", "Unknown", "ReplicasNotReady", message, generation),
             cond("PredictorReady", "Unknown", "ReplicasNotReady", message, generation),
@@ -72,7 +92,11 @@ def loading(generation: int = 1) -> dict[str, Any]:
 def invalid(generation: int = 2) -> dict[str, Any]:
     message = "storageUri 's3://bucket/model': scheme 's3' is not supported (accepted: pvc://, http://, https://)"
     return {
-        "observedGeneration": generation, "url": URL, "replicas": 1, "readyReplicas": 1, "replicasSummary": "1/1",
+        "observedGeneration": generation,
+        "url": URL,
+        "replicas": 1,
+        "readyReplicas": 1,
+        "replicasSummary": "1/1",
         "conditions": [
             cond("Ready", "False", "InvalidSpec", message, generation),
             cond("PredictorReady", "False", "InvalidSpec", message, generation),
@@ -89,18 +113,40 @@ def script() -> str:
 CASES = [
     pytest.param(isvc(1, served(1)), "Healthy", f"model served at {URL}", id="ready-true"),
     pytest.param(isvc(1), "Progressing", "Waiting for the isvc-operator to report status", id="new-object-no-status"),
-    pytest.param(isvc(1, {}), "Progressing", "Waiting for the isvc-operator to observe generation 1", id="empty-status"),
-    pytest.param(isvc(3, served(2)), "Progressing", "Waiting for the isvc-operator to observe generation 3",
-                 id="old-generation-still-healthy-status"),
-    pytest.param(isvc(1, loading(1)), "Progressing",
-                 "ReplicasNotReady: 0 of 1 replicas available (the model is loading or not ready)", id="ready-unknown"),
-    pytest.param(isvc(2, invalid(2)), "Degraded",
-                 "InvalidSpec: storageUri 's3://bucket/model': scheme 's3' is not supported "
-                 "(accepted: pvc://, http://, https://)", id="invalid-spec"),
-    pytest.param(isvc(1, {"observedGeneration": 1, "conditions": [cond("ServiceReady", "True", "Exposed", "x", 1)]}),
-                 "Progressing", "Waiting for the Ready condition", id="no-ready-condition"),
-    pytest.param(isvc(2, {**served(1), "observedGeneration": 2}), "Progressing",
-                 "Waiting for the Ready condition of generation 2", id="ready-condition-of-older-generation"),
+    pytest.param(
+        isvc(1, {}), "Progressing", "Waiting for the isvc-operator to observe generation 1", id="empty-status"
+    ),
+    pytest.param(
+        isvc(3, served(2)),
+        "Progressing",
+        "Waiting for the isvc-operator to observe generation 3",
+        id="old-generation-still-healthy-status",
+    ),
+    pytest.param(
+        isvc(1, loading(1)),
+        "Progressing",
+        "ReplicasNotReady: 0 of 1 replicas available (the model is loading or not ready)",
+        id="ready-unknown",
+    ),
+    pytest.param(
+        isvc(2, invalid(2)),
+        "Degraded",
+        "InvalidSpec: storageUri 's3://bucket/model': scheme 's3' is not supported "
+        "(accepted: pvc://, http://, https://)",
+        id="invalid-spec",
+    ),
+    pytest.param(
+        isvc(1, {"observedGeneration": 1, "conditions": [cond("ServiceReady", "True", "Exposed", "x", 1)]}),
+        "Progressing",
+        "Waiting for the Ready condition",
+        id="no-ready-condition",
+    ),
+    pytest.param(
+        isvc(2, {**served(1), "observedGeneration": 2}),
+        "Progressing",
+        "Waiting for the Ready condition of generation 2",
+        id="ready-condition-of-older-generation",
+    ),
 ]
 
 
@@ -110,7 +156,10 @@ def test_health(script: str, obj: dict[str, Any], status: str, message: str) -> 
 
 
 def test_ready_false_without_message_is_degraded_with_reason(script: str) -> None:
-    status = {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "False", "reason": "ImagePullBackOff"}]}
+    status = {
+        "observedGeneration": 1,
+        "conditions": [{"type": "Ready", "status": "False", "reason": "ImagePullBackOff"}],
+    }
     assert run_health(script, isvc(1, status)) == {"status": "Degraded", "message": "ImagePullBackOff"}
 
 
@@ -118,15 +167,37 @@ def test_status_from_the_operator_is_healthy_once_served(script: str) -> None:
     """The operator's own compute_status output, not a hand-written copy, reads as Healthy."""
     from isvc_operator.status import Observed, compute_status
 
-    deployment = {"metadata": {"generation": 1}, "spec": {"replicas": 1},
-                  "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
-                             "availableReplicas": 1, "readyReplicas": 1}}
+    deployment = {
+        "metadata": {"generation": 1},
+        "spec": {"replicas": 1},
+        "status": {
+            "observedGeneration": 1,
+            "replicas": 1,
+            "updatedReplicas": 1,
+            "availableReplicas": 1,
+            "readyReplicas": 1,
+        },
+    }
     service = {"spec": {"type": "NodePort", "ports": [{"name": "http", "port": 8500, "nodePort": 31000}]}}
-    status = compute_status(generation=1, observed=Observed(deployment=deployment, service=service),
-                            deployment_name="dogs-predictor", service_name="dogs", url=URL, previous=None, now=NOW)
+    status = compute_status(
+        generation=1,
+        observed=Observed(deployment=deployment, service=service),
+        deployment_name="dogs-predictor",
+        service_name="dogs",
+        url=URL,
+        previous=None,
+        now=NOW,
+    )
     assert run_health(script, isvc(1, status))["status"] == "Healthy"
-    creating = compute_status(generation=1, observed=Observed(), deployment_name="dogs-predictor",
-                              service_name="dogs", url=URL, previous=None, now=NOW)
+    creating = compute_status(
+        generation=1,
+        observed=Observed(),
+        deployment_name="dogs-predictor",
+        service_name="dogs",
+        url=URL,
+        previous=None,
+        now=NOW,
+    )
     assert run_health(script, isvc(1, creating))["status"] == "Progressing"
 
 

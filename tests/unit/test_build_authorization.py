@@ -8,7 +8,7 @@ import pytest
 
 from isvc_operator.builders import build_children
 from isvc_operator.builders.authorization import authorization_wanted
-from isvc_operator.model_server import resolve_model_server
+from isvc_operator.resolved_runtime import resolve_runtime
 from isvc_operator.runtimes import load_catalog
 from isvc_operator.spec import InvalidSpec, parse_inferenceservice
 from isvc_operator.status import authorization_condition
@@ -26,22 +26,39 @@ def policy_of(authorization=None, predictor=None, istio=True):
     if predictor is not None:
         body["spec"]["predictor"] = predictor
     isvc = parse_inferenceservice(body)
-    children = build_children(isvc, resolve_model_server(isvc, load_catalog()), istio_installed=istio)
+    children = build_children(isvc, resolve_runtime(isvc, load_catalog()), istio_installed=istio)
     return next((c for c in children if c["kind"] == "AuthorizationPolicy"), None)
 
 
-def test_default_policy_is_the_seed_policy_scoped_to_the_model():
+def test_default_policy_is_the_hand_written_policy_scoped_to_the_model():
     policy = policy_of()
     assert policy["apiVersion"] == "security.istio.io/v1"
     assert policy["metadata"]["name"] == "dogs-vs-cats"
     assert policy["metadata"]["ownerReferences"][0]["name"] == "dogs-vs-cats"
     assert policy["spec"] == {
-        "selector": {"matchLabels": {"serving.isvc.dev/inferenceservice": "dogs-vs-cats", "app.kubernetes.io/component": "predictor"}},
+        "selector": {
+            "matchLabels": {
+                "serving.isvc.dev/inferenceservice": "dogs-vs-cats",
+                "app.kubernetes.io/component": "predictor",
+            }
+        },
         "action": "ALLOW",
-        "rules": [{"to": [{"operation": {
-            "methods": ["GET", "POST"],
-            "paths": ["/v1/models/*", "/tensorflow.serving.PredictionService/*", "/tensorflow.serving.ModelService/*"],
-        }}]}],
+        "rules": [
+            {
+                "to": [
+                    {
+                        "operation": {
+                            "methods": ["GET", "POST"],
+                            "paths": [
+                                "/v1/models/*",
+                                "/tensorflow.serving.PredictionService/*",
+                                "/tensorflow.serving.ModelService/*",
+                            ],
+                        }
+                    }
+                ]
+            }
+        ],
     }
 
 
@@ -51,11 +68,25 @@ def test_pytorch_paths_include_the_open_inference_protocol():
 
 
 def test_sources_principals_extra_paths_and_methods():
-    policy = policy_of({"mode": "Enabled", "sourceNamespaces": ["apps"], "principals": ["cluster.local/ns/x/sa/y"],
-                        "serviceAccounts": ["apps/client"], "paths": ["/metrics"], "methods": ["GET", "PUT"]})
+    policy = policy_of(
+        {
+            "mode": "Enabled",
+            "sourceNamespaces": ["apps"],
+            "principals": ["cluster.local/ns/x/sa/y"],
+            "serviceAccounts": ["apps/client"],
+            "paths": ["/metrics"],
+            "methods": ["GET", "PUT"],
+        }
+    )
     rule = policy["spec"]["rules"][0]
-    assert rule["from"] == [{"source": {"namespaces": ["apps"],
-                                        "principals": ["cluster.local/ns/x/sa/y", "cluster.local/ns/apps/sa/client"]}}]
+    assert rule["from"] == [
+        {
+            "source": {
+                "namespaces": ["apps"],
+                "principals": ["cluster.local/ns/x/sa/y", "cluster.local/ns/apps/sa/client"],
+            }
+        }
+    ]
     assert rule["to"][0]["operation"]["methods"] == ["GET", "POST", "PUT"]
     assert rule["to"][0]["operation"]["paths"][-1] == "/metrics"
 
@@ -86,4 +117,6 @@ def test_modes(mode, istio, wanted, status, reason):
     assert (policy_of({"mode": mode}, istio=istio) is not None) is (wanted and istio)
     cond = authorization_condition(mode, istio, None, "dogs-vs-cats")
     assert (cond["status"], cond["reason"]) == (status, reason)
-    assert authorization_condition(mode, istio, {"kind": "AuthorizationPolicy"}, "x")["status"] == ("True" if status != "False" else "False")
+    assert authorization_condition(mode, istio, {"kind": "AuthorizationPolicy"}, "x")["status"] == (
+        "True" if status != "False" else "False"
+    )

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from isvc_operator.builders import build_children
-from isvc_operator.model_server import resolve_model_server
+from isvc_operator.resolved_runtime import resolve_runtime
 from isvc_operator.runtimes import load_catalog
 from isvc_operator.spec import InvalidSpec, parse_inferenceservice
 
@@ -22,14 +22,17 @@ def children(tensorflow=None, **predictor):
     body["spec"]["predictor"]["tensorflow"].update(tensorflow or {})
     body["spec"]["predictor"].update(predictor)
     isvc = parse_inferenceservice(body)
-    return {c["kind"]: c for c in build_children(isvc, resolve_model_server(isvc, load_catalog()))}
+    return {c["kind"]: c for c in build_children(isvc, resolve_runtime(isvc, load_catalog()))}
 
 
 @pytest.mark.parametrize(
     ("tensorflow", "policy_line"),
     [
         ({"modelVersionPolicy": {"latest": {"numVersions": 2}}}, "model_version_policy { latest { num_versions: 2 } }"),
-        ({"modelVersionPolicy": {"specific": {"versions": [3, 1, 3]}}}, "model_version_policy { specific { versions: 1 versions: 3 } }"),
+        (
+            {"modelVersionPolicy": {"specific": {"versions": [3, 1, 3]}}},
+            "model_version_policy { specific { versions: 1 versions: 3 } }",
+        ),
         ({"modelVersionPolicy": {"all": {}}}, "model_version_policy { all {} }"),
     ],
 )
@@ -41,15 +44,22 @@ def test_version_policy_becomes_a_model_config_file(tensorflow, policy_line):
     assert 'name: "mnist"' in text and 'base_path: "/mnt/models"' in text and 'model_platform: "tensorflow"' in text
     assert policy_line in text
     container = built["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"] == ["--port=9000", "--rest_api_port=8500", "--model_config_file=/etc/tfserving/models.config",
-                                 "--model_config_file_poll_wait_seconds=30"]
+    assert container["args"] == [
+        "--port=9000",
+        "--rest_api_port=8500",
+        "--model_config_file=/etc/tfserving/models.config",
+        "--model_config_file_poll_wait_seconds=30",
+    ]
     assert {"name": "model-config", "mountPath": "/etc/tfserving", "readOnly": True} in container["volumeMounts"]
-    assert {"name": "model-config", "configMap": {"name": "mnist-model-config"}} in built["Deployment"]["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "model-config", "configMap": {"name": "mnist-model-config"}} in built["Deployment"]["spec"][
+        "template"
+    ]["spec"]["volumes"]
 
 
 def test_version_labels():
-    text = children({"modelVersionPolicy": {"specific": {"versions": [1, 2]}},
-                     "versionLabels": {"stable": 1, "canary": 2}})["ConfigMap"]["data"]["models.config"]
+    text = children(
+        {"modelVersionPolicy": {"specific": {"versions": [1, 2]}}, "versionLabels": {"stable": 1, "canary": 2}}
+    )["ConfigMap"]["data"]["models.config"]
     assert 'version_labels { key: "canary" value: 2 }' in text and 'version_labels { key: "stable" value: 1 }' in text
 
 
@@ -62,8 +72,10 @@ def test_no_policy_no_config_map_and_plain_args():
 @pytest.mark.parametrize(
     ("tensorflow", "message"),
     [
-        ({"modelVersionPolicy": {"specific": {"versions": [1]}}, "versionLabels": {"canary": 2}},
-         r"canary=2 point at versions that modelVersionPolicy.specific does not load \(1\)"),
+        (
+            {"modelVersionPolicy": {"specific": {"versions": [1]}}, "versionLabels": {"canary": 2}},
+            r"canary=2 point at versions that modelVersionPolicy.specific does not load \(1\)",
+        ),
         ({"modelVersionPolicy": {"latest": {}, "all": {}}}, "set exactly one of latest, specific, all"),
     ],
 )
@@ -87,9 +99,13 @@ def test_no_autoscaling_no_hpa():
 
 
 def test_pod_options_pass_through():
-    pod = children(nodeSelector={"gpu": "a100"}, tolerations=[{"key": "gpu", "operator": "Exists"}],
-                   affinity={"nodeAffinity": {}}, serviceAccountName="reader",
-                   imagePullSecrets=[{"name": "regcred"}])["Deployment"]["spec"]["template"]["spec"]
+    pod = children(
+        nodeSelector={"gpu": "a100"},
+        tolerations=[{"key": "gpu", "operator": "Exists"}],
+        affinity={"nodeAffinity": {}},
+        serviceAccountName="reader",
+        imagePullSecrets=[{"name": "regcred"}],
+    )["Deployment"]["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"gpu": "a100"}
     assert pod["tolerations"] == [{"key": "gpu", "operator": "Exists"}]
     assert pod["affinity"] == {"nodeAffinity": {}}

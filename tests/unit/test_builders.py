@@ -1,4 +1,4 @@
-"""Builders: a spec in, the exact objects out (golden), including the seed-000 Kubeflow YAML."""
+"""Builders: a spec in, the exact objects out (golden), including the hand-written YAML of Kubeflow's dogs-vs-cats example."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 from isvc_operator.builders import build_children
 from isvc_operator.builders.deployment import build_deployment
 from isvc_operator.builders.service import build_service, model_url
-from isvc_operator.model_server import resolve_model_server
+from isvc_operator.resolved_runtime import resolve_runtime
 from isvc_operator.runtimes import load_catalog
 from isvc_operator.spec import InvalidSpec, parse_inferenceservice
 
-SEED_000 = {
+DOGS_VS_CATS = {
     "apiVersion": "serving.isvc.dev/v1alpha1",
     "kind": "InferenceService",
     "metadata": {"name": "dogs-vs-cats", "namespace": "kubeflow-user-example-com", "uid": "uid-1", "generation": 1},
@@ -50,42 +50,62 @@ GOLDEN_DEPLOYMENT = {
         "ownerReferences": [OWNER],
     },
     "spec": {
-        "selector": {"matchLabels": {"serving.isvc.dev/inferenceservice": "dogs-vs-cats", "app.kubernetes.io/component": "predictor"}},
+        "selector": {
+            "matchLabels": {
+                "serving.isvc.dev/inferenceservice": "dogs-vs-cats",
+                "app.kubernetes.io/component": "predictor",
+            }
+        },
         "template": {
             "metadata": {"labels": LABELS},
             "spec": {
-                "containers": [{
-                    "name": "model-server",
-                    "image": "tensorflow/serving:2.19.0",
-                    "ports": [
-                        {"name": "http", "containerPort": 8500, "protocol": "TCP"},
-                        {"name": "grpc", "containerPort": 9000, "protocol": "TCP"},
-                    ],
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                        "readOnlyRootFilesystem": True,
-                        "runAsUser": 1000,
-                        "runAsGroup": 1000,
-                    },
-                    "terminationMessagePolicy": "FallbackToLogsOnError",
-                    # Served on for 5 s after leaving the endpoints, before SIGTERM: no refused requests.
-                    "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
-                    "command": ["/usr/bin/tensorflow_model_server"],
-                    "args": ["--port=9000", "--rest_api_port=8500", "--model_name=dogs-vs-cats", "--model_base_path=/mnt/models"],
-                    "readinessProbe": {"httpGet": {"path": "/v1/models/dogs-vs-cats", "port": "http"}, "periodSeconds": 5, "failureThreshold": 3},
-                    "livenessProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 30, "failureThreshold": 3},
-                    "startupProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 5, "failureThreshold": 120},
-                    "volumeMounts": [{"name": "model", "mountPath": "/mnt/models", "readOnly": True},
-                                     {"name": "scratch", "mountPath": "/tmp"}],
-                }],
+                "containers": [
+                    {
+                        "name": "model-server",
+                        "image": "tensorflow/serving:2.19.0",
+                        "ports": [
+                            {"name": "http", "containerPort": 8500, "protocol": "TCP"},
+                            {"name": "grpc", "containerPort": 9000, "protocol": "TCP"},
+                        ],
+                        "securityContext": {
+                            "runAsNonRoot": True,
+                            "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]},
+                            "seccompProfile": {"type": "RuntimeDefault"},
+                            "readOnlyRootFilesystem": True,
+                            "runAsUser": 1000,
+                            "runAsGroup": 1000,
+                        },
+                        "terminationMessagePolicy": "FallbackToLogsOnError",
+                        # Served on for 5 s after leaving the endpoints, before SIGTERM: no refused requests.
+                        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
+                        "command": ["/usr/bin/tensorflow_model_server"],
+                        "args": [
+                            "--port=9000",
+                            "--rest_api_port=8500",
+                            "--model_name=dogs-vs-cats",
+                            "--model_base_path=/mnt/models",
+                        ],
+                        "readinessProbe": {
+                            "httpGet": {"path": "/v1/models/dogs-vs-cats", "port": "http"},
+                            "periodSeconds": 5,
+                            "failureThreshold": 3,
+                        },
+                        "livenessProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 30, "failureThreshold": 3},
+                        "startupProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 5, "failureThreshold": 120},
+                        "volumeMounts": [
+                            {"name": "model", "mountPath": "/mnt/models", "readOnly": True},
+                            {"name": "scratch", "mountPath": "/tmp"},
+                        ],
+                    }
+                ],
                 "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
                 "automountServiceAccountToken": False,
                 "terminationGracePeriodSeconds": 35,
-                "volumes": [{"name": "model", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}},
-                            {"name": "scratch", "emptyDir": {}}],
+                "volumes": [
+                    {"name": "model", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}},
+                    {"name": "scratch", "emptyDir": {}},
+                ],
             },
         },
         "replicas": 1,
@@ -95,7 +115,12 @@ GOLDEN_DEPLOYMENT = {
 GOLDEN_SERVICE = {
     "apiVersion": "v1",
     "kind": "Service",
-    "metadata": {"name": "dogs-vs-cats", "namespace": "kubeflow-user-example-com", "labels": LABELS, "ownerReferences": [OWNER]},
+    "metadata": {
+        "name": "dogs-vs-cats",
+        "namespace": "kubeflow-user-example-com",
+        "labels": LABELS,
+        "ownerReferences": [OWNER],
+    },
     "spec": {
         "type": "NodePort",
         "selector": {"serving.isvc.dev/inferenceservice": "dogs-vs-cats", "app.kubernetes.io/component": "predictor"},
@@ -108,11 +133,11 @@ GOLDEN_SERVICE = {
 
 
 def children_of(isvc, **kwargs):
-    return build_children(isvc, resolve_model_server(isvc, load_catalog()), **kwargs)
+    return build_children(isvc, resolve_runtime(isvc, load_catalog()), **kwargs)
 
 
 def _isvc(**spec_changes):
-    body = copy.deepcopy(SEED_000)
+    body = copy.deepcopy(DOGS_VS_CATS)
     for path, value in spec_changes.items():
         node = body["spec"]
         keys = path.split("__")
@@ -122,14 +147,14 @@ def _isvc(**spec_changes):
     return parse_inferenceservice(body)
 
 
-def test_seed_000_renders_the_hand_written_deployment_and_service():
-    deployment, service = children_of(parse_inferenceservice(SEED_000))
+def test_dogs_vs_cats_renders_the_hand_written_deployment_and_service():
+    deployment, service = children_of(parse_inferenceservice(DOGS_VS_CATS))
     assert deployment == GOLDEN_DEPLOYMENT
     assert service == GOLDEN_SERVICE
 
 
 def test_builders_are_deterministic():
-    isvc = parse_inferenceservice(SEED_000)
+    isvc = parse_inferenceservice(DOGS_VS_CATS)
     assert children_of(isvc) == children_of(isvc)
 
 
@@ -137,17 +162,27 @@ def test_builders_are_deterministic():
     ("uri", "mount", "claim"),
     [
         ("pvc://models", {"name": "model", "mountPath": "/mnt/models", "readOnly": True}, "models"),
-        ("pvc://models/dogs/v2/", {"name": "model", "mountPath": "/mnt/models", "readOnly": True, "subPath": "dogs/v2"}, "models"),
-        ("pvc://team.claim/x", {"name": "model", "mountPath": "/mnt/models", "readOnly": True, "subPath": "x"}, "team.claim"),
+        (
+            "pvc://models/dogs/v2/",
+            {"name": "model", "mountPath": "/mnt/models", "readOnly": True, "subPath": "dogs/v2"},
+            "models",
+        ),
+        (
+            "pvc://team.claim/x",
+            {"name": "model", "mountPath": "/mnt/models", "readOnly": True, "subPath": "x"},
+            "team.claim",
+        ),
     ],
 )
 def test_pvc_storage_is_mounted_read_only(uri, mount, claim):
     isvc = _isvc(predictor__tensorflow={"storageUri": uri})
-    deployment = build_deployment(isvc, resolve_model_server(isvc, load_catalog()))
+    deployment = build_deployment(isvc, resolve_runtime(isvc, load_catalog()))
     pod = deployment["spec"]["template"]["spec"]
     assert pod["containers"][0]["volumeMounts"] == [mount, {"name": "scratch", "mountPath": "/tmp"}]
-    assert pod["volumes"] == [{"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
-                              {"name": "scratch", "emptyDir": {}}]
+    assert pod["volumes"] == [
+        {"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
+        {"name": "scratch", "emptyDir": {}},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -155,14 +190,25 @@ def test_pvc_storage_is_mounted_read_only(uri, mount, claim):
     [
         ({}, "tensorflow/serving:2.19.0"),
         ({"predictor__tensorflow": {"storageUri": "pvc://m", "runtimeVersion": "2.18.0"}}, "tensorflow/serving:2.18.0"),
-        ({"predictor__tensorflow": {"storageUri": "pvc://m", "runtimeVersion": "2.18.0",
-                                    "resources": {"limits": {"nvidia.com/gpu": 1}}}}, "tensorflow/serving:2.18.0-gpu"),
-        ({"predictor__tensorflow": {"storageUri": "pvc://m", "image": "mirror.local/tf:pinned"}}, "mirror.local/tf:pinned"),
+        (
+            {
+                "predictor__tensorflow": {
+                    "storageUri": "pvc://m",
+                    "runtimeVersion": "2.18.0",
+                    "resources": {"limits": {"nvidia.com/gpu": 1}},
+                }
+            },
+            "tensorflow/serving:2.18.0-gpu",
+        ),
+        (
+            {"predictor__tensorflow": {"storageUri": "pvc://m", "image": "mirror.local/tf:pinned"}},
+            "mirror.local/tf:pinned",
+        ),
     ],
 )
 def test_image_comes_from_catalog_version_gpu_or_override(changes, image):
     isvc = _isvc(**changes)
-    assert resolve_model_server(isvc, load_catalog()).image == image
+    assert resolve_runtime(isvc, load_catalog()).image == image
 
 
 @pytest.mark.parametrize(
@@ -171,42 +217,56 @@ def test_image_comes_from_catalog_version_gpu_or_override(changes, image):
 )
 def test_replicas(changes, replicas):
     isvc = _isvc(**changes)
-    assert build_deployment(isvc, resolve_model_server(isvc, load_catalog()))["spec"]["replicas"] == replicas
+    assert build_deployment(isvc, resolve_runtime(isvc, load_catalog()))["spec"]["replicas"] == replicas
 
 
 def test_replicas_left_out_when_autoscaled():
     isvc = _isvc(predictor__minReplicas=1, predictor__maxReplicas=4)
-    assert "replicas" not in build_deployment(isvc, resolve_model_server(isvc, load_catalog()))["spec"]
+    assert "replicas" not in build_deployment(isvc, resolve_runtime(isvc, load_catalog()))["spec"]
 
 
 @pytest.mark.parametrize(
     ("service", "ports"),
     [
-        ({"type": "ClusterIP"}, [{"name": "http", "port": 8500, "targetPort": "http", "protocol": "TCP"},
-                                 {"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP"}]),
-        ({"type": "NodePort"}, [{"name": "http", "port": 8500, "targetPort": "http", "protocol": "TCP"},
-                                {"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP"}]),
-        ({"type": "LoadBalancer", "httpNodePort": 30080},
-         [{"name": "http", "port": 8500, "targetPort": "http", "protocol": "TCP", "nodePort": 30080},
-          {"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP"}]),
+        (
+            {"type": "ClusterIP"},
+            [
+                {"name": "http", "port": 8500, "targetPort": "http", "protocol": "TCP"},
+                {"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP"},
+            ],
+        ),
+        (
+            {"type": "NodePort"},
+            [
+                {"name": "http", "port": 8500, "targetPort": "http", "protocol": "TCP"},
+                {"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP"},
+            ],
+        ),
+        (
+            {"type": "LoadBalancer", "httpNodePort": 30080},
+            [
+                {"name": "http", "port": 8500, "targetPort": "http", "protocol": "TCP", "nodePort": 30080},
+                {"name": "grpc", "port": 9000, "targetPort": "grpc", "protocol": "TCP"},
+            ],
+        ),
     ],
 )
 def test_service_type_and_node_ports(service, ports):
     isvc = _isvc(service=service)
-    built = build_service(isvc, resolve_model_server(isvc, load_catalog()))
+    built = build_service(isvc, resolve_runtime(isvc, load_catalog()))
     assert built["spec"]["type"] == service["type"]
     assert built["spec"]["ports"] == ports
 
 
 def test_url_is_the_cluster_local_rest_endpoint():
-    isvc = parse_inferenceservice(SEED_000)
-    assert model_url(isvc, resolve_model_server(isvc, load_catalog())) == (
+    isvc = parse_inferenceservice(DOGS_VS_CATS)
+    assert model_url(isvc, resolve_runtime(isvc, load_catalog())) == (
         "http://dogs-vs-cats.kubeflow-user-example-com.svc.cluster.local:8500/v1/models/dogs-vs-cats"
     )
 
 
 def test_user_labels_pass_through_but_bookkeeping_does_not():
-    body = copy.deepcopy(SEED_000)
+    body = copy.deepcopy(DOGS_VS_CATS)
     body["metadata"]["labels"] = {"team": "vision", "app.kubernetes.io/managed-by": "someone-else"}
     body["metadata"]["annotations"] = {
         "kubectl.kubernetes.io/last-applied-configuration": "{}",
@@ -221,8 +281,10 @@ def test_user_labels_pass_through_but_bookkeeping_does_not():
 
 def test_unknown_runtime_is_an_invalid_spec_naming_the_known_ones():
     isvc = _isvc(predictor__tensorflow={"storageUri": "pvc://m", "runtime": "triton"})
-    with pytest.raises(InvalidSpec, match=r"'triton' is not in the runtime catalog for tensorflow \(known: tensorflow-serving\)"):
-        resolve_model_server(isvc, load_catalog())
+    with pytest.raises(
+        InvalidSpec, match=r"'triton' is not in the runtime catalog for tensorflow \(known: tensorflow-serving\)"
+    ):
+        resolve_runtime(isvc, load_catalog())
 
 
 @pytest.mark.parametrize(
@@ -233,10 +295,10 @@ def test_unknown_runtime_is_an_invalid_spec_naming_the_known_ones():
     ],
 )
 def test_http_storage_is_fetched_by_an_init_container_into_an_empty_dir(predictor, layout):
-    body = copy.deepcopy(SEED_000)
+    body = copy.deepcopy(DOGS_VS_CATS)
     body["spec"]["predictor"] = predictor
     isvc = parse_inferenceservice(body)
-    pod = build_deployment(isvc, resolve_model_server(isvc, load_catalog()))["spec"]["template"]["spec"]
+    pod = build_deployment(isvc, resolve_runtime(isvc, load_catalog()))["spec"]["template"]["spec"]
     uri = next(iter(predictor.values()))["storageUri"]
     (init,) = pod["initContainers"]
     assert init["image"] == "ghcr.io/isvc-operator/isvc-operator:0.1.0"
@@ -245,17 +307,22 @@ def test_http_storage_is_fetched_by_an_init_container_into_an_empty_dir(predicto
     assert init["volumeMounts"] == [{"name": "model", "mountPath": "/mnt/models"}]
     assert init["securityContext"]["readOnlyRootFilesystem"] is True and init["securityContext"]["runAsNonRoot"] is True
     assert pod["volumes"] == [{"name": "model", "emptyDir": {}}, {"name": "scratch", "emptyDir": {}}]
-    assert pod["containers"][0]["volumeMounts"] == [{"name": "model", "mountPath": "/mnt/models", "readOnly": True},
-                                                   {"name": "scratch", "mountPath": "/tmp"}]
+    assert pod["containers"][0]["volumeMounts"] == [
+        {"name": "model", "mountPath": "/mnt/models", "readOnly": True},
+        {"name": "scratch", "mountPath": "/tmp"},
+    ]
 
 
 def test_pvc_storage_has_no_init_container():
-    isvc = parse_inferenceservice(SEED_000)
-    assert "initContainers" not in build_deployment(isvc, resolve_model_server(isvc, load_catalog()))["spec"]["template"]["spec"]
+    isvc = parse_inferenceservice(DOGS_VS_CATS)
+    assert (
+        "initContainers"
+        not in build_deployment(isvc, resolve_runtime(isvc, load_catalog()))["spec"]["template"]["spec"]
+    )
 
 
 def test_pytorch_predictor_runs_the_project_server_on_its_http_port():
-    body = copy.deepcopy(SEED_000)
+    body = copy.deepcopy(DOGS_VS_CATS)
     body["spec"]["predictor"] = {"pytorch": {"storageUri": "pvc://models/iris"}}
     isvc = parse_inferenceservice(body)
     deployment, service = children_of(isvc)
@@ -268,28 +335,42 @@ def test_pytorch_predictor_runs_the_project_server_on_its_http_port():
 
 def test_security_context_is_restricted_and_loosened_only_explicitly():
     isvc = _isvc(predictor__tensorflow={"storageUri": "pvc://m", "securityContext": {"readOnlyRootFilesystem": False}})
-    context = build_deployment(isvc, resolve_model_server(isvc, load_catalog()))["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+    context = build_deployment(isvc, resolve_runtime(isvc, load_catalog()))["spec"]["template"]["spec"]["containers"][
+        0
+    ]["securityContext"]
     assert context["readOnlyRootFilesystem"] is False
     assert context["allowPrivilegeEscalation"] is False and context["capabilities"] == {"drop": ["ALL"]}
 
 
 def test_custom_container_is_probed_on_its_declared_port():
-    body = copy.deepcopy(SEED_000)
-    body["spec"]["predictor"] = {"containers": [{"image": "me/server:1", "ports": [{"name": "http", "containerPort": 7070}]}]}
+    body = copy.deepcopy(DOGS_VS_CATS)
+    body["spec"]["predictor"] = {
+        "containers": [{"image": "me/server:1", "ports": [{"name": "http", "containerPort": 7070}]}]
+    }
     isvc = parse_inferenceservice(body)
     deployment, service = children_of(isvc)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "me/server:1"
     assert container["readinessProbe"]["tcpSocket"] == {"port": 7070}
-    assert service["spec"]["ports"] == [{"name": "http", "port": 7070, "targetPort": "http", "protocol": "TCP", "nodePort": 31000}]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 7070, "targetPort": "http", "protocol": "TCP", "nodePort": 31000}
+    ]
 
 
 def test_custom_container_keeps_its_own_probes_and_defaults_the_others():
-    body = copy.deepcopy(SEED_000)
+    body = copy.deepcopy(DOGS_VS_CATS)
     readiness = {"httpGet": {"path": "/v1/models/m", "port": "http"}, "periodSeconds": 1}
     liveness = {"httpGet": {"path": "/healthz", "port": "http"}, "failureThreshold": 2}
-    body["spec"]["predictor"] = {"containers": [{"image": "me/server:1", "ports": [{"name": "http", "containerPort": 7070}],
-                                                 "readinessProbe": readiness, "livenessProbe": liveness}]}
+    body["spec"]["predictor"] = {
+        "containers": [
+            {
+                "image": "me/server:1",
+                "ports": [{"name": "http", "containerPort": 7070}],
+                "readinessProbe": readiness,
+                "livenessProbe": liveness,
+            }
+        ]
+    }
     deployment, _ = children_of(parse_inferenceservice(body))
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"] == readiness

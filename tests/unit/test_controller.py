@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+from isvc_operator.api_errors import ApiTransportError
 from isvc_operator.controller import Controller
+from isvc_operator.reconcile import IsvcGone
 
 
 def child(name: str, deleting: bool = False) -> dict:
@@ -33,8 +35,9 @@ def run_orphan_scenario(children: dict, *, gc_removes_after: float | None, grace
         async def never(*_):
             raise AssertionError("a deleted isvc must not be reconciled")
 
-        controller = Controller(lookup=lookup, run_pass=never, on_outcome=lambda *a: None,
-                                delete_orphan=delete_orphan, orphan_grace=grace)
+        controller = Controller(
+            lookup=lookup, run_pass=never, on_outcome=lambda *a: None, delete_orphan=delete_orphan, orphan_grace=grace
+        )
         await controller.trigger(("ns", "gone"))
         await asyncio.sleep(grace * 2.5)
         controller.close()
@@ -64,9 +67,12 @@ def test_a_hung_pass_is_abandoned_and_retried():
             return None
 
         outcomes: list = []
-        controller = Controller(lookup=lambda key: ({"metadata": {}}, {}, []), run_pass=run_pass,
-                                on_outcome=lambda key, body, outcome, error, s: outcomes.append(error),
-                                pass_timeout=0.05)
+        controller = Controller(
+            lookup=lambda key: ({"metadata": {}}, {}, []),
+            run_pass=run_pass,
+            on_outcome=lambda key, body, outcome, error, s: outcomes.append(error),
+            pass_timeout=0.05,
+        )
         await controller.trigger(("ns", "stuck"))
         await asyncio.sleep(0.8)  # the first retry comes after 0.5 s
         controller.close()
@@ -75,3 +81,47 @@ def test_a_hung_pass_is_abandoned_and_retried():
 
     asyncio.run(main())
     assert len(calls) == 2
+
+
+def run_failing_pass(error: BaseException, wait: float = 0.8) -> tuple[int, list, list]:
+    """A pass that always raises `error`: how many passes ran in `wait` seconds, the outcomes
+    reported and the isvcs reported gone."""
+    calls: list[int] = []
+    outcomes: list = []
+    gone: list = []
+
+    async def main() -> None:
+        async def run_pass(body, children, pods):
+            calls.append(1)
+            raise error
+
+        controller = Controller(
+            lookup=lambda key: ({"metadata": {"uid": "u"}}, {}, []),
+            run_pass=run_pass,
+            on_outcome=lambda key, body, outcome, exc, s: outcomes.append(exc),
+            on_gone=lambda key, body: gone.append(key),
+        )
+        await controller.trigger(("ns", "a"))
+        await asyncio.sleep(wait)  # the first retry comes after 0.5 s
+        controller.close()
+
+    asyncio.run(main())
+    return len(calls), outcomes, gone
+
+
+def test_a_transient_api_error_is_retried():
+    calls, outcomes, gone = run_failing_pass(ApiTransportError("ConnectionRefusedError", "refused"))
+    assert calls == 2 and gone == []
+
+
+def test_a_programming_error_is_logged_with_its_traceback_once_and_not_retried(caplog):
+    calls, outcomes, _ = run_failing_pass(TypeError("'NoneType' object is not subscriptable"))
+    assert calls == 1, "the same pass fails the same way: no retry loop"
+    assert isinstance(outcomes[0], TypeError)
+    tracebacks = [r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], TypeError)]
+    assert len(tracebacks) == 1
+
+
+def test_an_isvc_the_api_server_says_is_gone_is_forgotten_not_retried():
+    calls, _, gone = run_failing_pass(IsvcGone("404 Not Found: "))
+    assert (calls, gone) == (1, [("ns", "a")])

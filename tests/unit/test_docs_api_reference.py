@@ -27,8 +27,10 @@ def test_every_spec_field_is_in_the_readme_api_reference():
     crd = yaml.safe_load((ROOT / "crds/serving.isvc.dev_inferenceservices.yaml").read_text())
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     readme = (ROOT / "README.md").read_text()
-    reference = readme[readme.index("## API reference"):readme.index("## Status and troubleshooting")]
+    reference = readme[readme.index("## API reference") : readme.index("## Status and troubleshooting")]
     # Field names as path components inside backticks: `spec.predictor.replicas`, `…storageUri`, `…/maxReplicas`.
-    documented = {part for span in re.findall(r"`([^`]+)`", reference) for part in re.split(r"[./…\[\]0-9 ,:{}]+", span)}
+    documented = {
+        part for span in re.findall(r"`([^`]+)`", reference) for part in re.split(r"[./…\[\]0-9 ,:{}]+", span)
+    }
     missing = sorted(f for f in spec_fields(schema) if f not in documented)
     assert not missing, f"README.md's API reference does not mention these spec fields: {missing}"

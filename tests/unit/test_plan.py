@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from isvc_operator.apply import desired_hash, with_hash
+from isvc_operator.drift import desired_hash, with_hash
 from isvc_operator.plan import Plans, make_plan
 from isvc_operator.runtimes import load_catalog
 from isvc_operator.spec import InvalidSpec
@@ -35,14 +35,17 @@ def test_equal_inputs_reuse_the_plan_and_a_status_change_is_not_an_input():
     assert _children(first) == _children(make_plan(BODY, CATALOG, istio_installed=False))
 
 
-@pytest.mark.parametrize("change", [
-    # A spec edit even without a generation bump (the memo does not trust generation).
-    lambda b: b["spec"]["predictor"]["tensorflow"].update(runtimeVersion="2.18.0"),
-    lambda b: b["metadata"].update(labels={"team": "a"}),
-    lambda b: b["metadata"].update(annotations={"note": "x"}),
-    lambda b: b["metadata"].update(uid="uid-2"),
-    lambda b: b["metadata"].update(generation=2),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        # A spec edit even without a generation bump (the memo does not trust generation).
+        lambda b: b["spec"]["predictor"]["tensorflow"].update(runtimeVersion="2.18.0"),
+        lambda b: b["metadata"].update(labels={"team": "a"}),
+        lambda b: b["metadata"].update(annotations={"note": "x"}),
+        lambda b: b["metadata"].update(uid="uid-2"),
+        lambda b: b["metadata"].update(generation=2),
+    ],
+)
 def test_any_input_change_gives_a_fresh_plan(change):
     plans = Plans()
     plans.get(BODY, CATALOG, istio_installed=False)

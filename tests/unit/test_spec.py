@@ -57,14 +57,25 @@ def test_bad_storage_uris_say_what_is_accepted(uri, message):
     ("spec", "message"),
     [
         ({"predictor": {}}, r"set exactly one of tensorflow, pytorch, containers \(found: none\)"),
-        ({"predictor": {"tensorflow": {"storageUri": "pvc://a"}, "pytorch": {"storageUri": "pvc://a"}}},
-         r"found: tensorflow, pytorch"),
+        (
+            {"predictor": {"tensorflow": {"storageUri": "pvc://a"}, "pytorch": {"storageUri": "pvc://a"}}},
+            r"found: tensorflow, pytorch",
+        ),
         ({"predictor": {"tensorflow": {}}}, r"spec.predictor.tensorflow.storageUri is required"),
-        ({"predictor": {"tensorflow": {"storageUri": "pvc://a"}, "replicas": 1, "maxReplicas": 3}}, r"either replicas or minReplicas/maxReplicas"),
-        ({"predictor": {"tensorflow": {"storageUri": "pvc://a"}, "minReplicas": 4, "maxReplicas": 3}}, r"minReplicas 4 is greater than maxReplicas 3"),
+        (
+            {"predictor": {"tensorflow": {"storageUri": "pvc://a"}, "replicas": 1, "maxReplicas": 3}},
+            r"either replicas or minReplicas/maxReplicas",
+        ),
+        (
+            {"predictor": {"tensorflow": {"storageUri": "pvc://a"}, "minReplicas": 4, "maxReplicas": 3}},
+            r"minReplicas 4 is greater than maxReplicas 3",
+        ),
         ({**TF, "service": {"type": "ClusterIP", "httpNodePort": 31000}}, r"need type NodePort or LoadBalancer"),
         ({**TF, "service": {"httpNodePort": 31000, "grpcNodePort": 31000}}, r"both 31000; they must differ"),
-        ({**TF, "service": {"type": "ExternalName"}}, r"'ExternalName' is not one of NodePort, ClusterIP, LoadBalancer"),
+        (
+            {**TF, "service": {"type": "ExternalName"}},
+            r"'ExternalName' is not one of NodePort, ClusterIP, LoadBalancer",
+        ),
         ({**TF, "authorization": {"mode": "Sometimes"}}, r"'Sometimes' is not one of Auto, Enabled, Disabled"),
     ],
 )
@@ -83,10 +94,19 @@ def test_name_at_the_maximum_length_is_accepted():
     assert parse_inferenceservice(body(TF, name="a" * 45)).name == "a" * 45
 
 
-@pytest.mark.parametrize(("ports", "message"), [
-    ([{"name": "http", "containerPort": 8080}, {"name": "http", "containerPort": 8081}], "two ports with name 'http'"),
-    ([{"name": "http", "containerPort": 8080}, {"name": "grpc", "containerPort": 8080}], "two ports with containerPort 8080"),
-])
+@pytest.mark.parametrize(
+    ("ports", "message"),
+    [
+        (
+            [{"name": "http", "containerPort": 8080}, {"name": "http", "containerPort": 8081}],
+            "two ports with name 'http'",
+        ),
+        (
+            [{"name": "http", "containerPort": 8080}, {"name": "grpc", "containerPort": 8080}],
+            "two ports with containerPort 8080",
+        ),
+    ],
+)
 def test_duplicate_container_ports_are_invalid_not_silently_dropped(ports, message):
     spec = {"predictor": {"containers": [{"image": "registry.local/m:2", "ports": ports}]}}
     with pytest.raises(InvalidSpec, match=message):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model_server import ModelServer
+from ..resolved_runtime import ResolvedRuntime
 from ..spec import InferenceService
 from .authorization import authorization_wanted, build_authorization_policy
 from .autoscaler import build_autoscaler
@@ -13,7 +13,9 @@ from .model_config import build_model_config
 from .service import build_service
 
 
-def build_children(isvc: InferenceService, server: ModelServer, *, istio_installed: bool = False) -> list[dict[str, Any]]:
+def build_children(
+    isvc: InferenceService, server: ResolvedRuntime, *, istio_installed: bool = False
+) -> list[dict[str, Any]]:
     """Every child the isvc should have, in the order they are applied.
 
     The AuthorizationPolicy is left out when Istio is not installed, even in mode Enabled: there is

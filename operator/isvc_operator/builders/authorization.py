@@ -1,4 +1,4 @@
-"""The Istio AuthorizationPolicy that lets requests reach the model (seed 000 applied one by hand).
+"""The Istio AuthorizationPolicy that lets requests reach the model (Kubeflow's dogs-vs-cats example applies one by hand).
 
 KServe users meet "RBAC: access denied" because nothing creates one; ours is scoped to the model's
 pods (selector) and to its API paths, ALLOW only.
@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model_server import ModelServer
+from ..kinds import AUTHORIZATION_POLICY
+from ..resolved_runtime import ResolvedRuntime
 from ..spec import InferenceService
 from .metadata import child_metadata, selector_labels
 
@@ -21,13 +22,17 @@ def authorization_wanted(isvc: InferenceService, istio_installed: bool) -> bool:
     return mode == "Enabled" or (mode == "Auto" and istio_installed)
 
 
-def build_authorization_policy(isvc: InferenceService, server: ModelServer) -> dict[str, Any]:
+def build_authorization_policy(isvc: InferenceService, server: ResolvedRuntime) -> dict[str, Any]:
     auth = isvc.authorization
     rule: dict[str, Any] = {
-        "to": [{"operation": {
-            "methods": list(dict.fromkeys(DEFAULT_METHODS + auth.methods)),
-            "paths": list(dict.fromkeys(server.authorized_paths + auth.paths)),
-        }}],
+        "to": [
+            {
+                "operation": {
+                    "methods": list(dict.fromkeys(DEFAULT_METHODS + auth.methods)),
+                    "paths": list(dict.fromkeys(server.authorized_paths + auth.paths)),
+                }
+            }
+        ],
     }
     source: dict[str, Any] = {}
     if auth.source_namespaces:
@@ -37,8 +42,8 @@ def build_authorization_policy(isvc: InferenceService, server: ModelServer) -> d
     if source:
         rule["from"] = [{"source": source}]
     return {
-        "apiVersion": "security.istio.io/v1",
-        "kind": "AuthorizationPolicy",
+        "apiVersion": AUTHORIZATION_POLICY.api_version,
+        "kind": AUTHORIZATION_POLICY.kind,
         "metadata": child_metadata(isvc, name=isvc.name),
         "spec": {"selector": {"matchLabels": selector_labels(isvc)}, "action": "ALLOW", "rules": [rule]},
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..kinds import AUTOSCALER, DEPLOYMENT
 from ..spec import InferenceService
 from .metadata import child_metadata, predictor_name
 
@@ -15,14 +16,28 @@ def build_autoscaler(isvc: InferenceService) -> dict[str, Any] | None:
     if predictor.max_replicas is None:
         return None
     return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
+        "apiVersion": AUTOSCALER.api_version,
+        "kind": AUTOSCALER.kind,
         "metadata": child_metadata(isvc, name=predictor_name(isvc)),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": predictor_name(isvc)},
+            "scaleTargetRef": {
+                "apiVersion": DEPLOYMENT.api_version,
+                "kind": DEPLOYMENT.kind,
+                "name": predictor_name(isvc),
+            },
             "minReplicas": predictor.min_replicas or 1,
             "maxReplicas": predictor.max_replicas,
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
-                "type": "Utilization", "averageUtilization": predictor.scale_target or DEFAULT_CPU_TARGET}}}],
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": predictor.scale_target or DEFAULT_CPU_TARGET,
+                        },
+                    },
+                }
+            ],
         },
     }

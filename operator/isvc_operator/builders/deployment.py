@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..constants import MODEL_VOLUME
-from ..model_server import CONTAINER_NAME, ModelServer
+from ..constants import MODEL_MOUNT_PATH, MODEL_VOLUME
+from ..kinds import DEPLOYMENT
+from ..resolved_runtime import CONTAINER_NAME, ResolvedRuntime
 from ..spec import InferenceService
 from .metadata import child_labels, child_metadata, predictor_name, selector_labels
 from .model_config import MODEL_CONFIG_DIR, MODEL_CONFIG_VOLUME, model_config_name
@@ -32,7 +33,7 @@ RESTRICTED_POD_CONTEXT: dict[str, Any] = {
 }
 
 
-def _ports(server: ModelServer) -> list[dict[str, Any]]:
+def _ports(server: ResolvedRuntime) -> list[dict[str, Any]]:
     ports = [{"name": "http", "containerPort": server.http_port, "protocol": "TCP"}]
     if server.grpc_port:
         ports.append({"name": "grpc", "containerPort": server.grpc_port, "protocol": "TCP"})
@@ -45,14 +46,14 @@ def _model_volume(isvc: InferenceService) -> tuple[list[dict[str, Any]], list[di
     if storage is None:
         return [], []
     if storage.scheme == "pvc":
-        mount: dict[str, Any] = {"name": MODEL_VOLUME, "mountPath": "/mnt/models", "readOnly": True}
+        mount: dict[str, Any] = {"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT_PATH, "readOnly": True}
         if storage.sub_path:
             mount["subPath"] = storage.sub_path
         volume = {"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": storage.claim, "readOnly": True}}
         return [volume], [mount]
-    # http(s) archives: an emptyDir the storage init container fills (see the storage issue).
+    # http(s) archives: an emptyDir the storage init container fills (`python -m isvc_operator.storage`, see its docstring).
     return [{"name": MODEL_VOLUME, "emptyDir": {}}], [
-        {"name": MODEL_VOLUME, "mountPath": "/mnt/models", "readOnly": True}
+        {"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT_PATH, "readOnly": True}
     ]
 
 
@@ -61,12 +62,12 @@ STORAGE_INITIALIZER = "storage-initializer"
 LAYOUT_OF_FRAMEWORK = {"tensorflow": "tensorflow", "pytorch": "pytorch"}
 
 
-def build_storage_initializer(isvc: InferenceService, server: ModelServer) -> dict[str, Any] | None:
+def build_storage_initializer(isvc: InferenceService, server: ResolvedRuntime) -> dict[str, Any] | None:
     """The init container that fetches an http(s) archive into the model volume, or None for a claim."""
     storage = isvc.predictor.storage
     if storage is None or storage.scheme not in ("http", "https"):
         return None
-    args = ["fetch", storage.uri, "/mnt/models", "--max-bytes", server.storage.max_bytes]
+    args = ["fetch", storage.uri, MODEL_MOUNT_PATH, "--max-bytes", server.storage.max_bytes]
     layout = LAYOUT_OF_FRAMEWORK.get(isvc.predictor.framework)
     if layout:
         args += ["--layout", layout]
@@ -75,23 +76,26 @@ def build_storage_initializer(isvc: InferenceService, server: ModelServer) -> di
         "image": server.storage.image,
         "command": ["python", "-m", "isvc_operator.storage"],
         "args": args,
-        "env": [{"name": "TMPDIR", "value": "/mnt/models"}],
-        "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": "/mnt/models"}],
+        "env": [{"name": "TMPDIR", "value": MODEL_MOUNT_PATH}],
+        "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT_PATH}],
         "securityContext": {**RESTRICTED_CONTAINER_CONTEXT, "runAsUser": 65532},
         # The program writes its one-line reason here; Kubernetes shows it in the pod's status.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
 
-def build_container(isvc: InferenceService, server: ModelServer) -> dict[str, Any]:
+def build_container(isvc: InferenceService, server: ResolvedRuntime) -> dict[str, Any]:
     volumes, mounts = _model_volume(isvc)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": server.image,
         "ports": _ports(server),
         # Ours, then the runtime's (e.g. runAsUser), then what the isvc explicitly asks for.
-        "securityContext": {**RESTRICTED_CONTAINER_CONTEXT, **server.security_context,
-                            **(isvc.predictor.security_context or {})},
+        "securityContext": {
+            **RESTRICTED_CONTAINER_CONTEXT,
+            **server.security_context,
+            **(isvc.predictor.security_context or {}),
+        },
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
     }
@@ -111,7 +115,7 @@ def build_container(isvc: InferenceService, server: ModelServer) -> dict[str, An
     return container
 
 
-def build_deployment(isvc: InferenceService, server: ModelServer) -> dict[str, Any]:
+def build_deployment(isvc: InferenceService, server: ResolvedRuntime) -> dict[str, Any]:
     """One Deployment per isvc; `replicas` is left out when an HPA owns it."""
     volumes, _ = _model_volume(isvc)
     volumes = [*volumes, {"name": SCRATCH_VOLUME, "emptyDir": {}}]
@@ -149,8 +153,8 @@ def build_deployment(isvc: InferenceService, server: ModelServer) -> dict[str, A
         replicas = isvc.predictor.replicas
         spec["replicas"] = 1 if replicas is None else replicas
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "apiVersion": DEPLOYMENT.api_version,
+        "kind": DEPLOYMENT.kind,
         "metadata": child_metadata(isvc, name=predictor_name(isvc)),
         "spec": spec,
     }

@@ -1,10 +1,11 @@
-"""The Service that exposes the model's REST and gRPC ports (NodePort by default, as in the seeds)."""
+"""The Service that exposes the model's REST and gRPC ports (NodePort by default, as Kubeflow's TF Serving examples expose it)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..model_server import ModelServer
+from ..kinds import SERVICE
+from ..resolved_runtime import ResolvedRuntime
 from ..spec import InferenceService
 from .metadata import child_metadata, selector_labels, service_name
 
@@ -16,20 +17,20 @@ def _port(name: str, port: int, node_port: int | None, service_type: str) -> dic
     return entry
 
 
-def build_service(isvc: InferenceService, server: ModelServer) -> dict[str, Any]:
+def build_service(isvc: InferenceService, server: ResolvedRuntime) -> dict[str, Any]:
     # Port names "http"/"grpc" also tell Istio which protocol it carries.
     ports = [_port("http", server.http_port, isvc.service.http_node_port, isvc.service.type)]
     if server.grpc_port:
         ports.append(_port("grpc", server.grpc_port, isvc.service.grpc_node_port, isvc.service.type))
     return {
-        "apiVersion": "v1",
-        "kind": "Service",
+        "apiVersion": SERVICE.api_version,
+        "kind": SERVICE.kind,
         "metadata": child_metadata(isvc, name=service_name(isvc)),
         "spec": {"type": isvc.service.type, "selector": selector_labels(isvc), "ports": ports},
     }
 
 
-def model_url(isvc: InferenceService, server: ModelServer) -> str:
+def model_url(isvc: InferenceService, server: ResolvedRuntime) -> str:
     """The cluster-local REST URL of the model, as TF Serving clients address it."""
     return (
         f"http://{service_name(isvc)}.{isvc.namespace}.svc.cluster.local:{server.http_port}"

@@ -71,7 +71,9 @@ class Catalog:
         runtime = self.runtimes.get(chosen or "")
         if runtime is None:
             known = ", ".join(sorted(r.name for r in self.runtimes.values() if r.framework == framework))
-            raise CatalogError(f"runtime {chosen!r} is not in the runtime catalog for {framework} (known: {known or 'none'})")
+            raise CatalogError(
+                f"runtime {chosen!r} is not in the runtime catalog for {framework} (known: {known or 'none'})"
+            )
         if runtime.framework != framework:
             raise CatalogError(f"runtime {chosen!r} serves {runtime.framework}, not {framework}")
         return runtime

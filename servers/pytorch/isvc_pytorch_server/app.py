@@ -13,11 +13,15 @@ import time
 
 from . import __version__, codec
 from .errors import ApiError
+from .loader import OUT_OF_MEMORY, SERVER_FAILURES
 
 log = logging.getLogger(__name__)
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
-MODEL_INPUT_ERRORS = (RuntimeError, ValueError, TypeError, IndexError, KeyError, AssertionError)
+V1_MODELS = "/v1/models/"
+V2_MODELS = "/models/"  # after /v2
+# What a model raises on input it cannot take (torch's shape errors are RuntimeErrors).
+MODEL_INPUT_ERRORS = (RuntimeError, ValueError, TypeError, IndexError, KeyError)
 
 
 class _Disconnected(Exception):
@@ -25,8 +29,8 @@ class _Disconnected(Exception):
 
 
 class App:
-    def __init__(self, manager, batcher, metrics, *, max_request_bytes: int = 64 << 20):
-        self.manager = manager
+    def __init__(self, versions, batcher, metrics, *, max_request_bytes: int = 64 << 20):
+        self.versions = versions
         self.batcher = batcher
         self.metrics = metrics
         self.max_request_bytes = max_request_bytes
@@ -46,7 +50,7 @@ class App:
             if msg["type"] == "lifespan.startup":
                 try:
                     self.batcher.start(asyncio.get_running_loop())
-                    self.manager.start()
+                    self.versions.start()
                 except Exception as e:
                     await send({"type": "lifespan.startup.failed", "message": str(e)})
                     return
@@ -54,7 +58,7 @@ class App:
             elif msg["type"] == "lifespan.shutdown":
                 # uvicorn calls this after in-flight requests finished (or the grace period ran out).
                 self.shutting_down = True
-                self.manager.stop()
+                self.versions.stop()
                 await asyncio.get_running_loop().run_in_executor(None, self.batcher.stop)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -67,8 +71,8 @@ class App:
         endpoint = "other"
         content_type = JSON_HEADERS
         try:
-            if path.startswith("/v1/models/"):
-                endpoint, status, body = await self._v1(method, path[11:], scope, receive)
+            if path.startswith(V1_MODELS):
+                endpoint, status, body = await self._v1(method, path[len(V1_MODELS) :], scope, receive)
             elif path.startswith("/v2"):
                 endpoint, status, body = await self._v2(method, path[3:], scope, receive)
             elif path == "/metrics":
@@ -102,8 +106,10 @@ class App:
                 except ValueError:
                     raise ApiError(400, f"bad Content-Length {v!r}") from None
                 if declared > limit:
-                    raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes "
-                                        "(--max_request_bytes)")
+                    raise ApiError(
+                        413,
+                        f"request body of {declared} bytes exceeds the limit of {limit} bytes (--max_request_bytes)",
+                    )
                 break
         msg = await receive()
         if msg["type"] == "http.disconnect":
@@ -128,6 +134,14 @@ class App:
     async def _infer(self, model, req):
         try:
             return await self.batcher.infer(model, req.arrays, req.rows)
+        except SERVER_FAILURES as e:
+            # The server's failure, not the client's: 503 (retry, perhaps elsewhere) when memory
+            # ran out, else 500; the traceback goes to the log.
+            log.error("running version %s failed on the server's side", getattr(model, "version", "?"), exc_info=e)
+            status = 503 if isinstance(e, OUT_OF_MEMORY) else 500
+            raise ApiError(
+                status, f"the server failed to run the model: {type(e).__name__}: {_first_line(e)}"
+            ) from None
         except MODEL_INPUT_ERRORS as e:
             raise ApiError(400, f"the model rejected the input: {_first_line(e)}") from None
 
@@ -136,14 +150,8 @@ class App:
         verb = None
         if ":" in rest:
             rest, verb = rest.rsplit(":", 1)
-        parts = rest.split("/")
-        name = parts[0]
-        version = None
-        tail = parts[1:]
-        if len(tail) >= 2 and tail[0] == "versions":
-            version = _version(tail[1])
-            tail = tail[2:]
-        elif len(tail) >= 2 and tail[0] == "labels":
+        name, version, tail = _model_path(rest)
+        if len(tail) >= 2 and tail[0] == "labels":
             raise ApiError(400, "version labels are not supported; use /versions/N or the latest version")
         if verb is not None:
             if tail:
@@ -151,18 +159,18 @@ class App:
             if verb != "predict":
                 raise ApiError(400, f":{verb} is not supported by the PyTorch server; use :predict")
             _want(method, "POST")
-            model = self.manager.get(name, version)
+            model = self.versions.get(name, version)
             body = await self._read_body(scope, receive)
             req = codec.decode_v1(codec.loads(body), model)
             outputs = await self._infer(model, req)
             return "v1_predict", 200, codec.encode_v1(outputs, model.single_output, req.columnar)
         if tail == ["metadata"]:
             _want(method, "GET")
-            model = self.manager.get(name, version)
+            model = self.versions.get(name, version)
             return "v1_metadata", 200, codec.dumps(self._tf_metadata(model))
         if not tail:
             _want(method, "GET")
-            return "v1_status", 200, codec.dumps({"model_version_status": self.manager.status(name, version)})
+            return "v1_status", 200, codec.dumps({"model_version_status": self.versions.status(name, version)})
         raise ApiError(404, f"no route for {method} /v1/models/{rest}")
 
     def _tf_metadata(self, model) -> dict:
@@ -171,69 +179,87 @@ class App:
                 return {"dim": [], "unknown_rank": True}
             return {"dim": [{"size": str(d), "name": ""} for d in dims], "unknown_rank": False}
 
-        inputs = {s.name: {"dtype": codec.tf_dtype(s.dtype), "tensor_shape": shape(s.shape), "name": s.name}
-                  for s in model.inputs}
-        outputs = {n: {"dtype": "DT_FLOAT", "tensor_shape": shape(None), "name": n}
-                   for n in (model.output_names or [])}
+        inputs = {
+            s.name: {"dtype": codec.tf_dtype(s.dtype), "tensor_shape": shape(s.shape), "name": s.name}
+            for s in model.inputs
+        }
+        outputs = {n: {"dtype": "DT_FLOAT", "tensor_shape": shape(None), "name": n} for n in (model.output_names or [])}
         sig = {"inputs": inputs, "outputs": outputs, "method_name": "tensorflow/serving/predict"}
         return {
-            "model_spec": {"name": self.manager.name, "signature_name": "", "version": str(model.version)},
+            "model_spec": {"name": self.versions.name, "signature_name": "", "version": str(model.version)},
             "metadata": {"signature_def": {"signature_def": {"serving_default": sig}}},
-            "pytorch": {"format": model.format, "files": model.files, "device": str(model.device),
-                        "batching": model.batchable},
+            "pytorch": {
+                "format": model.format,
+                "files": model.files,
+                "device": str(model.device),
+                "batching": model.batchable,
+            },
         }
 
     # ---- Open Inference Protocol v2 ------------------------------------------------------------
     async def _v2(self, method, rest, scope, receive):
         if rest in ("", "/"):
             _want(method, "GET")
-            return "v2_server", 200, codec.dumps({"name": "isvc-pytorch-server", "version": __version__,
-                                                  "extensions": []})
+            return (
+                "v2_server",
+                200,
+                codec.dumps({"name": "isvc-pytorch-server", "version": __version__, "extensions": []}),
+            )
         if rest == "/health/live":
             _want(method, "GET")
             return "v2_health", 200, codec.dumps({"live": True})
         if rest == "/health/ready":
             _want(method, "GET")
-            ready = self.manager.serving is not None and not self.shutting_down
+            ready = self.versions.serving is not None and not self.shutting_down
             return "v2_health", (200 if ready else 503), codec.dumps({"ready": ready})
-        if not rest.startswith("/models/"):
+        if not rest.startswith(V2_MODELS):
             raise ApiError(404, f"no route for {method} /v2{rest}")
-        parts = rest[8:].split("/")
-        name = parts[0]
-        version = None
-        tail = parts[1:]
-        if len(tail) >= 2 and tail[0] == "versions":
-            version = _version(tail[1])
-            tail = tail[2:]
+        name, version, tail = _model_path(rest[len(V2_MODELS) :])
         if tail == ["infer"]:
             _want(method, "POST")
-            model = self.manager.get(name, version)
+            model = self.versions.get(name, version)
             body = await self._read_body(scope, receive)
             req = codec.decode_v2(codec.loads(body), model)
             outputs = await self._infer(model, req)
-            return "v2_infer", 200, codec.encode_v2(self.manager.name, model.version, outputs, req)
+            return "v2_infer", 200, codec.encode_v2(self.versions.name, model.version, outputs, req)
         if tail == ["ready"]:
             _want(method, "GET")
             try:
-                self.manager.get(name, version)
+                self.versions.get(name, version)
                 ready = True
             except ApiError as e:
-                if e.status == 404 and name != self.manager.name:
+                if e.status == 404 and name != self.versions.name:
                     raise
                 ready = False
             return "v2_ready", (200 if ready else 503), codec.dumps({"name": name, "ready": ready})
         if not tail:
             _want(method, "GET")
-            model = self.manager.get(name, version)
-            return "v2_metadata", 200, codec.dumps({
-                "name": self.manager.name,
-                "versions": [str(model.version)],
-                "platform": model.platform,
-                "inputs": [{"name": s.name, "datatype": codec.v2_dtype(s.dtype), "shape": s.shape or [-1]}
-                           for s in model.inputs],
-                "outputs": [{"name": n, "datatype": "FP32", "shape": [-1]} for n in (model.output_names or [])],
-            })
+            model = self.versions.get(name, version)
+            return (
+                "v2_metadata",
+                200,
+                codec.dumps(
+                    {
+                        "name": self.versions.name,
+                        "versions": [str(model.version)],
+                        "platform": model.platform,
+                        "inputs": [
+                            {"name": s.name, "datatype": codec.v2_dtype(s.dtype), "shape": s.shape or [-1]}
+                            for s in model.inputs
+                        ],
+                        "outputs": [{"name": n, "datatype": "FP32", "shape": [-1]} for n in (model.output_names or [])],
+                    }
+                ),
+            )
         raise ApiError(404, f"no route for {method} /v2{rest}")
+
+
+def _model_path(rest: str) -> tuple[str, int | None, list[str]]:
+    """NAME[/versions/N][/TAIL...] -> (name, version or None for the latest, tail)."""
+    name, *tail = rest.split("/")
+    if len(tail) >= 2 and tail[0] == "versions":
+        return name, _version(tail[1]), tail[2:]
+    return name, None, tail
 
 
 def _want(method: str, allowed: str) -> None:

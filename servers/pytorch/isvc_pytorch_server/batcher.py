@@ -24,6 +24,8 @@ from collections import deque
 
 import numpy as np
 
+from .errors import ApiError
+
 log = logging.getLogger(__name__)
 MAX_MERGE_WAIT_S = 0.01
 
@@ -45,8 +47,14 @@ class NotSplittable(Exception):
 
 
 class Batcher:
-    def __init__(self, max_batch_size: int = 64, batch_timeout_s: float = 0.0, num_threads: int = 1,
-                 metrics=None, merge_fraction: float = 0.3):
+    def __init__(
+        self,
+        max_batch_size: int = 64,
+        batch_timeout_s: float = 0.0,
+        num_threads: int = 1,
+        metrics=None,
+        merge_fraction: float = 0.3,
+    ):
         self.max_batch_size = max(1, int(max_batch_size))
         self.merge_fraction = max(0.0, float(merge_fraction))
         self.batch_timeout_s = max(0.0, float(batch_timeout_s))
@@ -57,12 +65,13 @@ class Batcher:
         self._stopping = False
         self._threads: list[threading.Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._unsplittable: set[int] = set()  # ids of models whose outputs cannot be split by row
+        self._accepting = 0  # workers that have not decided to exit (lock held)
         self._running = 0  # passes running now (lock held)
         self._running_rows = 0  # and their rows
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+        self._accepting = self.num_threads
         for i in range(self.num_threads):
             t = threading.Thread(target=self._worker, name=f"batch-worker-{i}", daemon=True)
             t.start()
@@ -81,15 +90,18 @@ class Batcher:
 
     async def infer(self, model, arrays: list[np.ndarray], rows: int | None) -> dict[str, np.ndarray]:
         """Queue one request; returns its outputs (or raises the model's exception)."""
-        if rows is None or not model.batchable or id(model) in self._unsplittable:
+        if rows is None or not model.batchable:
             key = object()  # unique: never batched with anything
         else:
+            # id(model) is unique among the models queued: each queued item holds its model.
             key = (id(model),) + tuple((a.shape[1:], a.dtype.num) for a in arrays)
         fut = self._loop.create_future()
         item = _Item(model, key, arrays, rows or 0, fut)
         with self._cond:
-            if self._stopping and not any(t.is_alive() for t in self._threads):
-                raise RuntimeError("server is shutting down")
+            if self._stopping and not self._accepting:
+                # Every worker has decided to exit (a thread can still be alive while it leaves):
+                # queued now, the request would wait forever.
+                raise ApiError(503, "the server is shutting down")
             self._pending.append(item)
             if self.num_threads > 1:
                 self._cond.notify_all()  # an idle worker, or one gathering rows for its next pass
@@ -106,6 +118,7 @@ class Batcher:
                 while True:
                     while not self._pending:
                         if self._stopping:
+                            self._accepting -= 1  # decided under the lock that queues requests
                             return
                         self._cond.wait()
                     first = self._pending[0]
@@ -116,10 +129,12 @@ class Batcher:
                         # even share of the rows in flight (the running passes' rows plus ours,
                         # whose clients are coming back) before starting. The clients then settle
                         # into one group per worker, and passes stay as large as they can be.
-                        target = min(self.max_batch_size, max(1, -(-(self._running_rows + last_rows)
-                                                                   // (self._running + 1))))
-                        self._wait_rows(first, target, first.t0 + min(
-                            MAX_MERGE_WAIT_S, self.merge_fraction * last_seconds))
+                        target = min(
+                            self.max_batch_size, max(1, -(-(self._running_rows + last_rows) // (self._running + 1)))
+                        )
+                        self._wait_rows(
+                            first, target, first.t0 + min(MAX_MERGE_WAIT_S, self.merge_fraction * last_seconds)
+                        )
                         busy = False
                         if self._pending and self._pending[0] is first:
                             break  # enough rows, or the wait is up
@@ -129,8 +144,11 @@ class Batcher:
                         # reading the answers just sent and will be back in a moment. Wait a
                         # little (a fraction of the last pass) so the two halves share one pass.
                         target = min(self.max_batch_size, self._rows_for(first.key) + last_rows)
-                        self._wait_rows(first, target, time.perf_counter() + min(
-                            MAX_MERGE_WAIT_S, self.merge_fraction * last_seconds))
+                        self._wait_rows(
+                            first,
+                            target,
+                            time.perf_counter() + min(MAX_MERGE_WAIT_S, self.merge_fraction * last_seconds),
+                        )
                         busy = False
                     elif not busy and self.batch_timeout_s > 0:
                         self._wait_rows(first, self.max_batch_size, first.t0 + self.batch_timeout_s)
@@ -196,7 +214,9 @@ class Batcher:
         except Exception as e:
             if len(batch) > 1:
                 if isinstance(e, NotSplittable):
-                    self._unsplittable.add(id(batch[0].model))
+                    # On the model itself: a mark by id() outlived the model, and a new version
+                    # at the same address lost batching.
+                    batch[0].model.batchable = False
                     log.warning("model outputs are not one row per input row (%s); batching is off for it", e)
                 else:
                     log.info("a batch of %d requests failed (%s); running them one by one", len(batch), e)

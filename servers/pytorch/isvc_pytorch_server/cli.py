@@ -88,40 +88,85 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a PyTorch model over TF Serving's REST v1 and the Open Inference Protocol v2.",
     )
     p.add_argument("--model_name", default="default", help="name in the URLs (/v1/models/NAME)")
-    p.add_argument("--model_base_path", required=True,
-                   help="directory of numeric version subdirectories; the highest is served")
-    p.add_argument("--rest_api_port", type=int, default=None,
-                   help="HTTP port (default: $PORT when set, else 8080)")
+    p.add_argument(
+        "--model_base_path", required=True, help="directory of numeric version subdirectories; the highest is served"
+    )
+    p.add_argument("--rest_api_port", type=int, default=None, help="HTTP port (default: $PORT when set, else 8080)")
     p.add_argument("--rest_api_host", default="0.0.0.0", help="address to listen on")
-    p.add_argument("--grpc_port", type=int, default=0,
-                   help="gRPC port; 0 (default) = off. gRPC is not implemented: a non-zero value is an error")
-    p.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
-                   help="how often to look for new versions; <= 0 loads once")
-    p.add_argument("--enable_batching", type=_bool, nargs="?", const=True, default=True,
-                   help="stack concurrent requests into one forward pass (default true)")
+    p.add_argument(
+        "--grpc_port",
+        type=int,
+        default=0,
+        help="gRPC port; 0 (default) = off. gRPC is not implemented: a non-zero value is an error",
+    )
+    p.add_argument(
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=1.0,
+        help="how often to look for new versions; <= 0 loads once",
+    )
+    p.add_argument(
+        "--enable_batching",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        help="stack concurrent requests into one forward pass (default true)",
+    )
     p.add_argument("--max_batch_size", type=int, default=64, help="rows per forward pass at most")
-    p.add_argument("--batch_timeout_micros", type=int, default=0,
-                   help="how long an idle worker waits for more rows before running (default 0)")
-    p.add_argument("--batch_merge_fraction", type=float, default=0.3,
-                   help="after a pass, wait up to this fraction of it (max 10 ms) for more rows when "
-                        "requests are queued; 0 = off")
+    p.add_argument(
+        "--batch_timeout_micros",
+        type=int,
+        default=0,
+        help="how long an idle worker waits for more rows before running (default 0)",
+    )
+    p.add_argument(
+        "--batch_merge_fraction",
+        type=float,
+        default=0.3,
+        help="after a pass, wait up to this fraction of it (max 10 ms) for more rows when requests are queued; 0 = off",
+    )
     p.add_argument("--num_batch_threads", type=int, default=1, help="forward passes that may run at once")
-    p.add_argument("--intra_op_parallelism", type=int, default=0,
-                   help="torch threads per forward pass; 0 = the CPU limit / --num_batch_threads")
+    p.add_argument(
+        "--intra_op_parallelism",
+        type=int,
+        default=0,
+        help="torch threads per forward pass; 0 = the CPU limit / --num_batch_threads",
+    )
     p.add_argument("--inter_op_parallelism", type=int, default=0, help="torch inter-op threads; 0 = 1")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, or auto (CUDA when available)")
-    p.add_argument("--model_class_name", default=None,
-                   help="nn.Module class in model.py, when it defines more than one")
+    p.add_argument(
+        "--model_class_name", default=None, help="nn.Module class in model.py, when it defines more than one"
+    )
     p.add_argument("--max_request_bytes", type=int, default=64 << 20, help="larger bodies get 413")
-    p.add_argument("--graceful_shutdown_seconds", type=float, default=30.0,
-                   help="on SIGTERM, how long in-flight requests may take to finish")
-    p.add_argument("--warmup", type=_bool, nargs="?", const=True, default=True,
-                   help="run a forward pass on zeros before reporting AVAILABLE, when the input shape is known")
-    p.add_argument("--exit_on_load_failure", type=_bool, nargs="?", const=True, default=True,
-                   help="exit 1 when the model fails to load and no version was ever served, with the error "
-                        "as the termination message (Kubernetes: CrashLoopBackOff); false: keep answering 503")
-    p.add_argument("--termination_message_path", default="/dev/termination-log",
-                   help="where that error is written when the file exists (Kubernetes' terminationMessagePath)")
+    p.add_argument(
+        "--graceful_shutdown_seconds",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, how long in-flight requests may take to finish",
+    )
+    p.add_argument(
+        "--warmup",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        help="run a forward pass on zeros before reporting AVAILABLE, when the input shape is known",
+    )
+    p.add_argument(
+        "--exit_on_load_failure",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        help="exit 1 when the model fails to load and no version was ever served, with the error as the "
+        "termination message (Kubernetes: CrashLoopBackOff); false: keep answering 503",
+    )
+    p.add_argument(
+        "--termination_message_path",
+        default="/dev/termination-log",
+        help="where that error is written when the file exists (Kubernetes' terminationMessagePath)",
+    )
     p.add_argument("--log_level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return p
@@ -130,11 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sys.dont_write_bytecode = True  # read-only root filesystem: write nothing but $TMPDIR
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     if args.grpc_port:
-        log.error("--grpc_port=%d: gRPC is not implemented by this server; use the REST API "
-                  "(TF Serving v1 or Open Inference Protocol v2) on --rest_api_port", args.grpc_port)
+        log.error(
+            "--grpc_port=%d: gRPC is not implemented by this server; use the REST API "
+            "(TF Serving v1 or Open Inference Protocol v2) on --rest_api_port",
+            args.grpc_port,
+        )
         return 2
     port = args.rest_api_port if args.rest_api_port is not None else _default_port()
 
@@ -146,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import ModelLoadError
     from .loader import resolve_device
     from .metrics import Metrics
-    from .registry import ModelManager
+    from .versions import ModelVersions
 
     limit = cpu_limit()
     # One pass over all CPUs by default. One single-threaded pass per CPU was measured too: on
@@ -163,8 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     max_batch = args.max_batch_size if args.enable_batching else 1
     metrics = Metrics(args.model_name)
-    batcher = Batcher(max_batch, args.batch_timeout_micros / 1e6 if args.enable_batching else 0.0,
-                      workers, metrics, merge_fraction=args.batch_merge_fraction)
+    batcher = Batcher(
+        max_batch,
+        args.batch_timeout_micros / 1e6 if args.enable_batching else 0.0,
+        workers,
+        metrics,
+        merge_fraction=args.batch_merge_fraction,
+    )
     warm = (1, max_batch) if args.warmup and max_batch > 1 else ((1,) if args.warmup else ())
     unservable: list[str] = []
     server_holder: list = []
@@ -174,23 +228,50 @@ def main(argv: list[str] | None = None) -> int:
         if server_holder:
             server_holder[0].should_exit = True
 
-    manager = ModelManager(args.model_name, args.model_base_path, device,
-                           poll_wait_seconds=args.file_system_poll_wait_seconds,
-                           model_class_name=args.model_class_name, warmup_batch_sizes=warm, metrics=metrics,
-                           on_unservable=stop_unservable if args.exit_on_load_failure else None)
-    app = App(manager, batcher, metrics, max_request_bytes=args.max_request_bytes)
-    log.info("isvc-pytorch-server %s (torch %s) serving %s from %s on %s:%d; device %s, %d intra-op threads "
-             "(CPU limit %d), %d batch threads, batching %s (max %d rows, timeout %d us)", __version__,
-             torch.__version__, args.model_name, args.model_base_path, args.rest_api_host, port, device, intra,
-             limit, workers,
-             "on" if args.enable_batching else "off", max_batch, args.batch_timeout_micros)
+    versions = ModelVersions(
+        args.model_name,
+        args.model_base_path,
+        device,
+        poll_wait_seconds=args.file_system_poll_wait_seconds,
+        model_class_name=args.model_class_name,
+        warmup_batch_sizes=warm,
+        metrics=metrics,
+        on_unservable=stop_unservable if args.exit_on_load_failure else None,
+    )
+    app = App(versions, batcher, metrics, max_request_bytes=args.max_request_bytes)
+    log.info(
+        "isvc-pytorch-server %s (torch %s) serving %s from %s on %s:%d; device %s, %d intra-op threads "
+        "(CPU limit %d), %d batch threads, batching %s (max %d rows, timeout %d us)",
+        __version__,
+        torch.__version__,
+        args.model_name,
+        args.model_base_path,
+        args.rest_api_host,
+        port,
+        device,
+        intra,
+        limit,
+        workers,
+        "on" if args.enable_batching else "off",
+        max_batch,
+        args.batch_timeout_micros,
+    )
     config = uvicorn.Config(
-        app, host=args.rest_api_host, port=port, loop="uvloop", http="httptools", lifespan="on",
-        access_log=False, log_level=args.log_level, backlog=2048,
+        app,
+        host=args.rest_api_host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=args.log_level,
+        backlog=2048,
         # No X-Forwarded-* rewriting (nothing here uses the client address) and no "server:
         # uvicorn" header: two fewer steps on every request.
-        proxy_headers=False, server_header=False,
-        timeout_graceful_shutdown=args.graceful_shutdown_seconds, timeout_keep_alive=75,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=args.graceful_shutdown_seconds,
+        timeout_keep_alive=75,
     )
     server = _server_class()(config)
     server_holder.append(server)

@@ -17,20 +17,42 @@ from .errors import ApiError
 DUMPS_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
 _TORCH_TO_NUMPY = {
-    torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float32,
-    torch.bfloat16: np.float32, torch.int64: np.int64, torch.int32: np.int32, torch.int16: np.int16,
-    torch.int8: np.int8, torch.uint8: np.uint8, torch.bool: np.bool_,
+    torch.float32: np.float32,
+    torch.float64: np.float64,
+    torch.float16: np.float32,
+    torch.bfloat16: np.float32,
+    torch.int64: np.int64,
+    torch.int32: np.int32,
+    torch.int16: np.int16,
+    torch.int8: np.int8,
+    torch.uint8: np.uint8,
+    torch.bool: np.bool_,
 }
 V2_TO_NUMPY = {
-    "BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
 }
 NUMPY_TO_V2 = {np.dtype(v): k for k, v in V2_TO_NUMPY.items()}
 _TF_DTYPE = {
-    np.dtype(np.float32): "DT_FLOAT", np.dtype(np.float64): "DT_DOUBLE", np.dtype(np.int64): "DT_INT64",
-    np.dtype(np.int32): "DT_INT32", np.dtype(np.int16): "DT_INT16", np.dtype(np.int8): "DT_INT8",
-    np.dtype(np.uint8): "DT_UINT8", np.dtype(np.bool_): "DT_BOOL", np.dtype(np.float16): "DT_HALF",
+    np.dtype(np.float32): "DT_FLOAT",
+    np.dtype(np.float64): "DT_DOUBLE",
+    np.dtype(np.int64): "DT_INT64",
+    np.dtype(np.int32): "DT_INT32",
+    np.dtype(np.int16): "DT_INT16",
+    np.dtype(np.int8): "DT_INT8",
+    np.dtype(np.uint8): "DT_UINT8",
+    np.dtype(np.bool_): "DT_BOOL",
+    np.dtype(np.float16): "DT_HALF",
 }
 
 
@@ -102,11 +124,11 @@ def _rows(arrays: list[np.ndarray]) -> int | None:
 
 def _check_exact(model, arrays: list[np.ndarray]) -> None:
     """For torch.export programs the input shapes are known exactly: say what is wrong up front."""
-    for spec, arr in zip(model.inputs, arrays):
+    for spec, arr in zip(model.inputs, arrays, strict=False):
         if not spec.exact or spec.shape is None:
             continue
         want = spec.shape
-        ok = len(want) == arr.ndim and all(w == -1 or w == g for w, g in zip(want, arr.shape))
+        ok = len(want) == arr.ndim and all(w == -1 or w == g for w, g in zip(want, arr.shape, strict=False))
         if not ok:
             shown = ["N" if w == -1 else w for w in want]
             raise ApiError(400, f"input {spec.name!r} has shape {list(arr.shape)}; the model expects {shown}")
@@ -125,39 +147,43 @@ def _named(model, value: dict, what: str) -> list:
 def decode_v1(doc: dict, model) -> Request:
     sig = doc.get("signature_name")
     if sig not in (None, "", "serving_default"):
-        raise ApiError(400, f"Serving signature name: \"{sig}\" not found in signature def; accepted: serving_default")
+        raise ApiError(400, f'Serving signature name: "{sig}" not found in signature def; accepted: serving_default')
     specs = model.inputs
     if "instances" in doc:
         if "inputs" in doc:
-            raise ApiError(400, "use either \"instances\" (row format) or \"inputs\" (columnar format), not both")
+            raise ApiError(400, 'use either "instances" (row format) or "inputs" (columnar format), not both')
         inst = doc["instances"]
         if not isinstance(inst, list):
-            raise ApiError(400, f"\"instances\" must be a list of rows, got {type(inst).__name__}")
+            raise ApiError(400, f'"instances" must be a list of rows, got {type(inst).__name__}')
         if not inst:
-            raise ApiError(400, "\"instances\" is empty")
+            raise ApiError(400, '"instances" is empty')
         if isinstance(inst[0], dict):
             _reject_b64(inst[0])
             if not all(isinstance(r, dict) for r in inst):
-                raise ApiError(400, "\"instances\": mix of named (objects) and unnamed rows")
+                raise ApiError(400, '"instances": mix of named (objects) and unnamed rows')
             names = [sp.name for sp in specs]
             if len(specs) == 1 and len(inst[0]) == 1 and names[0] not in inst[0]:
                 names = list(inst[0])  # one input, named differently by the client: accept it
             try:
                 values = [[r[n] for r in inst] for n in names]
             except KeyError as e:
-                raise ApiError(400, f"\"instances\": a row lacks input {e.args[0]!r}; the model's inputs are "
-                                    f"{[sp.name for sp in specs]}") from None
+                raise ApiError(
+                    400,
+                    f'"instances": a row lacks input {e.args[0]!r}; the model\'s inputs are '
+                    f"{[sp.name for sp in specs]}",
+                ) from None
         else:
             if len(specs) > 1:
-                raise ApiError(400, f"the model has inputs {[sp.name for sp in specs]}: send each row as an object "
-                                    "naming them")
+                raise ApiError(
+                    400, f"the model has inputs {[sp.name for sp in specs]}: send each row as an object naming them"
+                )
             values = [inst]
-        arrays = [to_array(v, numpy_dtype(s.dtype), "instances") for v, s in zip(values, specs)]
+        arrays = [to_array(v, numpy_dtype(s.dtype), "instances") for v, s in zip(values, specs, strict=False)]
         columnar = False
     elif "inputs" in doc:
         val = doc["inputs"]
         if val == [] or val == {} or val is None:
-            raise ApiError(400, "\"inputs\" is empty")
+            raise ApiError(400, '"inputs" is empty')
         if isinstance(val, dict):
             _reject_b64(val)
             if len(specs) == 1 and len(val) == 1:
@@ -166,22 +192,22 @@ def decode_v1(doc: dict, model) -> Request:
                 values = _named(model, val, "inputs")
         else:
             if len(specs) > 1:
-                raise ApiError(400, f"the model has inputs {[sp.name for sp in specs]}: send \"inputs\" as an object")
+                raise ApiError(400, f'the model has inputs {[sp.name for sp in specs]}: send "inputs" as an object')
             values = [val]
-        arrays = [to_array(v, numpy_dtype(s.dtype), "inputs") for v, s in zip(values, specs)]
+        arrays = [to_array(v, numpy_dtype(s.dtype), "inputs") for v, s in zip(values, specs, strict=False)]
         columnar = True
     else:
         raise ApiError(400, "Missing 'inputs' or 'instances' key")
     _check_exact(model, arrays)
     rows = _rows(arrays)
     if not columnar and rows is None:
-        raise ApiError(400, "\"instances\": every named input needs the same number of rows")
+        raise ApiError(400, '"instances": every named input needs the same number of rows')
     return Request(arrays, rows, columnar)
 
 
 def _reject_b64(v: dict) -> None:
     if "b64" in v:
-        raise ApiError(400, "binary {\"b64\": ...} inputs are not supported by the PyTorch server")
+        raise ApiError(400, 'binary {"b64": ...} inputs are not supported by the PyTorch server')
 
 
 def encode_v1(outputs: dict[str, np.ndarray], single: bool, columnar: bool) -> bytes:
@@ -200,7 +226,7 @@ def encode_v1(outputs: dict[str, np.ndarray], single: bool, columnar: bool) -> b
 def decode_v2(doc: dict, model) -> Request:
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or not inputs:
-        raise ApiError(400, "\"inputs\" must be a non-empty list of {name, shape, datatype, data}")
+        raise ApiError(400, '"inputs" must be a non-empty list of {name, shape, datatype, data}')
     specs = model.inputs
     if len(inputs) != len(specs):
         raise ApiError(400, f"got {len(inputs)} inputs; the model takes {len(specs)}: {[s.name for s in specs]}")
@@ -208,23 +234,25 @@ def decode_v2(doc: dict, model) -> Request:
     ordered: list = [None] * len(specs)
     for pos, item in enumerate(inputs):
         if not isinstance(item, dict):
-            raise ApiError(400, "each entry of \"inputs\" must be an object")
+            raise ApiError(400, 'each entry of "inputs" must be an object')
         name = item.get("name")
         idx = by_name.get(name, pos if len(specs) == 1 or name not in by_name else None)
         if len(specs) > 1 and name not in by_name:
             raise ApiError(400, f"unknown input {name!r}; the model's inputs are {list(by_name)}")
+        if ordered[idx] is not None:
+            raise ApiError(400, f"input {name!r} is given twice; the model's inputs are {list(by_name)}, once each")
         ordered[idx] = item
     arrays = []
-    for spec, item in zip(specs, ordered):
+    for spec, item in zip(specs, ordered, strict=False):
         name = item.get("name", spec.name)
         dt = item.get("datatype")
         if dt not in V2_TO_NUMPY:
             raise ApiError(400, f"input {name!r}: datatype {dt!r} is not supported; accepted: {sorted(V2_TO_NUMPY)}")
         shape = item.get("shape")
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise ApiError(400, f"input {name!r}: \"shape\" must be a list of non-negative integers")
+            raise ApiError(400, f'input {name!r}: "shape" must be a list of non-negative integers')
         if "data" not in item:
-            raise ApiError(400, f"input {name!r}: \"data\" is missing (binary tensor data is not supported)")
+            raise ApiError(400, f'input {name!r}: "data" is missing (binary tensor data is not supported)')
         want = np.dtype(V2_TO_NUMPY[dt])
         model_dt = numpy_dtype(spec.dtype)
         if want.kind == "f" and model_dt.kind == "f":
@@ -238,7 +266,7 @@ def decode_v2(doc: dict, model) -> Request:
     names = None
     if requested:
         if not isinstance(requested, list) or not all(isinstance(o, dict) and "name" in o for o in requested):
-            raise ApiError(400, "\"outputs\" must be a list of {\"name\": ...}")
+            raise ApiError(400, '"outputs" must be a list of {"name": ...}')
         names = [o["name"] for o in requested]
     rid = doc.get("id")
     return Request(arrays, _rows(arrays), True, names, rid if isinstance(rid, str) else None)
@@ -252,8 +280,9 @@ def encode_v2(model_name: str, version: int, outputs: dict[str, np.ndarray], req
     out = []
     for n in names:
         a = outputs[n]
-        out.append({"name": n, "datatype": NUMPY_TO_V2.get(a.dtype, "FP32"), "shape": list(a.shape),
-                    "data": a.reshape(-1)})
+        out.append(
+            {"name": n, "datatype": NUMPY_TO_V2.get(a.dtype, "FP32"), "shape": list(a.shape), "data": a.reshape(-1)}
+        )
     body = {"model_name": model_name, "model_version": str(version), "outputs": out}
     if req.id is not None:
         body["id"] = req.id

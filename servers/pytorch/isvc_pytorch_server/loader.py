@@ -5,8 +5,11 @@ Three layouts are accepted in a version directory (checked in this order):
 * ``model.py`` + a state dict (``model.pth``, ``model.pt`` or ``*.bin``): KServe's old
   pytorchserver layout; the ``nn.Module`` subclass defined in ``model.py`` is built with no
   arguments and the state dict loaded into it (``weights_only=True``: no arbitrary pickles).
-* one ``*.pt2`` file: a ``torch.export`` program (``torch.export.load``).
+* one ``*.pt2`` file: a ``torch.export`` program (``torch.export.load``); several are refused.
 * ``model.pt``: TorchScript (``torch.jit.load``).
+
+The storage init container checks an unpacked model by the same rules; the
+table of cases in the repository's ``tests/fixtures/pytorch_layouts.json`` is run against both.
 """
 
 from __future__ import annotations
@@ -28,10 +31,18 @@ from .errors import ModelLoadError
 log = logging.getLogger(__name__)
 
 ACCEPTED = (
-    "model.pt (TorchScript), one *.pt2 file (torch.export), "
-    "or model.py + a state dict (model.pth, model.pt or *.bin)"
+    "model.pt (TorchScript), one *.pt2 file (torch.export), or model.py + a state dict (model.pth, model.pt or *.bin)"
 )
 STATE_DICT_NAMES = ("model.pth", "model.pt")
+# Failures of the server while running a model, not of the request: out of (GPU or host) memory,
+# a device error, a broken invariant (assert). torch.OutOfMemoryError is a RuntimeError, which
+# otherwise means the model refused the input (a shape mismatch), so this is checked first.
+OUT_OF_MEMORY: tuple[type[BaseException], ...] = (torch.OutOfMemoryError, MemoryError)
+SERVER_FAILURES: tuple[type[BaseException], ...] = (
+    *OUT_OF_MEMORY,
+    AssertionError,
+    *((torch.AcceleratorError,) if hasattr(torch, "AcceleratorError") else ()),
+)
 _module_counter = itertools.count()
 
 
@@ -96,7 +107,9 @@ class LoadedModel:
             named = {f"output-{i}": t for i, t in enumerate(out)}
             single = len(named) == 1
         else:
-            raise TypeError(f"model returned {type(out).__name__}; expected a tensor, a tuple/list or a dict of tensors")
+            raise TypeError(
+                f"model returned {type(out).__name__}; expected a tensor, a tuple/list or a dict of tensors"
+            )
         result = {}
         for name, t in named.items():
             if not isinstance(t, torch.Tensor):
@@ -116,7 +129,7 @@ def list_versions(base_path: str) -> tuple[dict[int, str], bool]:
     """Numeric version directories under ``base_path``.
 
     Returns ``({version: path}, flat)``; ``flat`` is True when there is no numeric directory but
-    the base path itself holds model files (seed-004 style): it is served as version 1.
+    the base path itself holds model files (as KServe's pytorchserver took them): it is served as version 1.
     """
     try:
         names = os.listdir(base_path)
@@ -131,7 +144,7 @@ def list_versions(base_path: str) -> tuple[dict[int, str], bool]:
             versions[int(name)] = p
     if versions:
         return versions, False
-    if _model_kind(names) is not None:
+    if _has_model_files(names):
         return {1: base_path}, True
     return {}, False
 
@@ -145,15 +158,27 @@ def fingerprint(path: str) -> tuple:
         return ()
 
 
-def _model_kind(names) -> str | None:
+def _is_state_dict(name: str) -> bool:
+    return name in STATE_DICT_NAMES or name.endswith(".bin")
+
+
+def model_format(names) -> str | None:
+    """The format loaded from a directory holding these files: ``pytorch_eager``, ``torch_export``
+    or ``torchscript``; None when none applies (see the module docstring for the order)."""
     names = set(names)
-    if "model.py" in names:
+    if "model.py" in names and any(_is_state_dict(n) for n in names):
         return "pytorch_eager"
-    if any(n.endswith(".pt2") for n in names):
-        return "torch_export"
+    exported = [n for n in names if n.endswith(".pt2")]
+    if exported:
+        return "torch_export" if len(exported) == 1 else None
     if "model.pt" in names:
         return "torchscript"
     return None
+
+
+def _has_model_files(names) -> bool:
+    """Files only a model directory holds: served (or refused with a precise reason) as version 1."""
+    return any(n in ("model.py", "model.pt") or n.endswith(".pt2") for n in names)
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -164,7 +189,9 @@ def resolve_device(requested: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ModelLoadError(f"--device={requested} was asked for but CUDA is not available (torch {torch.__version__})")
+            raise ModelLoadError(
+                f"--device={requested} was asked for but CUDA is not available (torch {torch.__version__})"
+            )
         return torch.device(requested)
     raise ModelLoadError(f"unknown device {requested!r}; accepted: cpu, cuda, cuda:N, auto")
 
@@ -175,11 +202,16 @@ def load_version(version: int, path: str, device: torch.device, model_class_name
         files = sorted(e.name for e in os.scandir(path) if e.is_file())
     except OSError as e:
         raise ModelLoadError(f"cannot list version directory {path}: {e}") from e
-    kind = _model_kind(files)
+    kind = model_format(files)
     if kind is None:
-        raise ModelLoadError(
-            f"no model found in {path}: found {files or 'no files'}; accepted: {ACCEPTED}"
-        )
+        exported = [f for f in files if f.endswith(".pt2")]
+        if len(exported) > 1:
+            raise ModelLoadError(f"more than one *.pt2 file in {path}: {exported}; keep exactly one")
+        if "model.py" in files:
+            raise ModelLoadError(
+                f"{path} has model.py but no state dict beside it (model.pth, model.pt or *.bin); found {files}"
+            )
+        raise ModelLoadError(f"no model found in {path}: found {files or 'no files'}; accepted: {ACCEPTED}")
     if kind == "pytorch_eager":
         model = _load_eager(version, path, files, device, model_class_name)
     elif kind == "torch_export":
@@ -204,9 +236,7 @@ def _load_torchscript(version: int, path: str, device: torch.device) -> LoadedMo
     module.eval()
     names = _script_arg_names(module)
     dtype = _param_dtype(module.parameters())
-    shape = _linear_hint(
-        (getattr(m, "original_name", type(m).__name__), m) for _, m in module.named_modules()
-    )
+    shape = _linear_hint((getattr(m, "original_name", type(m).__name__), m) for _, m in module.named_modules())
     inputs = [TensorSpec(n, dtype, shape if len(names) == 1 else None) for n in names]
     return LoadedModel(version, path, "torchscript", module, device, inputs)
 
@@ -244,8 +274,12 @@ def _load_export(version: int, path: str, files: list[str], device: torch.device
     if device.type != "cpu":
         module = module.to(device)
     if not batchable:
-        log.info("version %d: %s has a static first dimension %s; dynamic batching is off for it",
-                 version, pt2[0], [s.shape for s in inputs])
+        log.info(
+            "version %d: %s has a static first dimension %s; dynamic batching is off for it",
+            version,
+            pt2[0],
+            [s.shape for s in inputs],
+        )
     return LoadedModel(version, path, "torch_export", module, device, inputs, batchable=batchable)
 
 
@@ -283,7 +317,8 @@ def _load_eager(version: int, path: str, files: list[str], device: torch.device,
     module.to(device).eval()
     try:
         names = [
-            p.name for p in inspect.signature(module.forward).parameters.values()
+            p.name
+            for p in inspect.signature(module.forward).parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ] or ["input"]
     except (TypeError, ValueError):
@@ -310,12 +345,15 @@ def _model_class(file: str, class_name: str | None) -> type:
     finally:
         sys.dont_write_bytecode = saved
     classes = {
-        n: obj for n, obj in vars(mod).items()
+        n: obj
+        for n, obj in vars(mod).items()
         if isinstance(obj, type) and issubclass(obj, torch.nn.Module) and obj.__module__ == mod_name
     }
     if class_name:
         if class_name not in classes:
-            raise ModelLoadError(f"--model_class_name={class_name} not found in {file}; nn.Module classes there: {sorted(classes)}")
+            raise ModelLoadError(
+                f"--model_class_name={class_name} not found in {file}; nn.Module classes there: {sorted(classes)}"
+            )
         return classes[class_name]
     if len(classes) == 1:
         return next(iter(classes.values()))

@@ -1,6 +1,6 @@
 """Real models built in the test session, and a real server process per scenario.
 
-The iris-sized MLP of seed 004 (4 -> 16 -> 3) is trained for a few steps on iris-like data,
+An iris-sized MLP (4 -> 16 -> 3) is trained for a few steps on iris-like data,
 then saved in each accepted format: TorchScript, torch.export (.pt2), model.py + state dict.
 """
 
@@ -20,7 +20,7 @@ import orjson
 import pytest
 import torch
 
-SEED_BODY = {"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}
+IRIS_BODY = {"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}
 
 IRIS_MODEL_PY = '''\
 import torch
@@ -28,7 +28,7 @@ import torch.nn as nn
 
 
 class Net(nn.Module):
-    """Seed 004's iris classifier: 4 features in, 3 class probabilities out."""
+    """An iris classifier: 4 features in, 3 class probabilities out."""
 
     def __init__(self):
         super().__init__()
@@ -118,9 +118,17 @@ class Server:
     def __init__(self, base_path: str, name: str = "iris", extra=(), env=None, port=None, use_env_port=False):
         self.name = name
         self.port = port or free_port()
-        args = [sys.executable, "-m", "isvc_pytorch_server", f"--model_name={name}",
-                f"--model_base_path={base_path}", "--rest_api_host=127.0.0.1",
-                "--file_system_poll_wait_seconds=0.2", "--intra_op_parallelism=1", *extra]
+        args = [
+            sys.executable,
+            "-m",
+            "isvc_pytorch_server",
+            f"--model_name={name}",
+            f"--model_base_path={base_path}",
+            "--rest_api_host=127.0.0.1",
+            "--file_system_poll_wait_seconds=0.2",
+            "--intra_op_parallelism=1",
+            *extra,
+        ]
         e = dict(os.environ)
         e.update(env or {})
         if use_env_port:

@@ -1,12 +1,10 @@
 """Bad requests get a 4xx with a message saying what was wrong, and the server keeps serving."""
 
 import http.client
-import socket
 
 import numpy as np
 import pytest
-
-from conftest import SEED_BODY, Server, expected, save_model
+from conftest import IRIS_BODY, Server, expected, save_model
 
 LIMIT = 64 * 1024
 
@@ -25,37 +23,87 @@ def server(iris_net, tmp_path_factory):
 
 CASES = [
     # (name, method, path, body, status, words the error must contain)
-    ("wrong shape", "POST", "/v1/models/iris:predict", {"instances": [[1.0, 2.0, 3.0]]}, 400,
-     "the model rejected the input: RuntimeError: addmm: mat1 and mat2 shapes cannot be multiplied (1x3 and 4x16)"),
-    ("ragged rows", "POST", "/v1/models/iris:predict", {"instances": [[1, 2, 3, 4], [1, 2]]}, 400,
-     "not a rectangular array"),
+    (
+        "wrong shape",
+        "POST",
+        "/v1/models/iris:predict",
+        {"instances": [[1.0, 2.0, 3.0]]},
+        400,
+        "the model rejected the input: RuntimeError: addmm: mat1 and mat2 shapes cannot be multiplied (1x3 and 4x16)",
+    ),
+    (
+        "ragged rows",
+        "POST",
+        "/v1/models/iris:predict",
+        {"instances": [[1, 2, 3, 4], [1, 2]]},
+        400,
+        "not a rectangular array",
+    ),
     ("wrong dtype", "POST", "/v1/models/iris:predict", {"instances": [["a", "b", "c", "d"]]}, 400, "found strings"),
     ("nulls", "POST", "/v1/models/iris:predict", {"instances": [[1, None, 3, 4]]}, 400, "found null"),
     ("not JSON", "POST", "/v1/models/iris:predict", b"{instances: [[1,2,3,4]]", 400, "JSON Parse error"),
     ("empty body", "POST", "/v1/models/iris:predict", b"", 400, "empty"),
     ("JSON list", "POST", "/v1/models/iris:predict", b"[1, 2]", 400, "must be a JSON object"),
-    ("no instances", "POST", "/v1/models/iris:predict", {"rows": [[1, 2, 3, 4]]}, 400, "Missing 'inputs' or 'instances'"),
+    (
+        "no instances",
+        "POST",
+        "/v1/models/iris:predict",
+        {"rows": [[1, 2, 3, 4]]},
+        400,
+        "Missing 'inputs' or 'instances'",
+    ),
     ("empty instances", "POST", "/v1/models/iris:predict", {"instances": []}, 400, "empty"),
-    ("both formats", "POST", "/v1/models/iris:predict", {"instances": [[1, 2, 3, 4]], "inputs": [[1, 2, 3, 4]]}, 400,
-     "not both"),
-    ("unknown signature", "POST", "/v1/models/iris:predict", {"signature_name": "other", **SEED_BODY}, 400,
-     "not found in signature def"),
+    (
+        "both formats",
+        "POST",
+        "/v1/models/iris:predict",
+        {"instances": [[1, 2, 3, 4]], "inputs": [[1, 2, 3, 4]]},
+        400,
+        "not both",
+    ),
+    (
+        "unknown signature",
+        "POST",
+        "/v1/models/iris:predict",
+        {"signature_name": "other", **IRIS_BODY},
+        400,
+        "not found in signature def",
+    ),
     ("b64", "POST", "/v1/models/iris:predict", {"instances": [{"b64": "AAAA"}]}, 400, "b64"),
-    ("unknown model", "POST", "/v1/models/nope:predict", SEED_BODY, 404, "Servable not found"),
-    ("unknown version", "POST", "/v1/models/iris/versions/7:predict", SEED_BODY, 404, "Specific(iris, 7)"),
+    ("unknown model", "POST", "/v1/models/nope:predict", IRIS_BODY, 404, "Servable not found"),
+    ("unknown version", "POST", "/v1/models/iris/versions/7:predict", IRIS_BODY, 404, "Specific(iris, 7)"),
     ("bad version", "GET", "/v1/models/iris/versions/x", None, 400, "version must be a number"),
-    ("classify", "POST", "/v1/models/iris:classify", SEED_BODY, 400, "use :predict"),
+    ("classify", "POST", "/v1/models/iris:classify", IRIS_BODY, 400, "use :predict"),
     ("GET predict", "GET", "/v1/models/iris:predict", None, 405, "use POST"),
     ("unknown path", "GET", "/v3/foo", None, 404, "no route"),
-    ("v2 wrong size", "POST", "/v2/models/iris/infer",
-     {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3]}]}, 400, "needs 8 values, got 3"),
-    ("v2 bad datatype", "POST", "/v2/models/iris/infer",
-     {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "BYTES", "data": ["a", "b", "c", "d"]}]}, 400,
-     "datatype 'BYTES' is not supported"),
+    (
+        "v2 wrong size",
+        "POST",
+        "/v2/models/iris/infer",
+        {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP32", "data": [1, 2, 3]}]},
+        400,
+        "needs 8 values, got 3",
+    ),
+    (
+        "v2 bad datatype",
+        "POST",
+        "/v2/models/iris/infer",
+        {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "BYTES", "data": ["a", "b", "c", "d"]}]},
+        400,
+        "datatype 'BYTES' is not supported",
+    ),
     ("v2 no inputs", "POST", "/v2/models/iris/infer", {"inputs": []}, 400, "non-empty list"),
-    ("v2 unknown output", "POST", "/v2/models/iris/infer",
-     {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}],
-      "outputs": [{"name": "nope"}]}, 400, "unknown output"),
+    (
+        "v2 unknown output",
+        "POST",
+        "/v2/models/iris/infer",
+        {
+            "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}],
+            "outputs": [{"name": "nope"}],
+        },
+        400,
+        "unknown output",
+    ),
 ]
 
 
@@ -66,10 +114,11 @@ def test_bad_request_is_4xx_with_message(server, iris_net, case):
     assert status == want, doc
     assert isinstance(doc, dict) and words in doc["error"], doc
     # ... and the next good request is answered correctly
-    status, doc = server.predict(SEED_BODY)
+    status, doc = server.predict(IRIS_BODY)
     assert status == 200
-    np.testing.assert_allclose(np.array(doc["predictions"], dtype=np.float32),
-                               expected(iris_net, SEED_BODY["instances"]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.array(doc["predictions"], dtype=np.float32), expected(iris_net, IRIS_BODY["instances"]), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_huge_body_declared_is_413(server):
@@ -78,7 +127,7 @@ def test_huge_body_declared_is_413(server):
     status, doc = server.request("POST", "/v1/models/iris:predict", body)
     assert status == 413
     assert f"exceeds the limit of {LIMIT} bytes" in doc["error"]
-    assert server.predict(SEED_BODY)[0] == 200
+    assert server.predict(IRIS_BODY)[0] == 200
 
 
 def test_huge_body_chunked_is_413(server):
@@ -86,14 +135,19 @@ def test_huge_body_chunked_is_413(server):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     chunks = (b"[1.0, 2.0, 3.0, 4.0]," * 500 for _ in range(20))
     try:
-        conn.request("POST", "/v1/models/iris:predict", body=chunks, encode_chunked=True,
-                     headers={"Transfer-Encoding": "chunked"})
+        conn.request(
+            "POST",
+            "/v1/models/iris:predict",
+            body=chunks,
+            encode_chunked=True,
+            headers={"Transfer-Encoding": "chunked"},
+        )
         resp = conn.getresponse()
         data = resp.read()
-    except (BrokenPipeError, ConnectionResetError, socket.timeout) as e:  # server may stop reading early
+    except (TimeoutError, BrokenPipeError, ConnectionResetError) as e:  # server may stop reading early
         pytest.fail(f"no 413 answer: {e}")
     finally:
         conn.close()
     assert resp.status == 413, data
     assert b"exceeds the limit" in data
-    assert server.predict(SEED_BODY)[0] == 200
+    assert server.predict(IRIS_BODY)[0] == 200

@@ -8,7 +8,6 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import Server
 
 SLOW_MODEL_PY = '''\

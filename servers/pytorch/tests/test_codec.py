@@ -43,12 +43,15 @@ def test_single_input_under_another_name_is_accepted():
     assert req.arrays[0].shape == (1, 4)
 
 
-@pytest.mark.parametrize("value,words", [
-    ([["1", "2"]], "found strings"),
-    ([[1, None]], "found null"),
-    ([[1, 2], [3]], "not a rectangular array"),
-    ([[{"a": 1}]], "found null, objects or mixed types"),
-])
+@pytest.mark.parametrize(
+    "value,words",
+    [
+        ([["1", "2"]], "found strings"),
+        ([[1, None]], "found null"),
+        ([[1, 2], [3]], "not a rectangular array"),
+        ([[{"a": 1}]], "found null, objects or mixed types"),
+    ],
+)
 def test_non_numbers_are_rejected(value, words):
     with pytest.raises(ApiError, match=words) as e:
         codec.decode_v1({"instances": value}, ONE)
@@ -67,7 +70,8 @@ def test_encode_v1_single_and_multi_output():
     assert orjson.loads(codec.encode_v1(out, True, True)) == {"outputs": [[0.5, 0.25]]}
     multi = {"scores": np.array([[1.0], [2.0]], dtype=np.float32), "label": np.array([3, 4])}
     assert orjson.loads(codec.encode_v1(multi, False, False)) == {
-        "predictions": [{"scores": [1.0], "label": 3}, {"scores": [2.0], "label": 4}]}
+        "predictions": [{"scores": [1.0], "label": 3}, {"scores": [2.0], "label": 4}]
+    }
     assert orjson.loads(codec.encode_v1(multi, False, True)) == {"outputs": {"scores": [[1.0], [2.0]], "label": [3, 4]}}
 
 
@@ -76,18 +80,33 @@ def test_v2_decode_reshapes_and_converts_fp64_to_model_dtype():
     req = codec.decode_v2(doc, ONE)
     assert req.arrays[0].shape == (2, 4) and req.arrays[0].dtype == np.float32 and req.rows == 2 and req.id == "7"
     body = orjson.loads(codec.encode_v2("iris", 3, {"output-0": np.zeros((2, 3), np.float32)}, req))
-    assert body == {"model_name": "iris", "model_version": "3", "id": "7",
-                    "outputs": [{"name": "output-0", "datatype": "FP32", "shape": [2, 3], "data": [0.0] * 6}]}
+    assert body == {
+        "model_name": "iris",
+        "model_version": "3",
+        "id": "7",
+        "outputs": [{"name": "output-0", "datatype": "FP32", "shape": [2, 3], "data": [0.0] * 6}],
+    }
 
 
 def test_v2_nested_data_and_int_inputs():
-    doc = {"inputs": [{"name": "b", "shape": [2], "datatype": "INT64", "data": [1, 2]},
-                      {"name": "a", "shape": [2, 1], "datatype": "FP32", "data": [[1.0], [2.0]]}]}
+    doc = {
+        "inputs": [
+            {"name": "b", "shape": [2], "datatype": "INT64", "data": [1, 2]},
+            {"name": "a", "shape": [2, 1], "datatype": "FP32", "data": [[1.0], [2.0]]},
+        ]
+    }
     req = codec.decode_v2(doc, TWO)
     assert req.arrays[0].shape == (2, 1) and req.arrays[1].dtype == np.int64
     with pytest.raises(ApiError, match="unknown input 'c'"):
-        codec.decode_v2({"inputs": [{"name": "c", "shape": [1], "datatype": "FP32", "data": [1]},
-                                    {"name": "a", "shape": [1], "datatype": "FP32", "data": [1]}]}, TWO)
+        codec.decode_v2(
+            {
+                "inputs": [
+                    {"name": "c", "shape": [1], "datatype": "FP32", "data": [1]},
+                    {"name": "a", "shape": [1], "datatype": "FP32", "data": [1]},
+                ]
+            },
+            TWO,
+        )
 
 
 def test_loads_errors():

@@ -1,12 +1,13 @@
 """Loading each format in-process, and the errors for layouts that are not accepted."""
 
-import os
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import IRIS_BODY, IRIS_MODEL_PY, expected, save_model
 
-from conftest import IRIS_MODEL_PY, SEED_BODY, expected, save_model
 from isvc_pytorch_server import loader
 from isvc_pytorch_server.errors import ModelLoadError
 
@@ -17,7 +18,7 @@ CPU = torch.device("cpu")
 def test_each_format_runs_like_the_model(tmp_path, iris_net, fmt):
     save_model(iris_net, str(tmp_path / "1"), fmt)
     m = loader.load_version(1, str(tmp_path / "1"), CPU)
-    rows = np.array(SEED_BODY["instances"], dtype=np.float32)
+    rows = np.array(IRIS_BODY["instances"], dtype=np.float32)
     out = m.run([rows])
     assert list(out) == ["output-0"] and m.single_output
     np.testing.assert_allclose(out["output-0"], expected(iris_net, rows.tolist()), rtol=1e-6)
@@ -45,8 +46,9 @@ def test_model_py_with_state_dict_named_model_pt_and_bin(tmp_path, iris_net):
     (tmp_path / "model.py").write_text(IRIS_MODEL_PY)
     torch.save(iris_net.state_dict(), tmp_path / "pytorch_model.bin")
     m = loader.load_version(1, str(tmp_path), CPU)
-    np.testing.assert_allclose(m.run([np.ones((1, 4), np.float32)])["output-0"], expected(iris_net, [[1, 1, 1, 1]]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        m.run([np.ones((1, 4), np.float32)])["output-0"], expected(iris_net, [[1, 1, 1, 1]]), rtol=1e-6
+    )
     assert not (tmp_path / "__pycache__").exists()
 
 
@@ -109,3 +111,31 @@ def test_device_choice():
             loader.resolve_device("cuda")
     with pytest.raises(ModelLoadError, match="unknown device"):
         loader.resolve_device("tpu")
+
+
+LAYOUT_CASES = json.loads((Path(__file__).resolve().parents[3] / "tests/fixtures/pytorch_layouts.json").read_text())[
+    "cases"
+]
+
+
+@pytest.mark.parametrize("case", LAYOUT_CASES, ids=lambda case: "+".join(case["files"]) or "empty")
+def test_the_format_loaded_agrees_with_the_storage_init_container(tmp_path, case):
+    """The table the init container's layout check runs too: what it accepts, this loads."""
+    for name in case["files"]:
+        (tmp_path / name).write_bytes(b"x")
+    assert loader.model_format(case["files"]) == case["format"]
+    if case["format"] is None:
+        with pytest.raises(ModelLoadError):
+            loader.load_version(1, str(tmp_path), CPU)
+
+
+def test_an_exported_program_beside_model_pt_is_what_is_loaded(tmp_path, iris_net):
+    save_model(iris_net, str(tmp_path), "export")
+    torch.save(iris_net.state_dict(), tmp_path / "model.pt")  # not TorchScript: never read
+    assert loader.load_version(1, str(tmp_path), CPU).format == "torch_export"
+
+
+def test_model_py_without_a_state_dict_beside_an_exported_program_loads_the_program(tmp_path, iris_net):
+    save_model(iris_net, str(tmp_path), "export")
+    (tmp_path / "model.py").write_text(IRIS_MODEL_PY)
+    assert loader.load_version(1, str(tmp_path), CPU).format == "torch_export"

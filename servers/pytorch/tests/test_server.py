@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from conftest import SEED_BODY, Server, expected, save_model
+from conftest import IRIS_BODY, Server, expected, save_model
 
 FORMATS = ["torchscript", "export", "eager"]
 
@@ -30,10 +29,10 @@ def test_status_is_available(served):
 
 def test_row_format_matches_direct_call(served, iris_net):
     _, s = served
-    status, doc = s.predict(SEED_BODY)
+    status, doc = s.predict(IRIS_BODY)
     assert status == 200, doc
     got = np.array(doc["predictions"], dtype=np.float32)
-    np.testing.assert_allclose(got, expected(iris_net, SEED_BODY["instances"]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, expected(iris_net, IRIS_BODY["instances"]), rtol=1e-5, atol=1e-6)
 
 
 def test_columnar_and_versioned_predict(served, iris_net):
@@ -41,22 +40,26 @@ def test_columnar_and_versioned_predict(served, iris_net):
     rows = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5], [5.7, 2.8, 4.1, 1.3]]
     status, doc = s.predict({"inputs": rows, "signature_name": "serving_default"}, version=1)
     assert status == 200, doc
-    np.testing.assert_allclose(np.array(doc["outputs"], dtype=np.float32), expected(iris_net, rows),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.array(doc["outputs"], dtype=np.float32), expected(iris_net, rows), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_v2_infer_matches_direct_call(served, iris_net):
     _, s = served
-    rows = SEED_BODY["instances"]
-    body = {"id": "r1", "inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32",
-                                    "data": [v for r in rows for v in r]}]}
+    rows = IRIS_BODY["instances"]
+    body = {
+        "id": "r1",
+        "inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": [v for r in rows for v in r]}],
+    }
     status, doc = s.request("POST", "/v2/models/iris/infer", body)
     assert status == 200, doc
     assert doc["id"] == "r1" and doc["model_name"] == "iris" and doc["model_version"] == "1"
     out = doc["outputs"][0]
     assert out["shape"] == [2, 3] and out["datatype"] == "FP32"
-    np.testing.assert_allclose(np.array(out["data"], dtype=np.float32).reshape(2, 3), expected(iris_net, rows),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.array(out["data"], dtype=np.float32).reshape(2, 3), expected(iris_net, rows), rtol=1e-5, atol=1e-6
+    )
     assert s.request("GET", "/v2/health/ready")[0] == 200
     assert s.request("GET", "/v2/models/iris/ready") == (200, {"name": "iris", "ready": True})
 
@@ -69,8 +72,10 @@ def test_metadata(served):
     (inp,) = sig["inputs"].values()
     assert inp["dtype"] == "DT_FLOAT"
     assert [d["size"] for d in inp["tensor_shape"]["dim"]] == ["-1", "4"]
-    assert doc["pytorch"]["format"] == {"torchscript": "torchscript", "export": "torch_export",
-                                        "eager": "pytorch_eager"}[fmt]
+    assert (
+        doc["pytorch"]["format"]
+        == {"torchscript": "torchscript", "export": "torch_export", "eager": "pytorch_eager"}[fmt]
+    )
     status, v2 = s.request("GET", "/v2/models/iris")
     assert status == 200
     assert v2["versions"] == ["1"] and v2["inputs"][0]["datatype"] == "FP32" and v2["inputs"][0]["shape"] == [-1, 4]
@@ -78,7 +83,7 @@ def test_metadata(served):
 
 def test_metrics_count_requests(served):
     _, s = served
-    s.predict(SEED_BODY)
+    s.predict(IRIS_BODY)
     status, text = s.request("GET", "/metrics")
     assert status == 200
     text = text.decode()
@@ -96,4 +101,4 @@ def test_export_rejects_wrong_shape_up_front(served):
         assert "has shape [1, 3]; the model expects ['N', 4]" in doc["error"]
     else:
         assert "the model rejected the input" in doc["error"]
-    assert s.predict(SEED_BODY)[0] == 200
+    assert s.predict(IRIS_BODY)[0] == 200

@@ -48,8 +48,9 @@ class Handler(BaseHTTPRequestHandler):
                 self.reply(200, {"status": "ok"})
         elif self.path == f"/v1/models/{MODEL_NAME}":
             state = "AVAILABLE" if uptime >= LOAD_SECONDS else "LOADING"
-            self.reply(200 if state == "AVAILABLE" else 503,
-                       {"model_version_status": [{"version": "1", "state": state}]})
+            self.reply(
+                200 if state == "AVAILABLE" else 503, {"model_version_status": [{"version": "1", "state": state}]}
+            )
         else:
             self.reply(404, {"error": f"no route {self.path}"})
 
@@ -58,7 +59,7 @@ class Handler(BaseHTTPRequestHandler):
         if self.path != f"/v1/models/{MODEL_NAME}:predict":
             self.reply(404, {"error": f"no route {self.path}"})
         elif not isinstance(body.get("instances"), list):
-            self.reply(400, {"error": "expected {\"instances\": [[...], ...]}"})
+            self.reply(400, {"error": 'expected {"instances": [[...], ...]}'})
         else:
             self.reply(200, {"predictions": [sum(row) for row in body["instances"]], "answer": ANSWER})
 

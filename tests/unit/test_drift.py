@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from isvc_operator.apply import desired_hash, is_subset, needs_apply, with_hash
+from isvc_operator.drift import desired_hash, is_subset, needs_apply, with_hash
 
 DESIRED = {
     "apiVersion": "v1",
@@ -73,12 +73,21 @@ def test_quantities_compare_by_value_where_the_api_server_canonicalises_them():
 def test_a_replacement_keeps_others_metadata_and_autoscaled_replicas():
     from isvc_operator.kube_api import _replacement
 
-    desired = {"apiVersion": "apps/v1", "kind": "Deployment",
-               "metadata": {"name": "d", "namespace": "n", "labels": {"app": "ours"}, "annotations": {"h": "1"}},
-               "spec": {"template": {}}}
-    live = {"metadata": {"name": "d", "resourceVersion": "42", "labels": {"app": "theirs", "team": "x"},
-                         "annotations": {"deployment.kubernetes.io/revision": "3"}},
-            "spec": {"replicas": 4, "template": {"old": True}}}
+    desired = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d", "namespace": "n", "labels": {"app": "ours"}, "annotations": {"h": "1"}},
+        "spec": {"template": {}},
+    }
+    live = {
+        "metadata": {
+            "name": "d",
+            "resourceVersion": "42",
+            "labels": {"app": "theirs", "team": "x"},
+            "annotations": {"deployment.kubernetes.io/revision": "3"},
+        },
+        "spec": {"replicas": 4, "template": {"old": True}},
+    }
     out = _replacement(desired, live)
     assert out["metadata"]["resourceVersion"] == "42"
     assert out["metadata"]["labels"] == {"app": "ours", "team": "x"}

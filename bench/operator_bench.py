@@ -28,16 +28,10 @@ Each phase uses fresh namespaces (N isvcs spread over --namespaces), each with a
 With --repeat K each N runs K (floor, operator) rounds and reports the median times and ratios
 (worst case for idle writes, idle CPU and RSS): on 2 shared cores one round's ratio swings widely.
 
-Usage: python bench/operator.py [--n 300] [--repeat 3] [--operator-path DIR] [--out bench/results/operator.json]
+Usage: python bench/operator_bench.py [--n 300] [--repeat 3] [--operator-path DIR] [--out bench/results/operator.json]
 """
 
 from __future__ import annotations
-
-import sys
-
-# This file is named like the stdlib module `operator`: keep its directory off sys.path, or every
-# `from operator import ...` in the standard library would import this script instead.
-sys.path[:] = [p for p in sys.path if p.rstrip("/") != __file__.rsplit("/", 1)[0]]
 
 import argparse
 import asyncio
@@ -48,20 +42,24 @@ import signal
 import ssl
 import statistics
 import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.support import kubectl_path, service_account_kubeconfig  # noqa: E402
+
 # The floor builds its children with the code of the operator under test (--operator-path): the
 # CLI's own `render_documents` (parse -> resolve runtime -> build_children) plus `with_hash`.
 API_VERSION, PLURAL = "serving.isvc.dev/v1alpha1", "inferenceservices"
 
-CACHE = Path(os.environ.get("ISVC_CACHE", Path.home() / ".cache/isvc-operator"))
 CLUSTER_DIR = Path(os.environ.get("ISVC_BENCH_CLUSTER_DIR", "/tmp/bench-cluster"))
 API_PORT = os.environ.get("ISVC_BENCH_API_PORT", "36443")
 ETCD_PORT = os.environ.get("ISVC_BENCH_ETCD_PORT", "32379")
@@ -107,9 +105,10 @@ class Kube:
         self.concurrency = concurrency
         self.session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> "Kube":
+    async def __aenter__(self) -> Kube:
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=self.ssl, limit=0), headers=self.headers,
+            connector=aiohttp.TCPConnector(ssl=self.ssl, limit=0),
+            headers=self.headers,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
         )
         return self
@@ -118,19 +117,33 @@ class Kube:
         assert self.session is not None
         await self.session.close()
 
-    async def request(self, method: str, path: str, body: Any = None, *, ctype: str = "application/json",
-                      params: dict[str, str] | None = None, ok_missing: bool = False, ok_exists: bool = False) -> Any:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        ctype: str = "application/json",
+        params: dict[str, str] | None = None,
+        ok_missing: bool = False,
+        ok_exists: bool = False,
+    ) -> Any:
         assert self.session is not None
         data = json.dumps(body) if body is not None else None
         for attempt in range(8):
             async with self.sem:
                 try:
-                    async with self.session.request(method, self.server + path, data=data, params=params,
-                                                    headers={"Content-Type": ctype},
-                                                    timeout=aiohttp.ClientTimeout(total=60)) as resp:
+                    async with self.session.request(
+                        method,
+                        self.server + path,
+                        data=data,
+                        params=params,
+                        headers={"Content-Type": ctype},
+                        timeout=aiohttp.ClientTimeout(total=60),
+                    ) as resp:
                         text = await resp.text()
                         status = resp.status
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     status, text = 0, str(exc)
             if status < 300:
                 return json.loads(text) if text else {}
@@ -139,7 +152,7 @@ class Kube:
             if status == 409 and ok_exists:
                 return None
             if status in (0, 429) or status >= 500:
-                await asyncio.sleep(min(2.0, 0.1 * 2 ** attempt))
+                await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
                 continue
             raise BenchError(f"{method} {path}: {status} {text[:300]}")
         raise BenchError(f"{method} {path}: gave up after retries: {status} {text[:300]}")
@@ -148,8 +161,14 @@ class Kube:
 class Watcher:
     """List+watch of one resource cluster-wide, keeping `extract(obj)` for objects in our namespaces."""
 
-    def __init__(self, kube: Kube, path: str, namespaces: set[str], extract: Callable[[dict], Any],
-                 label_selector: str | None = None) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        path: str,
+        namespaces: set[str],
+        extract: Callable[[dict], Any],
+        label_selector: str | None = None,
+    ) -> None:
         self.kube, self.path, self.namespaces, self.extract = kube, path, namespaces, extract
         self.label_selector = label_selector
         self.state: dict[tuple[str, str], Any] = {}
@@ -190,8 +209,11 @@ class Watcher:
             if self.label_selector:
                 wparams["labelSelector"] = self.label_selector
             try:
-                async with self.kube.session.get(self.kube.server + self.path, params=wparams,
-                                                 timeout=aiohttp.ClientTimeout(total=None, sock_read=None)) as resp:
+                async with self.kube.session.get(
+                    self.kube.server + self.path,
+                    params=wparams,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+                ) as resp:
                     if resp.status != 200:
                         raise BenchError(f"watch {self.path}: {resp.status}")
                     async for line in resp.content:
@@ -203,7 +225,7 @@ class Watcher:
                         if event["type"] == "BOOKMARK":
                             continue
                         self._update(event["type"], event["object"])
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 log(f"watch {self.path} restarted: {exc}")
 
     async def start(self) -> None:
@@ -224,9 +246,13 @@ def deployment_state(obj: dict) -> tuple[bool, str]:
     spec, status, md = obj.get("spec") or {}, obj.get("status") or {}, obj["metadata"]
     want = spec.get("replicas", 1)
     conds = {c["type"]: c["status"] for c in status.get("conditions") or []}
-    done = (status.get("observedGeneration", 0) >= md.get("generation", 0) and conds.get("Available") == "True"
-            and status.get("updatedReplicas", 0) == want and status.get("availableReplicas", 0) == want
-            and status.get("replicas", 0) == want)
+    done = (
+        status.get("observedGeneration", 0) >= md.get("generation", 0)
+        and conds.get("Available") == "True"
+        and status.get("updatedReplicas", 0) == want
+        and status.get("availableReplicas", 0) == want
+        and status.get("replicas", 0) == want
+    )
     return done, spec["template"]["spec"]["containers"][0]["image"]
 
 
@@ -251,14 +277,18 @@ async def until(what: str, predicate: Callable[[], bool], deadline_s: float, t0:
 
 
 def kubectl() -> str:
-    versions = dict(line.split("=", 1) for line in (ROOT / "hack/cluster/versions.env").read_text().splitlines()
-                    if "=" in line and not line.startswith("#"))
-    return str(CACHE / "bin" / f"kubectl-{versions['KUBE_VERSION']}")
+    return str(kubectl_path())
 
 
 def cluster_env() -> dict[str, str]:
-    return {**os.environ, "ISVC_CLUSTER_DIR": str(CLUSTER_DIR), "ISVC_REAL_NODE": "0", "ISVC_API_PORT": API_PORT,
-            "ISVC_ETCD_PORT": ETCD_PORT, "ISVC_NODES": os.environ.get("ISVC_BENCH_NODES", "3")}
+    return {
+        **os.environ,
+        "ISVC_CLUSTER_DIR": str(CLUSTER_DIR),
+        "ISVC_REAL_NODE": "0",
+        "ISVC_API_PORT": API_PORT,
+        "ISVC_ETCD_PORT": ETCD_PORT,
+        "ISVC_NODES": os.environ.get("ISVC_BENCH_NODES", "3"),
+    }
 
 
 def ensure_cluster(start: bool) -> Path:
@@ -271,18 +301,22 @@ def ensure_cluster(start: bool) -> Path:
         if kubeconfig.exists() and not audit.exists():
             log("bench cluster runs without the audit log: restarting it fresh")
             subprocess.run(["bash", str(ROOT / "hack/cluster/down.sh"), "--purge"], env=env, check=True)
-        subprocess.run(["bash", str(ROOT / "hack/cluster/up.sh")], env=env, check=True, stdout=subprocess.DEVNULL,
-                       timeout=1800)
+        subprocess.run(
+            ["bash", str(ROOT / "hack/cluster/up.sh")], env=env, check=True, stdout=subprocess.DEVNULL, timeout=1800
+        )
     if not audit.exists():
         raise BenchError(f"no audit log at {audit}: start the cluster with ISVC_AUDIT_POLICY (see bench/README.md)")
     run_kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"))
-    run_kubectl(kubeconfig, "wait", "--for=condition=Established", "crd/inferenceservices.serving.isvc.dev", "--timeout=60s")
+    run_kubectl(
+        kubeconfig, "wait", "--for=condition=Established", "crd/inferenceservices.serving.isvc.dev", "--timeout=60s"
+    )
     return kubeconfig
 
 
 def run_kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
-    out = subprocess.run([kubectl(), "--kubeconfig", str(kubeconfig), *args], input=stdin, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [kubectl(), "--kubeconfig", str(kubeconfig), *args], input=stdin, capture_output=True, text=True, timeout=120
+    )
     if out.returncode != 0:
         raise BenchError(f"kubectl {' '.join(args)}: {out.stderr.strip()}")
     return out.stdout
@@ -290,38 +324,73 @@ def run_kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
 
 def operator_kubeconfig(admin: Path, workdir: Path) -> Path:
     """A kubeconfig for the operator's own ServiceAccount (cluster-admin), so the audit log names it."""
-    run_kubectl(admin, "apply", "-f", "-", stdin=yaml.safe_dump_all([
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OP_NS}},
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": OP_SA, "namespace": OP_NS}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": OP_SA},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-         "subjects": [{"kind": "ServiceAccount", "name": OP_SA, "namespace": OP_NS}]},
-    ]))
+    run_kubectl(
+        admin,
+        "apply",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump_all(
+            [
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OP_NS}},
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": OP_SA, "namespace": OP_NS}},
+                {
+                    "apiVersion": "rbac.authorization.k8s.io/v1",
+                    "kind": "ClusterRoleBinding",
+                    "metadata": {"name": OP_SA},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": "cluster-admin",
+                    },
+                    "subjects": [{"kind": "ServiceAccount", "name": OP_SA, "namespace": OP_NS}],
+                },
+            ]
+        ),
+    )
     token = run_kubectl(admin, "-n", OP_NS, "create", "token", OP_SA, "--duration=24h").strip()
-    cfg = yaml.safe_load(admin.read_text())
-    cfg["users"] = [{"name": OP_SA, "user": {"token": token}}]
-    cfg["contexts"] = [{"name": "bench", "context": {"cluster": cfg["clusters"][0]["name"], "user": OP_SA}}]
-    cfg["current-context"] = "bench"
-    path = workdir / "operator-kubeconfig"
-    path.write_text(yaml.safe_dump(cfg))
-    path.chmod(0o600)
-    return path
+    return service_account_kubeconfig(admin, OP_SA, token, workdir / "operator-kubeconfig")
 
 
 async def make_namespaces(kube: Kube, names: list[str]) -> None:
     async def one(ns: str) -> None:
         pv = f"{ns}-models"
-        await kube.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                          "metadata": {"name": ns, "labels": {"isvc-bench": "1"}}})
-        await kube.request("POST", "/api/v1/persistentvolumes", {
-            "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv, "labels": {"isvc-bench": "1"}},
-            "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
-                     "hostPath": {"path": "/tmp/isvc-models"}, "claimRef": {"namespace": ns, "name": "models"}}},
-            ok_exists=True)
-        await kube.request("POST", f"/api/v1/namespaces/{ns}/persistentvolumeclaims", {
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models", "namespace": ns},
-            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
-                     "resources": {"requests": {"storage": "1Gi"}}}})
+        await kube.request(
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {"isvc-bench": "1"}}},
+        )
+        await kube.request(
+            "POST",
+            "/api/v1/persistentvolumes",
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": pv, "labels": {"isvc-bench": "1"}},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "hostPath": {"path": "/tmp/isvc-models"},
+                    "claimRef": {"namespace": ns, "name": "models"},
+                },
+            },
+            ok_exists=True,
+        )
+        await kube.request(
+            "POST",
+            f"/api/v1/namespaces/{ns}/persistentvolumeclaims",
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "models", "namespace": ns},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "",
+                    "volumeName": pv,
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        )
         t0 = time.monotonic()
         while True:
             pvc = await kube.request("GET", f"/api/v1/namespaces/{ns}/persistentvolumeclaims/models")
@@ -351,9 +420,15 @@ async def delete_namespaces(kube: Kube, names: list[str], deadline_s: float) -> 
 def isvc_body(ns: str, name: str, version: str = VERSION_1) -> dict[str, Any]:
     # ClusterIP: the node-port range (2768 ports) cannot hold 2 ports x 1000 isvcs x 2 phases while
     # the previous phase's namespaces terminate; the service type does not change the operator's work.
-    return {"apiVersion": API_VERSION, "kind": "InferenceService", "metadata": {"name": name, "namespace": ns},
-            "spec": {"predictor": {"tensorflow": {"storageUri": "pvc://models", "runtimeVersion": version}},
-                     "service": {"type": "ClusterIP"}}}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "InferenceService",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "predictor": {"tensorflow": {"storageUri": "pvc://models", "runtimeVersion": version}},
+            "service": {"type": "ClusterIP"},
+        },
+    }
 
 
 def plan(n: int, namespaces: list[str]) -> list[tuple[str, str]]:
@@ -382,7 +457,7 @@ class Watches:
         self.services = Watcher(kube, "/api/v1/services", namespaces, lambda o: True, sel)
         self.isvcs = Watcher(kube, f"{ISVC_PATH}/{PLURAL}", namespaces, isvc_state)
 
-    async def __aenter__(self) -> "Watches":
+    async def __aenter__(self) -> Watches:
         await asyncio.gather(self.deployments.start(), self.services.start(), self.isvcs.start())
         return self
 
@@ -394,7 +469,9 @@ class Watches:
 
     def deployments_ready(self, n: int, image_suffix: str | None = None) -> bool:
         states = self.deployments.state.values()
-        return len(states) == n and all(ok and (image_suffix is None or img.endswith(image_suffix)) for ok, img in states)
+        return len(states) == n and all(
+            ok and (image_suffix is None or img.endswith(image_suffix)) for ok, img in states
+        )
 
     def isvcs_ready(self, n: int, generation: int = 1) -> bool:
         states = self.isvcs.state.values()
@@ -402,37 +479,63 @@ class Watches:
 
 
 async def floor_phase(kube: Kube, n: int, namespaces: list[str], deadline_s: float) -> dict[str, float]:
-    from isvc_operator.apply import with_hash
     from isvc_operator.constants import FIELD_MANAGER
+
+    try:
+        from isvc_operator.drift import with_hash
+    except ImportError:  # --operator-path at a commit before apply.py was renamed drift.py
+        from isvc_operator.apply import with_hash  # type: ignore[no-redef]
     from isvc_operator.kube_api import resource_path
     from isvc_operator.render import render_documents
 
     await make_namespaces(kube, namespaces)
     items = plan(n, namespaces)
     try:
-        result = await _floor(kube, n, namespaces, items, deadline_s, with_hash, FIELD_MANAGER, resource_path,
-                              render_documents)
+        result = await _floor(
+            kube, n, namespaces, items, deadline_s, with_hash, FIELD_MANAGER, resource_path, render_documents
+        )
     finally:
         gone = await delete_namespaces(kube, namespaces, max(deadline_s, 600))
         log(f"floor N={n}: namespaces deleted in {gone:.1f}s")
     return result
 
 
-async def _floor(kube: Kube, n: int, namespaces: list[str], items: list[tuple[str, str]], deadline_s: float,
-                 with_hash: Any, FIELD_MANAGER: str, resource_path: Any, render_documents: Any) -> dict[str, float]:
+async def _floor(
+    kube: Kube,
+    n: int,
+    namespaces: list[str],
+    items: list[tuple[str, str]],
+    deadline_s: float,
+    with_hash: Any,
+    FIELD_MANAGER: str,
+    resource_path: Any,
+    render_documents: Any,
+) -> dict[str, float]:
     async with Watches(kube, set(namespaces)) as w:
+
         async def children_of(isvc: dict) -> None:
             # The cluster has no Istio CRD, so the operator (discovery) and the floor agree: no policy.
             desired = [d for d in yaml.safe_load_all(render_documents([isvc])) if d]
-            await asyncio.gather(*(kube.request(
-                "PATCH", resource_path(obj["apiVersion"], obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]),
-                with_hash(obj), ctype="application/apply-patch+yaml",
-                params={"fieldManager": FIELD_MANAGER, "force": "true"}) for obj in desired))
+            await asyncio.gather(
+                *(
+                    kube.request(
+                        "PATCH",
+                        resource_path(
+                            obj["apiVersion"], obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"]
+                        ),
+                        with_hash(obj),
+                        ctype="application/apply-patch+yaml",
+                        params={"fieldManager": FIELD_MANAGER, "force": "true"},
+                    )
+                    for obj in desired
+                )
+            )
 
         t0 = time.monotonic()
         writer = asyncio.create_task(create_isvcs(kube, items, then=children_of))
-        children = await until("floor children", lambda: w.children() == 2 * n or writer.done() and writer.exception(),
-                               deadline_s, t0)
+        children = await until(
+            "floor children", lambda: w.children() == 2 * n or writer.done() and writer.exception(), deadline_s, t0
+        )
         await writer
         writes_done = time.monotonic() - t0
         ready = await until("floor Deployments Available", lambda: w.deployments_ready(n), deadline_s, t0)
@@ -440,10 +543,14 @@ async def _floor(kube: Kube, n: int, namespaces: list[str], items: list[tuple[st
 
         # Update wave: the same isvc patch as in the operator phase, then the re-rendered children.
         async def update(ns: str, name: str) -> None:
-            await children_of(await kube.request(
-                "PATCH", f"{ISVC_PATH}/namespaces/{ns}/{PLURAL}/{name}",
-                {"spec": {"predictor": {"tensorflow": {"runtimeVersion": VERSION_2}}}},
-                ctype="application/merge-patch+json"))
+            await children_of(
+                await kube.request(
+                    "PATCH",
+                    f"{ISVC_PATH}/namespaces/{ns}/{PLURAL}/{name}",
+                    {"spec": {"predictor": {"tensorflow": {"runtimeVersion": VERSION_2}}}},
+                    ctype="application/merge-patch+json",
+                )
+            )
 
         t0 = time.monotonic()
         await asyncio.gather(*(update(ns, name) for ns, name in items))
@@ -454,12 +561,12 @@ async def _floor(kube: Kube, n: int, namespaces: list[str], items: list[tuple[st
 
 class OperatorProcess:
     def __init__(self, kubeconfig: Path, operator_path: Path, logfile: Path) -> None:
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(operator_path),
-               "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(operator_path), "PYTHONUNBUFFERED": "1"}
         self.logfile = logfile
         self.out = open(logfile, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "isvc_operator", "run"], env=env, stdout=self.out,
-                                     stderr=subprocess.STDOUT, cwd="/")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "isvc_operator", "run"], env=env, stdout=self.out, stderr=subprocess.STDOUT, cwd="/"
+        )
 
     def wait_started(self, timeout: float = 60) -> None:
         t0 = time.monotonic()
@@ -515,8 +622,18 @@ def audit_counts(audit: Path, offset: int, start: float, end: float) -> dict[str
     return dict(sorted(counts.items()))
 
 
-async def operator_phase(kube: Kube, n: int, namespaces: list[str], op_kubeconfig: Path, operator_path: Path,
-                         audit: Path, workdir: Path, deadline_s: float, idle_s: float, profile: str | None) -> dict[str, Any]:
+async def operator_phase(
+    kube: Kube,
+    n: int,
+    namespaces: list[str],
+    op_kubeconfig: Path,
+    operator_path: Path,
+    audit: Path,
+    workdir: Path,
+    deadline_s: float,
+    idle_s: float,
+    profile: str | None,
+) -> dict[str, Any]:
     await make_namespaces(kube, namespaces)
     items = plan(n, namespaces)
     op = OperatorProcess(op_kubeconfig, operator_path, workdir / f"operator-{n}.log")
@@ -527,8 +644,23 @@ async def operator_phase(kube: Kube, n: int, namespaces: list[str], op_kubeconfi
         async with Watches(kube, set(namespaces)) as w:
             audit_offset = audit.stat().st_size
             if profile:
-                spy = subprocess.Popen([profile, "record", "-p", str(op.proc.pid), "-o", str(workdir / f"profile-{n}.txt"),
-                                        "-f", "raw", "-r", "50", "--gil"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                spy = subprocess.Popen(
+                    [
+                        profile,
+                        "record",
+                        "-p",
+                        str(op.proc.pid),
+                        "-o",
+                        str(workdir / f"profile-{n}.txt"),
+                        "-f",
+                        "raw",
+                        "-r",
+                        "50",
+                        "--gil",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             cpu0, wall0 = op.cpu_s(), time.time()
             t0 = time.monotonic()
             writer = asyncio.create_task(create_isvcs(kube, items))
@@ -552,17 +684,35 @@ async def operator_phase(kube: Kube, n: int, namespaces: list[str], op_kubeconfi
 
             # Update wave: a new runtimeVersion on every isvc at once.
             t0 = time.monotonic()
-            await asyncio.gather(*(kube.request(
-                "PATCH", f"{ISVC_PATH}/namespaces/{ns}/{PLURAL}/{name}",
-                {"spec": {"predictor": {"tensorflow": {"runtimeVersion": VERSION_2}}}},
-                ctype="application/merge-patch+json") for ns, name in items))
-            wave = await until("update wave Ready", lambda: w.isvcs_ready(n, 2) and w.deployments_ready(n, ":" + VERSION_2),
-                               deadline_s, t0)
+            await asyncio.gather(
+                *(
+                    kube.request(
+                        "PATCH",
+                        f"{ISVC_PATH}/namespaces/{ns}/{PLURAL}/{name}",
+                        {"spec": {"predictor": {"tensorflow": {"runtimeVersion": VERSION_2}}}},
+                        ctype="application/merge-patch+json",
+                    )
+                    for ns, name in items
+                )
+            )
+            wave = await until(
+                "update wave Ready",
+                lambda: w.isvcs_ready(n, 2) and w.deployments_ready(n, ":" + VERSION_2),
+                deadline_s,
+                t0,
+            )
             log(f"operator N={n}: update wave {wave:.2f}s")
-            result = {"op_children_s": children, "op_ready_s": ready, "op_create_cpu_s": create_cpu,
-                      "op_create_requests": create_requests, "idle_requests_60s": idle,
-                      "idle_writes_60s": idle_writes, "idle_cpu_s_60s": cpu_b - cpu_a,
-                      "update_wave_s": wave, "peak_rss_mb": op.peak_rss_mb()}
+            result = {
+                "op_children_s": children,
+                "op_ready_s": ready,
+                "op_create_cpu_s": create_cpu,
+                "op_create_requests": create_requests,
+                "idle_requests_60s": idle,
+                "idle_writes_60s": idle_writes,
+                "idle_cpu_s_60s": cpu_b - cpu_a,
+                "update_wave_s": wave,
+                "peak_rss_mb": op.peak_rss_mb(),
+            }
     finally:
         if spy is not None and spy.poll() is None:
             spy.kill()
@@ -584,9 +734,14 @@ def kserve_setup(admin: Path, src: Path, workdir: Path) -> Path:
     """CRDs, the inferenceservice-config ConfigMap (RawDeployment, no Ingress), the TF runtime, certs."""
     for crd in sorted((src / "config/crd/full").glob("serving.kserve.io_*.yaml")):
         run_kubectl(admin, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
-    run_kubectl(admin, "wait", "--for=condition=Established", "crd/inferenceservices.serving.kserve.io", "--timeout=60s")
-    cm = next(d for d in yaml.safe_load_all((src / "config/configmap/inferenceservice.yaml").read_text())
-              if d and d.get("kind") == "ConfigMap")
+    run_kubectl(
+        admin, "wait", "--for=condition=Established", "crd/inferenceservices.serving.kserve.io", "--timeout=60s"
+    )
+    cm = next(
+        d
+        for d in yaml.safe_load_all((src / "config/configmap/inferenceservice.yaml").read_text())
+        if d and d.get("kind") == "ConfigMap"
+    )
     data = cm["data"]
     data["deploy"] = json.dumps({"defaultDeploymentMode": "RawDeployment"})
     ingress = json.loads(data["ingress"])
@@ -595,41 +750,89 @@ def kserve_setup(admin: Path, src: Path, workdir: Path) -> Path:
     cm["metadata"] = {"name": "inferenceservice-config", "namespace": KSERVE_NS}
     runtime = yaml.safe_load((src / "config/runtimes/kserve-tensorflow-serving.yaml").read_text())
     runtime["spec"]["containers"][0]["image"] = "tensorflow/serving:2.6.2"  # the kustomization's image
-    run_kubectl(admin, "apply", "-f", "-", stdin=yaml.safe_dump_all([
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": KSERVE_NS}}, cm, runtime]))
+    run_kubectl(
+        admin,
+        "apply",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump_all(
+            [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": KSERVE_NS}}, cm, runtime]
+        ),
+    )
     certs = workdir / "kserve-tmp" / "k8s-webhook-server" / "serving-certs"
     certs.mkdir(parents=True, exist_ok=True)
     if not (certs / "tls.crt").exists():  # the (unregistered) webhook server needs a cert to start
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=kserve",
-                        "-keyout", str(certs / "tls.key"), "-out", str(certs / "tls.crt")], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=kserve",
+                "-keyout",
+                str(certs / "tls.key"),
+                "-out",
+                str(certs / "tls.crt"),
+            ],
+            check=True,
+            capture_output=True,
+        )
     return certs
 
 
 def kserve_isvc(ns: str, name: str) -> dict[str, Any]:
     small = {"cpu": "10m", "memory": "32Mi"}  # the runtime asks 1 CPU/2Gi: 3 fake nodes would hold 192 pods
-    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-            "metadata": {"name": name, "namespace": ns, "annotations": {
-                "serving.kserve.io/deploymentMode": "RawDeployment", "serving.kserve.io/autoscalerClass": "none"}},
-            # The model/runtime form: without KServe's defaulting webhook the `tensorflow:` shorthand
-            # yields a container without name or image.
-            "spec": {"predictor": {"model": {"modelFormat": {"name": "tensorflow", "version": "2"},
-                                             "runtime": "kserve-tensorflow-serving", "storageUri": "pvc://models",
-                                             "runtimeVersion": VERSION_1,
-                                             "resources": {"requests": small, "limits": small}}}}}
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "annotations": {
+                "serving.kserve.io/deploymentMode": "RawDeployment",
+                "serving.kserve.io/autoscalerClass": "none",
+            },
+        },
+        # The model/runtime form: without KServe's defaulting webhook the `tensorflow:` shorthand
+        # yields a container without name or image.
+        "spec": {
+            "predictor": {
+                "model": {
+                    "modelFormat": {"name": "tensorflow", "version": "2"},
+                    "runtime": "kserve-tensorflow-serving",
+                    "storageUri": "pvc://models",
+                    "runtimeVersion": VERSION_1,
+                    "resources": {"requests": small, "limits": small},
+                }
+            }
+        },
+    }
 
 
-async def kserve_phase(kube: Kube, n: int, namespaces: list[str], admin: Path, manager: Path, certs: Path,
-                       workdir: Path, deadline_s: float) -> dict[str, Any]:
+async def kserve_phase(
+    kube: Kube, n: int, namespaces: list[str], admin: Path, manager: Path, certs: Path, workdir: Path, deadline_s: float
+) -> dict[str, Any]:
     await make_namespaces(kube, namespaces)
     items = plan(n, namespaces)
     logfile = workdir / f"kserve-{n}.log"
     out = open(logfile, "w")
-    proc = subprocess.Popen([str(manager), "--metrics-addr=0", "--health-probe-addr=127.0.0.1:0",
-                             "--webhook-port=39443", "--leader-elect=false"],
-                            env={**os.environ, "KUBECONFIG": str(admin), "POD_NAMESPACE": KSERVE_NS,
-                                 "TMPDIR": str(certs.parents[1])},
-                            stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            str(manager),
+            "--metrics-addr=0",
+            "--health-probe-addr=127.0.0.1:0",
+            "--webhook-port=39443",
+            "--leader-elect=false",
+        ],
+        env={**os.environ, "KUBECONFIG": str(admin), "POD_NAMESPACE": KSERVE_NS, "TMPDIR": str(certs.parents[1])},
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
     result: dict[str, Any] = {}
     try:
         # controller-runtime's webhook server reads $TMPDIR/k8s-webhook-server/serving-certs.
@@ -644,14 +847,26 @@ async def kserve_phase(kube: Kube, n: int, namespaces: list[str], admin: Path, m
         try:
             cpu0 = _proc_cpu(proc.pid)
             t0 = time.monotonic()
-            await asyncio.gather(*(kube.request("POST", f"{KSERVE_ISVC_PATH}/namespaces/{ns}/inferenceservices",
-                                                kserve_isvc(ns, name)) for ns, name in items))
-            children = await until("KServe children", lambda: len(deployments.state) + len(services.state) >= 2 * n,
-                                   deadline_s, t0)
-            ready = await until("KServe isvcs Ready",
-                                lambda: len(isvcs.state) == n and all(ok for ok, _ in isvcs.state.values()),
-                                deadline_s, t0)
-            result = {"kserve_children_s": children, "kserve_ready_s": ready, "kserve_create_cpu_s": _proc_cpu(proc.pid) - cpu0}
+            await asyncio.gather(
+                *(
+                    kube.request("POST", f"{KSERVE_ISVC_PATH}/namespaces/{ns}/inferenceservices", kserve_isvc(ns, name))
+                    for ns, name in items
+                )
+            )
+            children = await until(
+                "KServe children", lambda: len(deployments.state) + len(services.state) >= 2 * n, deadline_s, t0
+            )
+            ready = await until(
+                "KServe isvcs Ready",
+                lambda: len(isvcs.state) == n and all(ok for ok, _ in isvcs.state.values()),
+                deadline_s,
+                t0,
+            )
+            result = {
+                "kserve_children_s": children,
+                "kserve_ready_s": ready,
+                "kserve_create_cpu_s": _proc_cpu(proc.pid) - cpu0,
+            }
             log(f"KServe N={n}: children {children:.2f}s, ready {ready:.2f}s")
         finally:
             await asyncio.gather(deployments.stop(), services.stop(), isvcs.stop())
@@ -678,11 +893,22 @@ def _proc_cpu(pid: int) -> float:
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     mem = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "kernel": platform.release(),
-            "load_avg_at_start": os.getloadavg()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem, 1),
+        "kernel": platform.release(),
+        "load_avg_at_start": os.getloadavg(),
+    }
 
 
 def versions(kube_version: str, operator_path: Path) -> dict[str, Any]:
@@ -692,23 +918,43 @@ def versions(kube_version: str, operator_path: Path) -> dict[str, Any]:
         out = subprocess.run(["git", *args], cwd=operator_path, capture_output=True, text=True)
         return out.stdout.strip()
 
-    return {"python": platform.python_version(), "kopf": md.version("kopf"), "kubernetes_client": md.version("kubernetes"),
-            "aiohttp": md.version("aiohttp"), "kube_apiserver": kube_version,
-            "commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(git("status", "--porcelain", "--", ".")),
-            "operator_path": str(operator_path)}
+    return {
+        "python": platform.python_version(),
+        "kopf": md.version("kopf"),
+        "kubernetes_client": md.version("kubernetes"),
+        "aiohttp": md.version("aiohttp"),
+        "kube_apiserver": kube_version,
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--", ".")),
+        "operator_path": str(operator_path),
+    }
 
 
 def row(r: dict[str, Any]) -> dict[str, Any]:
-    return {**r, "children_ratio": r["op_children_s"] / r["floor_children_s"],
-            "ready_ratio": r["op_ready_s"] / r["floor_ready_s"],
-            "wave_ratio": r["update_wave_s"] / r["floor_update_wave_s"], "op_ready_s_per_isvc": r["op_ready_s"] / r["n"],
-            "idle_requests_per_isvc": sum(r["idle_requests_60s"].values()) / r["n"]}
+    return {
+        **r,
+        "children_ratio": r["op_children_s"] / r["floor_children_s"],
+        "ready_ratio": r["op_ready_s"] / r["floor_ready_s"],
+        "wave_ratio": r["update_wave_s"] / r["floor_update_wave_s"],
+        "op_ready_s_per_isvc": r["op_ready_s"] / r["n"],
+        "idle_requests_per_isvc": sum(r["idle_requests_60s"].values()) / r["n"],
+    }
 
 
 # Worst case over rounds for the absolute targets; medians for times and ratios.
 WORST_OF_ROUNDS = ("idle_writes_60s", "idle_cpu_s_60s", "peak_rss_mb")
-ROUND_FIELDS = ("floor_children_s", "op_children_s", "children_ratio", "floor_ready_s", "op_ready_s", "ready_ratio",
-                "floor_update_wave_s", "update_wave_s", "wave_ratio", "op_create_cpu_s")
+ROUND_FIELDS = (
+    "floor_children_s",
+    "op_children_s",
+    "children_ratio",
+    "floor_ready_s",
+    "op_ready_s",
+    "ready_ratio",
+    "floor_update_wave_s",
+    "update_wave_s",
+    "wave_ratio",
+    "op_create_cpu_s",
+)
 
 
 def combine_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -728,36 +974,57 @@ def combine_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def print_table(runs: list[dict[str, Any]]) -> None:
-    cols = [("N", "n", "{:d}"), ("floor_ch s", "floor_children_s", "{:.2f}"), ("op_ch s", "op_children_s", "{:.2f}"),
-            ("ch ratio", "children_ratio", "{:.2f}"), ("floor_rdy s", "floor_ready_s", "{:.2f}"),
-            ("op_rdy s", "op_ready_s", "{:.2f}"), ("rdy ratio", "ready_ratio", "{:.2f}"),
-            ("ms/isvc", "op_ready_s_per_isvc", "{:.1f}"), ("idle req", "idle_reqs", "{}"),
-            ("idle wr", "idle_writes_60s", "{:d}"), ("req/isvc", "idle_requests_per_isvc", "{:.3f}"),
-            ("idle cpu s", "idle_cpu_s_60s", "{:.2f}"), ("rss MB", "peak_rss_mb", "{:.0f}"),
-            ("floor wave s", "floor_update_wave_s", "{:.2f}"), ("wave s", "update_wave_s", "{:.2f}"),
-            ("wave ratio", "wave_ratio", "{:.2f}")]
+    cols = [
+        ("N", "n", "{:d}"),
+        ("floor_ch s", "floor_children_s", "{:.2f}"),
+        ("op_ch s", "op_children_s", "{:.2f}"),
+        ("ch ratio", "children_ratio", "{:.2f}"),
+        ("floor_rdy s", "floor_ready_s", "{:.2f}"),
+        ("op_rdy s", "op_ready_s", "{:.2f}"),
+        ("rdy ratio", "ready_ratio", "{:.2f}"),
+        ("ms/isvc", "op_ready_s_per_isvc", "{:.1f}"),
+        ("idle req", "idle_reqs", "{}"),
+        ("idle wr", "idle_writes_60s", "{:d}"),
+        ("req/isvc", "idle_requests_per_isvc", "{:.3f}"),
+        ("idle cpu s", "idle_cpu_s_60s", "{:.2f}"),
+        ("rss MB", "peak_rss_mb", "{:.0f}"),
+        ("floor wave s", "floor_update_wave_s", "{:.2f}"),
+        ("wave s", "update_wave_s", "{:.2f}"),
+        ("wave ratio", "wave_ratio", "{:.2f}"),
+    ]
     lines = [[h for h, _, _ in cols]]
     for r in runs:
-        r = {**r, "op_ready_s_per_isvc": r["op_ready_s_per_isvc"] * 1000, "idle_reqs": sum(r["idle_requests_60s"].values())}
+        r = {
+            **r,
+            "op_ready_s_per_isvc": r["op_ready_s_per_isvc"] * 1000,
+            "idle_reqs": sum(r["idle_requests_60s"].values()),
+        }
         lines.append([fmt.format(r[k]) for _, k, fmt in cols])
     widths = [max(len(line[i]) for line in lines) for i in range(len(cols))]
     for line in lines:
-        print("  ".join(cell.rjust(w) for cell, w in zip(line, widths)))
+        print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=False)))
     for r in runs:
         if "kserve_ready_s" in r:
-            print(f"N={r['n']}: KServe (raw mode, no webhooks) children {r['kserve_children_s']:.2f}s "
-                  f"(ours {r['op_children_s']:.2f}s, floor {r['floor_children_s']:.2f}s), ready {r['kserve_ready_s']:.2f}s "
-                  f"(ours {r['op_ready_s']:.2f}s, floor {r['floor_ready_s']:.2f}s)")
+            print(
+                f"N={r['n']}: KServe (raw mode, no webhooks) children {r['kserve_children_s']:.2f}s "
+                f"(ours {r['op_children_s']:.2f}s, floor {r['floor_children_s']:.2f}s), ready {r['kserve_ready_s']:.2f}s "
+                f"(ours {r['op_ready_s']:.2f}s, floor {r['floor_ready_s']:.2f}s)"
+            )
         elif "kserve_error" in r:
             print(f"N={r['n']}: KServe failed: {r['kserve_error']}")
     for r in runs:
         if "rounds" in r:
             for key in ("children_ratio", "ready_ratio", "wave_ratio"):
-                print(f"N={r['n']}: {key} by round " + ", ".join(f"{x[key]:.2f}" for x in r["rounds"]) +
-                      f" (median {r[key]:.2f})")
+                print(
+                    f"N={r['n']}: {key} by round "
+                    + ", ".join(f"{x[key]:.2f}" for x in r["rounds"])
+                    + f" (median {r[key]:.2f})"
+                )
     for r in runs:
-        print(f"N={r['n']}: idle requests by verb {r['idle_requests_60s'] or '{}'}; "
-              f"operator requests while creating {r['op_create_requests']}; operator CPU while creating {r['op_create_cpu_s']:.1f}s")
+        print(
+            f"N={r['n']}: idle requests by verb {r['idle_requests_60s'] or '{}'}; "
+            f"operator requests while creating {r['op_create_requests']}; operator CPU while creating {r['op_create_cpu_s']:.1f}s"
+        )
 
 
 def check_targets(runs: list[dict[str, Any]]) -> list[str]:
@@ -765,17 +1032,25 @@ def check_targets(runs: list[dict[str, Any]]) -> list[str]:
     out = []
     if 300 in by_n:
         r = by_n[300]
-        out.append(f"children ratio at 300: {r['children_ratio']:.2f} (<= 1.25: {'met' if r['children_ratio'] <= 1.25 else 'MISSED'})")
-        out.append(f"ready ratio at 300: {r['ready_ratio']:.2f} (<= 1.25: {'met' if r['ready_ratio'] <= 1.25 else 'MISSED'})")
+        out.append(
+            f"children ratio at 300: {r['children_ratio']:.2f} (<= 1.25: {'met' if r['children_ratio'] <= 1.25 else 'MISSED'})"
+        )
+        out.append(
+            f"ready ratio at 300: {r['ready_ratio']:.2f} (<= 1.25: {'met' if r['ready_ratio'] <= 1.25 else 'MISSED'})"
+        )
     for r in runs:
         ok = r["idle_writes_60s"] == 0 and r["idle_cpu_s_60s"] < 0.5
-        out.append(f"idle at {r['n']}: {r['idle_writes_60s']} writes, {r['idle_cpu_s_60s']:.2f} CPU s ({'met' if ok else 'MISSED'})")
+        out.append(
+            f"idle at {r['n']}: {r['idle_writes_60s']} writes, {r['idle_cpu_s_60s']:.2f} CPU s ({'met' if ok else 'MISSED'})"
+        )
     if 100 in by_n and 1000 in by_n:
         k = by_n[1000]["op_ready_s_per_isvc"] / by_n[100]["op_ready_s_per_isvc"]
         out.append(f"s/isvc 1000 vs 100: {k:.2f}x (<= 1.2: {'met' if k <= 1.2 else 'MISSED'})")
         # The API server's own scaling in the same run: what the operator's figure is measured against.
         floor_k = (by_n[1000]["floor_ready_s"] / 1000) / (by_n[100]["floor_ready_s"] / 100)
-        out.append(f"floor s/isvc 1000 vs 100: {floor_k:.2f}x (the control plane's own growth; operator/floor {k / floor_k:.2f})")
+        out.append(
+            f"floor s/isvc 1000 vs 100: {floor_k:.2f}x (the control plane's own growth; operator/floor {k / floor_k:.2f})"
+        )
     if 1000 in by_n:
         m = by_n[1000]["peak_rss_mb"]
         out.append(f"peak RSS at 1000: {m:.0f} MB (< 250: {'met' if m < 250 else 'MISSED'})")
@@ -794,15 +1069,26 @@ async def amain(args: argparse.Namespace) -> int:
     kserve_certs = kserve_setup(kubeconfig, Path(args.kserve_src), workdir) if args.kserve_manager else None
     async with Kube(kubeconfig, args.concurrency) as kube:
         kube_version = (await kube.request("GET", "/version"))["gitVersion"]
-        leftovers = [ns["metadata"]["name"] for ns in (await kube.request(
-            "GET", "/api/v1/namespaces", params={"labelSelector": "isvc-bench=1"}))["items"]]
+        leftovers = [
+            ns["metadata"]["name"]
+            for ns in (await kube.request("GET", "/api/v1/namespaces", params={"labelSelector": "isvc-bench=1"}))[
+                "items"
+            ]
+        ]
         if leftovers:
             log(f"deleting {len(leftovers)} namespaces left by an earlier run")
             await delete_namespaces(kube, leftovers, 600)
-        info = {"machine": machine(), "versions": versions(kube_version, operator_path),
-                "settings": {"client_concurrency": args.concurrency, "namespaces": args.namespaces,
-                             "idle_window_s": args.idle, "nodes": int(os.environ.get("ISVC_BENCH_NODES", "3")),
-                             "idle_requests_counted_by": "kube-apiserver audit log (operator's ServiceAccount)"}}
+        info = {
+            "machine": machine(),
+            "versions": versions(kube_version, operator_path),
+            "settings": {
+                "client_concurrency": args.concurrency,
+                "namespaces": args.namespaces,
+                "idle_window_s": args.idle,
+                "nodes": int(os.environ.get("ISVC_BENCH_NODES", "3")),
+                "idle_requests_counted_by": "kube-apiserver audit log (operator's ServiceAccount)",
+            },
+        }
         for n in args.n:
             rounds = []
             for round_no in range(args.repeat):
@@ -813,15 +1099,23 @@ async def amain(args: argparse.Namespace) -> int:
                 log(f"N={n}: floor phase (round {round_no + 1}/{args.repeat})")
                 floor = await floor_phase(kube, n, floor_ns, deadline)
                 log(f"N={n}: operator phase (round {round_no + 1}/{args.repeat})")
-                op = await operator_phase(kube, n, op_ns, op_kubeconfig, operator_path, audit, workdir, deadline,
-                                          args.idle, args.profile)
+                op = await operator_phase(
+                    kube, n, op_ns, op_kubeconfig, operator_path, audit, workdir, deadline, args.idle, args.profile
+                )
                 peer: dict[str, Any] = {}
                 if args.kserve_manager and round_no == 0:
                     log(f"N={n}: KServe phase")
                     try:
-                        peer = await kserve_phase(kube, n, [f"bk-{n}-{run_id}-{k}" for k in range(args.namespaces)],
-                                                  kubeconfig, Path(args.kserve_manager), kserve_certs, workdir,
-                                                  min(deadline, 120 + n / 2))
+                        peer = await kserve_phase(
+                            kube,
+                            n,
+                            [f"bk-{n}-{run_id}-{k}" for k in range(args.namespaces)],
+                            kubeconfig,
+                            Path(args.kserve_manager),
+                            kserve_certs,
+                            workdir,
+                            min(deadline, 120 + n / 2),
+                        )
                     except BenchError as exc:  # the stretch never hides our own numbers
                         log(f"KServe N={n} failed: {exc}; not run at larger N")
                         peer = {"kserve_error": str(exc)}
@@ -843,19 +1137,33 @@ async def amain(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, action="append", help="size (repeatable); default 100, 300, 1000")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="rounds of (floor, operator) per N; the table shows median times and ratios")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of (floor, operator) per N; the table shows median times and ratios",
+    )
     parser.add_argument("--concurrency", type=int, default=64, help="the bench client's requests in flight")
     parser.add_argument("--namespaces", type=int, default=10)
     parser.add_argument("--idle", type=float, default=60.0, help="idle window, seconds")
     parser.add_argument("--deadline", type=float, default=0, help="per-phase deadline (default max(300, N) s)")
-    parser.add_argument("--operator-path", default=str(ROOT / "operator"),
-                        help="PYTHONPATH of the operator under test (e.g. a patched copy)")
+    parser.add_argument(
+        "--operator-path",
+        default=str(ROOT / "operator"),
+        help="PYTHONPATH of the operator under test (e.g. a patched copy)",
+    )
     parser.add_argument("--no-cluster", action="store_true", help="use a running bench cluster as is")
-    parser.add_argument("--profile", metavar="PY_SPY", default=None,
-                        help="path of a py-spy binary: profile the operator while it creates (raw folded stacks of the thread holding the GIL, in --workdir)")
-    parser.add_argument("--kserve-manager", default=None,
-                        help="stretch: a KServe manager binary (go build ./cmd/manager) to run as a peer")
+    parser.add_argument(
+        "--profile",
+        metavar="PY_SPY",
+        default=None,
+        help="path of a py-spy binary: profile the operator while it creates (raw folded stacks of the thread holding the GIL, in --workdir)",
+    )
+    parser.add_argument(
+        "--kserve-manager",
+        default=None,
+        help="stretch: a KServe manager binary (go build ./cmd/manager) to run as a peer",
+    )
     parser.add_argument("--kserve-src", default=None, help="the KServe module source (its config/ directory)")
     parser.add_argument("--workdir", default="/tmp/isvc-bench", help="operator logs, profiles, kubeconfig")
     parser.add_argument("--out", default=str(ROOT / "bench/results/operator.json"))

@@ -1,8 +1,8 @@
-"""Converges children to the desired objects: the only module that writes them.
+"""Whether a child differs from what we want; this module computes and writes nothing.
 
-A child is written only when it differs from what we want: its stored hash of our desired object
-is stale, or a field we set was changed or removed by someone else. So an unchanged isvc costs no
-writes, and a hand edit is undone by one forced server-side apply.
+A child is written (by `reconcile`, through `kube_api`) only when it differs: its stored hash of
+our desired object is stale, or a field we set was changed or removed by someone else. So an
+unchanged isvc costs no writes, and a hand edit is undone by one forced server-side apply.
 """
 
 from __future__ import annotations
@@ -16,13 +16,8 @@ from kubernetes.utils.quantity import parse_quantity
 
 from .constants import ANNOTATION_SPEC_HASH
 
-ChildKey = tuple[str, str, str]  # (apiVersion, kind, name)
 # Maps whose values are resource quantities (resources.limits/requests, PVC requests, emptyDir).
 QUANTITY_MAPS = frozenset({"limits", "requests", "sizeLimit", "capacity"})
-
-
-def child_key(obj: Mapping[str, Any]) -> ChildKey:
-    return (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
 
 
 def desired_hash(obj: Mapping[str, Any]) -> str:
@@ -40,7 +35,7 @@ def with_hash(obj: Mapping[str, Any]) -> dict[str, Any]:
 def _same_quantity(desired: Any, live: Any) -> bool:
     """The API server stores quantities canonically (`1073741824` -> `1Gi`, `0.5` -> `500m`)."""
     try:
-        return parse_quantity(desired) == parse_quantity(live)
+        return bool(parse_quantity(desired) == parse_quantity(live))
     except (ValueError, TypeError, ArithmeticError):
         return False
 
@@ -51,7 +46,8 @@ def is_subset(desired: Any, live: Any, *, quantities: bool = False) -> bool:
         return True
     if isinstance(desired, Mapping):
         return isinstance(live, Mapping) and all(
-            k in live and is_subset(v, live[k], quantities=quantities or k in QUANTITY_MAPS) for k, v in desired.items())
+            k in live and is_subset(v, live[k], quantities=quantities or k in QUANTITY_MAPS) for k, v in desired.items()
+        )
     if isinstance(desired, list):
         return isinstance(live, list) and len(desired) == len(live) and all(map(is_subset, desired, live))
     return quantities and _same_quantity(desired, live)

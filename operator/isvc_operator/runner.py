@@ -33,8 +33,10 @@ def vanished_resource(error: BaseException) -> bool:
     return getattr(error, "status", None) == 404
 
 
-class KopfRuns:
-    """One kopf run after another until `stop()` or a stop that nobody asked a restart for."""
+class OperatorRunner:
+    """One kopf run after another until `stop()` or a stop that nobody asked a restart for.
+
+    Handlers reach it as `memo.runner` (the memo passed to `run`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -105,6 +107,3 @@ class KopfRuns:
                 loop.call_soon_threadsafe(flag.set)
             except RuntimeError:  # the loop closed in between: kopf is stopping anyway
                 pass
-
-
-WATCHES = KopfRuns()

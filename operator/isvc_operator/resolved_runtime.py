@@ -1,6 +1,9 @@
-"""The model-server container an InferenceService asks for: runtime catalog entry + user overrides.
+"""The runtime an InferenceService resolves to: its runtime catalog entry (or custom container) with
+the user's overrides applied: image, command, args, ports, probes, security context.
 
-Resolved once per reconcile so the Deployment and the Service builders agree on ports and names.
+Not the PyTorch model server (servers/pytorch); the container this describes may run that server.
+
+Resolved once per plan so the Deployment and the Service builders agree on ports and names.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ CONTAINER_NAME = "model-server"
 
 
 @dataclass(frozen=True)
-class ModelServer:
+class ResolvedRuntime:
     runtime: str | None
     image: str
     command: tuple[str, ...]
@@ -45,7 +48,7 @@ def _image(image: str, tag: str, gpu_suffix: str, resources: Mapping[str, Any] |
     return f"{image}:{tag}{gpu_suffix if wants_gpu and not tag.endswith(gpu_suffix) else ''}"
 
 
-def _custom_container(isvc: InferenceService, catalog: Catalog) -> ModelServer:
+def _custom_container(isvc: InferenceService, catalog: Catalog) -> ResolvedRuntime:
     predictor = isvc.predictor
     if not predictor.image:
         raise InvalidSpec("spec.predictor.containers[0].image is required")
@@ -56,7 +59,7 @@ def _custom_container(isvc: InferenceService, catalog: Catalog) -> ModelServer:
     grpc = next((p for p in ports if p.get("name") in ("grpc", "h2c")), None)
     http_port = int(http["containerPort"])
     tcp_probe = {"tcpSocket": {"port": http_port}, "periodSeconds": 5, "failureThreshold": 3}
-    return ModelServer(
+    return ResolvedRuntime(
         runtime=None,
         image=predictor.image,
         command=predictor.command or (),
@@ -74,7 +77,7 @@ def _custom_container(isvc: InferenceService, catalog: Catalog) -> ModelServer:
     )
 
 
-def resolve_model_server(isvc: InferenceService, catalog: Catalog) -> ModelServer:
+def resolve_runtime(isvc: InferenceService, catalog: Catalog) -> ResolvedRuntime:
     """Catalog entry with the isvc's overrides applied, templates rendered; InvalidSpec if unknown."""
     predictor = isvc.predictor
     if predictor.framework == "containers":
@@ -98,7 +101,7 @@ def resolve_model_server(isvc: InferenceService, catalog: Catalog) -> ModelServe
     image = predictor.image or _image(
         runtime.image, predictor.runtime_version or runtime.default_version, runtime.gpu_tag_suffix, predictor.resources
     )
-    return ModelServer(
+    return ResolvedRuntime(
         runtime=runtime.name,
         image=image,
         command=predictor.command or tuple(render_template_tree(list(runtime.command), context)),
@@ -114,5 +117,5 @@ def resolve_model_server(isvc: InferenceService, catalog: Catalog) -> ModelServe
         model_base_path=MODEL_MOUNT_PATH,
         storage=catalog.storage_initializer,
         authorized_paths=tuple(runtime.authorized_paths.get("http", ()) + runtime.authorized_paths.get("grpc", ()))
-        or ModelServer.authorized_paths,
+        or ResolvedRuntime.authorized_paths,
     )

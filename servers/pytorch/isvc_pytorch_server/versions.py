@@ -36,10 +36,19 @@ class VersionState:
         }
 
 
-class ModelManager:
-    def __init__(self, name: str, base_path: str, device, *, poll_wait_seconds: float = 1.0,
-                 model_class_name: str | None = None, warmup_batch_sizes=(1,), metrics=None,
-                 on_unservable=None):
+class ModelVersions:
+    def __init__(
+        self,
+        name: str,
+        base_path: str,
+        device,
+        *,
+        poll_wait_seconds: float = 1.0,
+        model_class_name: str | None = None,
+        warmup_batch_sizes=(1,),
+        metrics=None,
+        on_unservable=None,
+    ):
         self.name = name
         # Called with the error when the latest version fails and none was ever AVAILABLE: nothing
         # to serve, and (in a pod) better said by an exit the kubelet reports than by a 503 forever.
@@ -82,13 +91,19 @@ class ModelManager:
     def poll_once(self) -> None:
         versions, flat = loader.list_versions(self.base_path)
         if flat and not self._flat_logged:
-            log.info("no numeric version directory under %s but model files are there: serving them as version 1",
-                     self.base_path)
+            log.info(
+                "no numeric version directory under %s but model files are there: serving them as version 1",
+                self.base_path,
+            )
             self._flat_logged = True
         if not versions:
             if not self._empty_logged:
-                log.warning("no versions of model %s found under base path %s; accepted layout: "
-                            "NUMBER/ holding %s", self.name, self.base_path, loader.ACCEPTED)
+                log.warning(
+                    "no versions of model %s found under base path %s; accepted layout: NUMBER/ holding %s",
+                    self.name,
+                    self.base_path,
+                    loader.ACCEPTED,
+                )
                 self._empty_logged = True
             return
         self._empty_logged = False
@@ -121,8 +136,14 @@ class ModelManager:
         self.states[version] = VersionState(version, "AVAILABLE")
         if self.metrics is not None:
             self.metrics.model_version.set(version)
-        log.info("version %d of model %s is AVAILABLE (%s, %.2fs, inputs %s)", version, self.name, model.format,
-                 time.perf_counter() - t0, [(s.name, str(s.dtype), s.shape) for s in model.inputs])
+        log.info(
+            "version %d of model %s is AVAILABLE (%s, %.2fs, inputs %s)",
+            version,
+            self.name,
+            model.format,
+            time.perf_counter() - t0,
+            [(s.name, str(s.dtype), s.shape) for s in model.inputs],
+        )
         if previous is not None and previous.version != version:
             self.states[previous.version] = VersionState(previous.version, "END")
             log.info("version %d of model %s unloaded", previous.version, self.name)
@@ -155,22 +176,27 @@ class ModelManager:
                 model.run(arrays)
             except Exception as e:
                 if any(s.exact for s in specs):
-                    raise ModelLoadError(f"warm-up forward pass with zeros of shape "
-                                         f"{[a.shape for a in arrays]} failed: {e}") from e
+                    raise ModelLoadError(
+                        f"warm-up forward pass with zeros of shape {[a.shape for a in arrays]} failed: {e}"
+                    ) from e
                 log.debug("warm-up with hinted shape %s skipped: %s", [a.shape for a in arrays], e)
                 return
 
     # ---- lookups used by the HTTP layer ----------------------------------------------------
     def get(self, name: str, version: int | None = None) -> loader.LoadedModel:
         if name != self.name:
-            raise ApiError(404, f"Servable not found for request: {'Latest' if version is None else 'Specific'}"
-                                f"({name}{'' if version is None else ', ' + str(version)}); this server serves {self.name!r}")
+            raise ApiError(
+                404,
+                f"Servable not found for request: {'Latest' if version is None else 'Specific'}"
+                f"({name}{'' if version is None else ', ' + str(version)}); this server serves {self.name!r}",
+            )
         model = self.serving
         if model is None:
             raise self._not_ready()
         if version is not None and version != model.version:
-            raise ApiError(404, f"Servable not found for request: Specific({name}, {version}); "
-                                f"served version is {model.version}")
+            raise ApiError(
+                404, f"Servable not found for request: Specific({name}, {version}); served version is {model.version}"
+            )
         return model
 
     def _not_ready(self) -> ApiError:
@@ -178,7 +204,9 @@ class ModelManager:
             return ApiError(404, f"Could not find any versions of model {self.name} under {self.base_path}")
         latest = self.states[max(self.states)]
         detail = f": {latest.error}" if latest.error else ""
-        return ApiError(503, f"model {self.name} has no AVAILABLE version; version {latest.version} is {latest.state}{detail}")
+        return ApiError(
+            503, f"model {self.name} has no AVAILABLE version; version {latest.version} is {latest.state}{detail}"
+        )
 
     def status(self, name: str, version: int | None = None) -> list[dict]:
         """TF Serving's model_version_status list; raises 404/503 unless something is AVAILABLE.
@@ -193,8 +221,9 @@ class ModelManager:
             if st is None:
                 raise ApiError(404, f"Could not find version {version} of model {name}")
             if st.state != "AVAILABLE":
-                raise ApiError(503, f"version {version} of model {name} is {st.state}"
-                                    + (f": {st.error}" if st.error else ""))
+                raise ApiError(
+                    503, f"version {version} of model {name} is {st.state}" + (f": {st.error}" if st.error else "")
+                )
             return [st.as_tf()]
         if self.serving is None:
             raise self._not_ready()

@@ -1,0 +1,83 @@
+"""Helpers the tests and the benchmarks share: the pinned tool versions, polling with a deadline,
+and a kubeconfig for a ServiceAccount. Imported as `tests.support` (bench/ puts the checkout on
+sys.path)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(os.environ.get("ISVC_CACHE", Path.home() / ".cache/isvc-operator"))
+
+
+def pinned_versions() -> dict[str, str]:
+    """hack/cluster/versions.env: KUBE_VERSION, HELM_VERSION, ... (the one place they are pinned)."""
+    lines = (ROOT / "hack/cluster/versions.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
+
+
+def kubectl_path() -> Path:
+    """The kubectl hack/cluster/build.sh caches, of the control plane's version."""
+    return CACHE / "bin" / f"kubectl-{pinned_versions()['KUBE_VERSION']}"
+
+
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: str,
+    interval: float = 0.2,
+    *,
+    tolerate: tuple[type[BaseException], ...] = (),
+    error: Callable[[str], BaseException] = AssertionError,
+) -> Any:
+    """Poll until `predicate()` is truthy and return its value; raise `error` saying what was awaited
+    and the last value seen. Exceptions in `tolerate` count as a falsy value (e.g. an API server
+    that is down on purpose)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except tolerate as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise error(f"timed out after {timeout:g}s waiting for {what}; last value: {last!r}")
+
+
+def service_account_kubeconfig(
+    admin_kubeconfig: Path, account: str, token: str, path: Path, namespace: str | None = None
+) -> Path:
+    """A kubeconfig for the admin kubeconfig's API server whose user is `account` with `token`
+    (from `kubectl create token`), written to `path` (mode 0600)."""
+    admin = yaml.safe_load(admin_kubeconfig.read_text(encoding="utf-8"))
+    current = next(
+        (c["context"] for c in admin.get("contexts") or [] if c["name"] == admin.get("current-context")), None
+    )
+    cluster = next((c for c in admin["clusters"] if current and c["name"] == current["cluster"]), admin["clusters"][0])
+    context: dict[str, Any] = {"cluster": cluster["name"], "user": account}
+    if namespace:
+        context["namespace"] = namespace
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [cluster],
+                "users": [{"name": account, "user": {"token": token}}],
+                "contexts": [{"name": account, "context": context}],
+                "current-context": account,
+            }
+        ),
+        encoding="utf-8",
+    )
+    path.chmod(0o600)
+    return path
