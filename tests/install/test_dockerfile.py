@@ -72,9 +72,14 @@ def parse_dockerfile(text: str) -> list[Stage]:
         logical.append(buffer + line)
         buffer = ""
     stages: list[Stage] = []
+    global_args: dict[str, str] = {}  # ARG before the first FROM: usable in FROM lines
     for line in logical:
         keyword, _, rest = line.strip().partition(" ")
         keyword = keyword.upper()
+        if keyword == "ARG" and not stages:
+            name, _, default = rest.strip().partition("=")
+            global_args[name] = default
+            continue
         flags: dict[str, str] = {}
         while rest.startswith("--"):
             flag, _, rest = rest.partition(" ")
@@ -82,7 +87,7 @@ def parse_dockerfile(text: str) -> list[Stage]:
             flags[key] = value
             rest = rest.lstrip()
         if keyword == "FROM":
-            parts = rest.split()
+            parts = re.sub(r"\$\{(\w+)\}", lambda m: global_args[m.group(1)], rest).split()
             stages.append(Stage(base=parts[0], name=parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else None))
         else:
             assert stages, f"{keyword} before FROM in {DOCKERFILE.name}"
