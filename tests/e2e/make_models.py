@@ -32,13 +32,13 @@ def archive(source: Path, target: Path) -> None:
 
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    expected = {"body": models.SEED_BODY}
+    expected = {"body": models.IRIS_BODY}
     for name, seed in (("iris-v1", 0), ("iris-v2", 1)):
         net = models.train_iris(seed=seed)
         with tempfile.TemporaryDirectory() as tmp:
             models.save_model(net, str(Path(tmp) / "1"), "torchscript")
             archive(Path(tmp), out / f"{name}.tar.gz")
-        expected[name] = models.expected(net, models.SEED_BODY["instances"]).tolist()
+        expected[name] = models.expected(net, models.IRIS_BODY["instances"]).tolist()
     # A gzip stream cut in half: the init container must say the archive is corrupt.
     whole = (out / "iris-v1.tar.gz").read_bytes()
     (out / "corrupt.tar.gz").write_bytes(whole[: len(whole) // 2])
