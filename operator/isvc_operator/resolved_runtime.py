@@ -58,7 +58,7 @@ def _custom_container(isvc: InferenceService, catalog: Catalog) -> ResolvedRunti
     http = next((p for p in ports if p.get("name") in ("http", "http1")), ports[0])
     grpc = next((p for p in ports if p.get("name") in ("grpc", "h2c")), None)
     http_port = int(http["containerPort"])
-    tcp_probe = {"tcpSocket": {"port": http_port}, "periodSeconds": 5, "failureThreshold": 3}
+    tcp_probe = {"tcpSocket": {"port": http_port}, "periodSeconds": 2, "failureThreshold": 3}
     return ResolvedRuntime(
         runtime=None,
         image=predictor.image,
@@ -68,7 +68,7 @@ def _custom_container(isvc: InferenceService, catalog: Catalog) -> ResolvedRunti
         grpc_port=int(grpc["containerPort"]) if grpc else None,
         readiness_probe=predictor.probes.get("readinessProbe", tcp_probe),
         liveness_probe=predictor.probes.get("livenessProbe", {**tcp_probe, "periodSeconds": 30}),
-        startup_probe=predictor.probes.get("startupProbe", {**tcp_probe, "failureThreshold": 120}),
+        startup_probe=predictor.probes.get("startupProbe", {**tcp_probe, "periodSeconds": 1, "failureThreshold": 600}),
         security_context={},
         env=predictor.env,
         resources=predictor.resources,

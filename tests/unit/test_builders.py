@@ -88,11 +88,11 @@ GOLDEN_DEPLOYMENT = {
                         ],
                         "readinessProbe": {
                             "httpGet": {"path": "/v1/models/dogs-vs-cats", "port": "http"},
-                            "periodSeconds": 5,
+                            "periodSeconds": 2,
                             "failureThreshold": 3,
                         },
                         "livenessProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 30, "failureThreshold": 3},
-                        "startupProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 5, "failureThreshold": 120},
+                        "startupProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 1, "failureThreshold": 600},
                         "volumeMounts": [
                             {"name": "model", "mountPath": "/mnt/models", "readOnly": True},
                             {"name": "scratch", "mountPath": "/tmp"},
@@ -375,4 +375,4 @@ def test_custom_container_keeps_its_own_probes_and_defaults_the_others():
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"] == readiness
     assert container["livenessProbe"] == liveness
-    assert container["startupProbe"] == {"tcpSocket": {"port": 7070}, "periodSeconds": 5, "failureThreshold": 120}
+    assert container["startupProbe"] == {"tcpSocket": {"port": 7070}, "periodSeconds": 1, "failureThreshold": 600}
