@@ -33,8 +33,9 @@ if [ $started_cluster = 1 ] && [ -z "${ISVC_KEEP_CLUSTER:-}" ]; then
   # The node dies as in a crash (kill -9, containers still running), then `make cluster-down` runs
   # twice: nothing of the node may be left on the machine (hack/node/leftovers.sh says what is).
   crash_then_down() {
-    for name in kubelet kube-proxy containerd; do
-      [ -f .cluster/$name.pid ] && kill -9 "$(cat .cluster/$name.pid)" 2>/dev/null
+    local process
+    for process in kubelet kube-proxy containerd; do
+      [ -f ".cluster/$process.pid" ] && kill -9 "$(cat ".cluster/$process.pid")" 2>/dev/null
     done
     bash hack/cluster/down.sh && bash hack/cluster/down.sh && bash hack/node/leftovers.sh
   }
