@@ -62,7 +62,12 @@ from kubernetes import client as k8s_client  # noqa: E402
 from kubernetes import config as k8s_config
 
 from isvc_operator.kube_api import ApiError, KubeApi  # noqa: E402
-from tests.support import kubectl_path, pinned_versions, service_account_kubeconfig, wait_until  # noqa: E402
+from tests.support import (  # noqa: E402
+    built_tool,
+    kubectl_path,
+    service_account_kubeconfig,
+    wait_until,
+)
 
 CLUSTER_DIR = Path(os.environ.get("ISVC_CHAOS_CLUSTER_DIR", "/tmp/chaos-cluster"))
 API_PORT = os.environ.get("ISVC_CHAOS_API_PORT", "46443")
@@ -98,14 +103,7 @@ def kubectl_bin() -> str:
 
 
 def helm_bin() -> str:
-    out = (
-        subprocess.run(
-            ["bash", str(ROOT / "hack/cluster/build.sh"), "helm"], capture_output=True, text=True, check=True
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
-    return f"{out}/helm-{pinned_versions()['HELM_VERSION']}"
+    return str(built_tool("helm"))
 
 
 def render_identity() -> tuple[str, list[dict[str, Any]]]:

@@ -5,6 +5,7 @@ sys.path)."""
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +17,28 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("ISVC_CACHE", Path.home() / ".cache/isvc-operator"))
 
 
+def shell_vars(path: Path) -> dict[str, str]:
+    """The KEY=VALUE lines of a file the shell scripts source (comments, `source` lines and trailing
+    `# ...` left out)."""
+    values = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", "source")):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.split("#", 1)[0].strip()
+    return values
+
+
 def pinned_versions() -> dict[str, str]:
     """hack/cluster/versions.env: KUBE_VERSION, HELM_VERSION, ... (the one place they are pinned)."""
-    lines = (ROOT / "hack/cluster/versions.env").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
+    return shell_vars(ROOT / "hack/cluster/versions.env")
+
+
+def built_tool(name: str) -> Path:
+    """A Go-built tool of hack/cluster/build.sh (helm, actionlint...), built on first use and cached."""
+    out = subprocess.run(
+        ["bash", str(ROOT / "hack/cluster/build.sh"), name], capture_output=True, text=True, check=True, timeout=1800
+    ).stdout
+    return Path(out.strip().splitlines()[-1]) / f"{name}-{pinned_versions()[f'{name.upper()}_VERSION']}"
 
 
 def kubectl_path() -> Path:

@@ -109,24 +109,22 @@ build_kwok() {
   chmod -R u+w "$cache/kwok-stages-$v"
 }
 
-build_helm() {
-  local v=$HELM_VERSION
-  [ -x "$bin/helm-$v" ] && return 0
-  log "helm $v"
-  local tmp
+go_install() {  # name, version, module path of its command, extra ldflags: into $bin/NAME-VERSION
+  local name=$1 v=$2 module=$3 ldflags=${4:-} tmp
+  [ -x "$bin/$name-$v" ] && return 0
+  log "$name $v"
   tmp=$(mktemp -d)
-  GOBIN="$tmp" go install -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$v" "helm.sh/helm/v3/cmd/helm@$v"
-  mv "$tmp/helm" "$bin/helm-$v"
+  GOBIN="$tmp" go install -trimpath -ldflags "-s -w $ldflags" "$module@$v"
+  mv "$tmp/$name" "$bin/$name-$v"
+  rm -rf "$tmp"
+}
+
+build_helm() {
+  go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 }
 
 build_actionlint() {
-  local v=$ACTIONLINT_VERSION
-  [ -x "$bin/actionlint-$v" ] && return 0
-  log "actionlint $v"
-  local tmp
-  tmp=$(mktemp -d)
-  GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "github.com/rhysd/actionlint/cmd/actionlint@$v"
-  mv "$tmp/actionlint" "$bin/actionlint-$v"
+  go_install actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
 }
 
 what=${1:-all}

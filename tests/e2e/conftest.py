@@ -25,23 +25,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, VERSIONS, Kube, condition, wait_until
+from tests.conftest import ROOT, Kube, condition, wait_until
+from tests.support import built_tool, shell_vars
 
 pytestmark = pytest.mark.node
 
 
-def _shell_vars(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines of a sourced shell file (comments and other lines ignored)."""
-    values = {}
-    for line in path.read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith(("#", "source")):
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.split("#", 1)[0].strip()
-    return values
-
-
-NODE = _shell_vars(ROOT / "hack/node/env.sh")
-IMAGES = _shell_vars(ROOT / "hack/images/images.env")
+NODE = shell_vars(ROOT / "hack/node/env.sh")
+IMAGES = shell_vars(ROOT / "hack/images/images.env")
 OPERATOR_IMAGE = f"{IMAGES['OPERATOR_IMAGE']}:{IMAGES['IMAGE_VERSION']}"
 TEST_SERVER_IMAGE = "localhost/isvc-test-server:1"
 E2E_NAMESPACE = "isvc-e2e"
@@ -174,14 +165,7 @@ def _running_operator_pod(kube: Kube) -> dict[str, Any] | None:
 
 @pytest.fixture(scope="session")
 def helm_bin() -> str:
-    out = (
-        subprocess.run(
-            ["bash", str(ROOT / "hack/cluster/build.sh"), "helm"], capture_output=True, text=True, check=True
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
-    return f"{out}/helm-{VERSIONS['HELM_VERSION']}"
+    return str(built_tool("helm"))
 
 
 def isvc(name: str, predictor: dict[str, Any], **spec: Any) -> dict[str, Any]:

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import yaml
 
+from tests.support import shell_vars
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def images_env() -> dict[str, str]:
-    lines = (ROOT / "hack/images/images.env").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    return shell_vars(ROOT / "hack/images/images.env")
 
 
 def test_the_chart_runs_the_operator_image_and_tag_of_images_env() -> None:
