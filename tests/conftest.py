@@ -1,7 +1,8 @@
 """Fixtures for tests against the real local control plane (hack/cluster/up.sh) and a real operator process.
 
 The control plane is started when none answers and stopped again at the end if this session started
-it (set ISVC_KEEP_CLUSTER=1 to keep it). The operator runs as a separate process, as in production.
+it (set ISVC_KEEP_CLUSTER=1 to keep it); up.sh starts it with the audit log the write-counting tests
+read (hack/cluster/audit-policy.yaml, unless ISVC_AUDIT_POLICY names another). The operator runs as a separate process, as in production.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,6 +197,86 @@ def operator_identity(kube: Kube) -> Iterator[tuple[str, Kube]]:
     path = service_account_kubeconfig(Path(kube.kubeconfig), account, token, CLUSTER_DIR / "operator-kubeconfig")
     yield f"system:serviceaccount:{OPERATOR_NAMESPACE}:{account}", Kube(kube.kubectl, str(path))
     kube.run("delete", "-f", "-", "--ignore-not-found", input=rendered, check=False)
+
+
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+class AuditLog:
+    """The operator's write requests, read from the kube-apiserver audit log.
+
+    hack/cluster/up.sh starts the API server with hack/cluster/audit-policy.yaml (ServiceAccounts'
+    writes at Metadata level). A no-op apply or patch leaves an object's resourceVersion alone, so
+    only the requests themselves show a redundant write."""
+
+    def __init__(self, path: Path, user: str) -> None:
+        self.path = path
+        self.user = user
+
+    def mark(self) -> int:
+        """Where the log ends now: pass it to `writes` to see only later requests."""
+        return self.path.stat().st_size
+
+    def writes(self, since: int, namespace: str) -> list[str]:
+        """The operator's writes in `namespace` after `since`, as "verb resource[/subresource] name"."""
+        found: dict[str, str] = {}
+        with open(self.path, "rb") as f:
+            f.seek(since if self.path.stat().st_size >= since else 0)  # rotated (200 MB): all of the new file
+            for raw in f:
+                try:
+                    event = json.loads(raw)
+                except ValueError:  # a line the API server is still writing
+                    continue
+                ref = event.get("objectRef") or {}
+                if (
+                    (event.get("user") or {}).get("username") == self.user
+                    and event.get("verb") in WRITE_VERBS
+                    and ref.get("namespace") == namespace
+                ):
+                    sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
+                    found[event["auditID"]] = f"{event['verb']} {ref.get('resource')}{sub} {ref.get('name', '')}"
+        return sorted(found.values())
+
+    def writes_besides(self, kube: Kube, since: int, namespace: str, marker: str) -> list[str]:
+        """The operator's writes in `namespace` after `since` that are not about the isvc `marker`
+        (created after `since` to show the operator got that far), its children (named after it) or
+        its Events (created with generateName, so nameless in the log: matched by count)."""
+        writes = self.writes(since, namespace)
+        assert any(w.split(" ", 2)[2].startswith(marker) for w in writes), (
+            f"the audit log shows none of the writes for '{marker}' ({writes}), so it cannot show others; "
+            f"see {self.path} and hack/cluster/audit-policy.yaml"
+        )
+        others = [w for w in writes if not w.split(" ", 2)[2].startswith(marker) and w != "create events "]
+        extra_events = writes.count("create events ") - len(operator_events(kube, marker, namespace))
+        if extra_events:
+            others.append(f"{extra_events} Event(s) about other objects: {operator_events(kube, None, namespace)}")
+        return others
+
+    def expect_no_writes(self, since: int, namespace: str, seconds: float, why: str) -> None:
+        """Watch the log for `seconds` (the bound is `why`), failing at the first write in `namespace`."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            writes = self.writes(since, namespace)
+            assert not writes, f"the operator wrote {writes} in {namespace} ({why}); audit log: {self.path}"
+            time.sleep(0.2)
+
+
+def operator_events(kube: Kube, name: str | None, namespace: str) -> list[str]:
+    """The Events the operator (kopf) posted about the object `name` (None: about any)."""
+    selector = "source=kopf" + (f",involvedObject.name={name}" if name else "")
+    out = kube.run("get", "events", "-n", namespace, "--field-selector", selector, "-o", "json").stdout
+    return [f"{e['involvedObject']['name']}: {e['reason']}: {e['message']}" for e in json.loads(out)["items"]]
+
+
+@pytest.fixture(scope="session")
+def operator_audit(kube: Kube, operator_identity: tuple[str, Kube]) -> AuditLog:
+    """The operator's writes from the audit log (a cluster started without it cannot count them)."""
+    path = CLUSTER_DIR / "logs" / "audit.log"
+    assert path.exists(), (
+        f"no audit log at {path}: the cluster was started without one (an older hack/cluster/up.sh?); "
+        "restart it with `make cluster-down` so that up.sh starts it with hack/cluster/audit-policy.yaml"
+    )
+    return AuditLog(path, operator_identity[0])
 
 
 def operator_tracebacks(log: str) -> list[str]:
