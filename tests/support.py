@@ -53,6 +53,19 @@ def wait_until(
     raise error(f"timed out after {timeout:g}s waiting for {what}; last value: {last!r}")
 
 
+def holds_for(predicate: Callable[[], Any], seconds: float, what: str, why: str, interval: float = 0.2) -> None:
+    """For "nothing happens": poll `predicate` for `seconds` and fail at the first falsy value. The
+    bound is not a guess: `why` says why what is watched would have changed within it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = predicate()
+        if not value:
+            raise AssertionError(f"expected {what} to hold for {seconds:g}s ({why}); it stopped: {value!r}")
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
+
+
 def service_account_kubeconfig(
     admin_kubeconfig: Path, account: str, token: str, path: Path, namespace: str | None = None
 ) -> Path:
