@@ -57,7 +57,9 @@ def child(name: str, deleting: bool = False) -> dict:
     return {"apiVersion": "v1", "kind": "Service", "metadata": meta}
 
 
-def run_orphan_scenario(children: dict, *, gc_removes_after: float | None, grace: float = 30) -> list[tuple[str, float]]:
+def run_orphan_scenario(
+    children: dict, *, gc_removes_after: float | None, grace: float = 30
+) -> list[tuple[str, float]]:
     """A deleted isvc with `children` in the cache; the GC removes them after `gc_removes_after`
     seconds. Which children the controller deleted, and when (virtual seconds)."""
     deleted: list[tuple[str, float]] = []
