@@ -123,18 +123,20 @@ def test_spec_change_rolls_out_and_status_is_not_ready_until_it_finishes(kube, o
             '{"spec":{"predictor":{"tensorflow":{"storageUri":"pvc://models","runtimeVersion":"2.18.0"}}}}',
         )
 
-        def rolling():
+        seen = []
+
+        def unschedulable():
             obj = kube.get("isvc", "rollout", namespace)
             cond = condition(obj, "Ready")
-            return cond if obj["status"].get("observedGeneration") == 2 and cond.get("status") != "True" else None
+            if obj["status"].get("observedGeneration") == 2:
+                seen.append((cond.get("status"), cond.get("reason")))
+            return cond if seen and seen[-1] == ("False", "Unschedulable") else None
 
-        cond = wait_until(rolling, 30, "Ready to leave True during the rollout")
-        # In progress, or (once the scheduler has tried) the new pod's real reason: every node is cordoned.
-        assert (cond["status"], cond["reason"]) in (
-            ("Unknown", "RolloutInProgress"),
-            ("Unknown", "ReplicasNotReady"),
-            ("False", "Unschedulable"),
-        ), cond
+        # Every node is cordoned: the new pod cannot be placed, and the status says so (not a
+        # generic "in progress") until the nodes come back.
+        cond = wait_until(unschedulable, 60, "Ready=False Unschedulable for the rollout's pod")
+        assert ("True", "Available") not in seen and all(status != "True" for status, _ in seen), seen
+        assert "rollout-predictor-" in cond["message"] and "unschedulable" in cond["message"], cond
     finally:
         for node in nodes:
             kube.run("uncordon", node)
