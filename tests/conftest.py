@@ -279,6 +279,36 @@ def operator_audit(kube: Kube, operator_identity: tuple[str, Kube]) -> AuditLog:
     return AuditLog(path, operator_identity[0])
 
 
+# Node ports the tests fix in a spec come from the bottom of the API server's range (30000-32767,
+# hack/cluster/up.sh): the API server hands out ports for Services without one from the upper part
+# first and reaches this band only when the rest is full (Kubernetes 1.29+, KEP-3668: the lower
+# min(max(16, size/32), 128) = 86 ports), so a port taken here cannot be given to another test's
+# Service in between.
+TEST_NODE_PORTS = range(30000, 30080)
+
+
+class NodePorts:
+    """Hands out node ports from TEST_NODE_PORTS, each once per session and only one that no
+    Service in the cluster holds (a leftover from an earlier session, or the e2e tests)."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.given: set[int] = set()
+
+    def take(self, count: int) -> list[int]:
+        services = json.loads(self.kube.run("get", "services", "-A", "-o", "json").stdout)["items"]
+        held = {p.get("nodePort") for svc in services for p in svc["spec"].get("ports") or []}
+        free = [port for port in TEST_NODE_PORTS if port not in held and port not in self.given][:count]
+        assert len(free) == count, f"fewer than {count} of the tests' node ports {TEST_NODE_PORTS} are free"
+        self.given.update(free)
+        return free
+
+
+@pytest.fixture(scope="session")
+def node_ports(kube: Kube) -> NodePorts:
+    return NodePorts(kube)
+
+
 def operator_tracebacks(log: str) -> list[str]:
     """Log lines with a traceback, none exempt: kopf's "Watcher for authorizationpolicies ... 404"
     (a watch outliving Istio's CRD) is the failure the operator's watch restart prevents."""

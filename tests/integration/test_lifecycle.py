@@ -79,19 +79,20 @@ def test_tensorflow_isvc_becomes_ready_with_the_hand_written_children(kube, oper
     assert table[1].split()[:5] == ["dogs-vs-cats", "True", "Ready", status["url"], "1/1"]
 
 
-def test_fixed_node_ports_as_in_the_hand_written_service(kube, operator, namespace, model_claim):
+def test_fixed_node_ports_as_in_the_hand_written_service(kube, operator, namespace, model_claim, node_ports):
+    http, grpc = node_ports.take(2)
     body = isvc("fixed-ports", namespace)
-    body["spec"]["service"] = {"type": "NodePort", "httpNodePort": 31100, "grpcNodePort": 31101}
+    body["spec"]["service"] = {"type": "NodePort", "httpNodePort": http, "grpcNodePort": grpc}
     kube.apply(body)
     wait_ready(kube, "fixed-ports", namespace)
     ports = {p["name"]: p["nodePort"] for p in kube.get("service", "fixed-ports", namespace)["spec"]["ports"]}
-    assert ports == {"http": 31100, "grpc": 31101}
+    assert ports == {"http": http, "grpc": grpc}
     condition_message = condition(kube.get("isvc", "fixed-ports", namespace), "ServiceReady")["message"]
-    assert "http 8500->31100, grpc 9000->31101" in condition_message
+    assert f"http 8500->{http}, grpc 9000->{grpc}" in condition_message
 
     # A second isvc asking for the same node port is told why it cannot be exposed; the first keeps serving.
     clash = isvc("clash", namespace)
-    clash["spec"]["service"] = {"type": "NodePort", "httpNodePort": 31100}
+    clash["spec"]["service"] = {"type": "NodePort", "httpNodePort": http}
     kube.apply(clash)
     cond = wait_until(
         lambda: condition(kube.get("isvc", "clash", namespace), "ServiceReady").get("status") == "False"
@@ -100,7 +101,7 @@ def test_fixed_node_ports_as_in_the_hand_written_service(kube, operator, namespa
         "Ready=False for the port clash",
     )
     assert cond["reason"] == "ServiceRejected"
-    assert "31100" in cond["message"] and "already allocated" in cond["message"]
+    assert str(http) in cond["message"] and "already allocated" in cond["message"]
     assert condition(kube.get("isvc", "fixed-ports", namespace), "Ready")["status"] == "True"
 
 
