@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Kube, condition, wait_until
+from tests.conftest import Kube, condition, operator_events, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -267,3 +267,42 @@ def test_replicas_zero_is_stopped_not_an_error(kube, operator, namespace, model_
     obj = wait_ready(kube, "stopped", namespace)
     assert condition(obj, "PredictorReady")["reason"] == "ScaledToZero"
     assert kube.get("deployment", "stopped-predictor", namespace)["spec"]["replicas"] == 0
+
+
+def test_an_existing_isvc_turned_invalid_leaves_its_children_untouched(
+    kube, operator, operator_audit, namespace, model_claim
+):
+    """README: a spec the operator cannot serve is Ready=False InvalidSpec, and the children of an isvc
+    that served before are left as they are (still serving the last good spec): the operator's only
+    writes after the change are the isvc's status (audit log)."""
+    kube.apply(isvc("turned", namespace))
+    wait_ready(kube, "turned", namespace)
+    mark = operator_audit.mark()
+    kube.run(
+        "patch",
+        "isvc",
+        "turned",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"predictor":{"tensorflow":{"storageUri":"pvc://models","runtime":"triton"}}}}',
+    )
+
+    def invalid():
+        obj = kube.get("isvc", "turned", namespace)
+        cond = condition(obj, "Ready")
+        return cond if cond.get("reason") == "InvalidSpec" and obj["status"].get("observedGeneration") == 2 else None
+
+    cond = wait_until(invalid, 30, "Ready=False InvalidSpec at generation 2")
+    assert cond["status"] == "False" and "'triton' is not in the runtime catalog" in cond["message"]
+    # Not a sleep: an isvc created now is reconciled after the change to "turned" was handled.
+    kube.apply(isvc("marker", namespace, replicas=0))
+    wait_ready(kube, "marker", namespace)
+    writes = operator_audit.writes_besides(kube, mark, namespace, marker="marker")
+    # Allowed: the status, and the one Event about the Ready change (counted, not named, in the log).
+    others = [w for w in writes if w != "patch inferenceservices/status turned" and not w.startswith("1 Event(s)")]
+    assert others == [], f"the operator wrote to the children of an isvc turned invalid: {writes}"
+    assert any("InvalidSpec" in e for e in operator_events(kube, "turned", namespace))
+    assert kube.get("deployment", "turned-predictor", namespace) is not None
+    assert kube.get("service", "turned", namespace) is not None
