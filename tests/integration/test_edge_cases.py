@@ -201,3 +201,26 @@ def test_name_at_the_maximum_length(kube, operator, namespace, model_claim):
     assert result.returncode != 0
     # The schema's maxLength answers first (the CEL rule's longer message is then not evaluated).
     assert "metadata.name: Too long: may not be more than 45" in result.stderr, result.stderr
+
+
+def test_children_the_garbage_collector_leaves_are_deleted_after_the_grace(kube, operator, operator_audit, namespace):
+    """README: children still there 30 s after their isvc is gone are deleted by the operator (the
+    garbage collector's per-object backoff can hold them for minutes after an API server outage).
+    On the real control plane: the isvc is deleted with --cascade=orphan, so the garbage collector
+    strips the owner references and leaves the children; the operator must delete them itself."""
+    kube.apply(isvc("left", namespace, replicas=0))
+    wait_ready(kube, "left", namespace)
+    mark = operator_audit.mark()
+    kube.run("delete", "isvc", "left", "-n", namespace, "--cascade=orphan", "--wait=true", "--timeout=60s")
+    left = children(kube, namespace)
+    assert left, "the orphaned children were removed before the operator could be tested"
+    assert all(
+        not kube.get(*kind_name.split("/"), namespace)["metadata"].get("ownerReferences") for kind_name in left
+    ), "--cascade=orphan must leave the children without an owner: the garbage collector will not delete them"
+    wait_until(
+        lambda: not children(kube, namespace), 30 + 60, f"the operator to delete {sorted(left)} after its 30 s grace"
+    )
+    deletes = [w for w in operator_audit.writes(mark, namespace) if w.startswith("delete ")]
+    expected = {f"delete {kind.lower()}s {name}" for kind, name in (k.split("/") for k in left)}
+    assert expected <= set(deletes), f"expected the operator to delete {sorted(expected)}; it deleted {deletes}"
+    assert "outlived its deleted InferenceService" in operator.log()
