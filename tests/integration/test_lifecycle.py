@@ -306,3 +306,66 @@ def test_an_existing_isvc_turned_invalid_leaves_its_children_untouched(
     assert any("InvalidSpec" in e for e in operator_events(kube, "turned", namespace))
     assert kube.get("deployment", "turned-predictor", namespace) is not None
     assert kube.get("service", "turned", namespace) is not None
+
+
+def test_a_deployment_the_api_server_rejects_is_ready_false_and_retried_once_allowed(
+    kube, operator, namespace, model_claim
+):
+    """README: DeploymentRejected (the API server refused the child, its message quoted), retried
+    with backoff: once the refusal is lifted, with no change to the isvc or any child to trigger a
+    pass, the isvc becomes Ready. The refusal is a ValidatingAdmissionPolicy for this namespace."""
+    policy = f"{namespace}-refuse"
+    message = "refused by the test's admission policy"
+    kube.apply(
+        [
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicy",
+                "metadata": {"name": policy},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {
+                        "resourceRules": [
+                            {
+                                "apiGroups": ["apps"],
+                                "apiVersions": ["v1"],
+                                "operations": ["CREATE", "UPDATE"],
+                                "resources": ["deployments"],
+                            }
+                        ]
+                    },
+                    "validations": [{"expression": "object.metadata.name != 'refused-predictor'", "message": message}],
+                },
+            },
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicyBinding",
+                "metadata": {"name": policy},
+                "spec": {
+                    "policyName": policy,
+                    "validationActions": ["Deny"],
+                    "matchResources": {
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                    },
+                },
+            },
+        ]
+    )
+    try:
+        probe = ("create", "deployment", "refused-predictor", "--image=x", "-n", namespace, "--dry-run=server")
+        wait_until(lambda: message in kube.run(*probe, check=False).stderr, 30, "the admission policy to be in force")
+        kube.apply(isvc("refused", namespace))
+
+        def rejected():
+            cond = condition(kube.get("isvc", "refused", namespace), "PredictorReady")
+            return cond if cond.get("reason") == "DeploymentRejected" else None
+
+        cond = wait_until(rejected, 30, "PredictorReady=False DeploymentRejected")
+        assert cond["status"] == "False" and message in cond["message"], cond
+        assert condition(kube.get("isvc", "refused", namespace), "Ready")["status"] == "False"
+        assert kube.get("deployment", "refused-predictor", namespace) is None
+    finally:
+        kube.run("delete", "validatingadmissionpolicybinding", policy, "--ignore-not-found", check=False)
+        kube.run("delete", "validatingadmissionpolicy", policy, "--ignore-not-found", check=False)
+    # Nothing changes on the isvc or a child (there is no Deployment to change): only the retry converges.
+    wait_ready(kube, "refused", namespace, timeout=120)
