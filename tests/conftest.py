@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import kubectl_path, pinned_versions, service_account_kubeconfig, wait_until
+from tests.support import kubectl_path, pinned_versions, reserved_port, service_account_kubeconfig, wait_until
 
 __all__ = ["wait_until"]  # tests import it from here too
 
@@ -134,9 +133,7 @@ class OperatorProcess:
         self.kube = kube
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.metrics_port = sock.getsockname()[1]
+        self.metrics_port = reserved_port()
 
     @property
     def metrics_url(self) -> str:
