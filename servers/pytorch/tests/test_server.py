@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from conftest import IRIS_BODY, Server, expected, save_model
+from prometheus_client.parser import text_string_to_metric_families
 
 FORMATS = ["torchscript", "export", "eager"]
 
