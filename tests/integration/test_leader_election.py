@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 
@@ -136,3 +137,26 @@ def test_a_rolling_update_hands_the_lease_over_without_a_gap(kube, replicas, nam
 
     kube.apply(isvc("rolled", namespace))
     wait_ready(kube, "rolled", namespace)
+
+
+def test_a_leader_that_cannot_renew_exits_so_there_are_never_two(kube, replicas, namespace):
+    """README: a leader that cannot renew its Lease exits at once (exit 1, restarted by Kubernetes as
+    a follower). Here another holder takes the Lease over (as after a partition): the old leader's
+    renewals fail, and it must exit rather than keep reconciling beside the new holder."""
+    proc, log = replicas()
+    wait_until(lambda: leading(log), 30, "the replica to take the Lease")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    kube.run(
+        "patch",
+        "lease",
+        LEASE,
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        f'{{"spec":{{"holderIdentity":"intruder","leaseDurationSeconds":3600,"renewTime":"{stamp}","acquireTime":"{stamp}"}}}}',
+    )
+    wait_until(lambda: proc.poll() is not None, LEASE_SECONDS * 4, "the leader that cannot renew to exit")
+    assert proc.returncode == 1, f"expected exit code 1, got {proc.returncode}; see {log}"
+    assert "lost Lease" in log.read_text(), f"the leader did not say why it exited: see {log}"
+    assert holder(kube, namespace) == "intruder", "the exiting leader must not take the Lease back or release it"
