@@ -291,6 +291,16 @@ def cluster_env() -> dict[str, str]:
     }
 
 
+def running_audit_policy() -> str | None:
+    """The --audit-policy-file of the bench cluster's running kube-apiserver (None: not running)."""
+    try:
+        pid = int((CLUSTER_DIR / "kube-apiserver.pid").read_text())
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return args[args.index(b"--audit-policy-file") + 1].decode() if b"--audit-policy-file" in args else ""
+
+
 def ensure_cluster(start: bool) -> Path:
     kubeconfig = CLUSTER_DIR / "kubeconfig"
     audit = CLUSTER_DIR / "logs" / "audit.log"
@@ -298,8 +308,11 @@ def ensure_cluster(start: bool) -> Path:
         policy = CLUSTER_DIR.parent / f"{CLUSTER_DIR.name}-audit-policy.yaml"
         policy.write_text(AUDIT_POLICY)
         env = {**cluster_env(), "ISVC_AUDIT_POLICY": str(policy)}
-        if kubeconfig.exists() and not audit.exists():
-            log("bench cluster runs without the audit log: restarting it fresh")
+        # up.sh audits with its own default policy (ServiceAccounts' writes only) unless told
+        # otherwise: a cluster started that way cannot count the operator's reads.
+        running = running_audit_policy()
+        if kubeconfig.exists() and (not audit.exists() or running not in (None, str(policy))):
+            log(f"bench cluster runs without this run's audit policy ({running}): restarting it fresh")
             subprocess.run(["bash", str(ROOT / "hack/cluster/down.sh"), "--purge"], env=env, check=True)
         subprocess.run(
             ["bash", str(ROOT / "hack/cluster/up.sh")], env=env, check=True, stdout=subprocess.DEVNULL, timeout=1800

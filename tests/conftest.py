@@ -1,16 +1,17 @@
 """Fixtures for tests against the real local control plane (hack/cluster/up.sh) and a real operator process.
 
 The control plane is started when none answers and stopped again at the end if this session started
-it (set ISVC_KEEP_CLUSTER=1 to keep it). The operator runs as a separate process, as in production.
+it (set ISVC_KEEP_CLUSTER=1 to keep it); up.sh starts it with the audit log the write-counting tests
+read (hack/cluster/audit-policy.yaml, unless ISVC_AUDIT_POLICY names another). The operator runs as a separate process, as in production.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +20,41 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import kubectl_path, pinned_versions, service_account_kubeconfig, wait_until
+from tests.support import kubectl_path, pinned_versions, reserved_port, service_account_kubeconfig, wait_until
 
 __all__ = ["wait_until"]  # tests import it from here too
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER_DIR = Path(os.environ.get("ISVC_CLUSTER_DIR", ROOT / ".cluster"))
 VERSIONS = pinned_versions()
+
+
+# CI (hack/test.sh sets ISVC_FAIL_ON_SKIP=1) fails on a skip it did not ask for: after `make venv`
+# hadolint and lupa are installed, and the e2e tests skip only when ISVC_REAL_NODE=0 says so.
+EXPECTED_SKIPS = {"ISVC_REAL_NODE=0: the real node is switched off": lambda: os.environ.get("ISVC_REAL_NODE") == "0"}
+_skips: list[str] = []
+
+
+def _record_skip(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        allowed = EXPECTED_SKIPS.get(reason)
+        if not (allowed and allowed()):
+            _skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    _record_skip(report)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _record_skip(report)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skips and os.environ.get("ISVC_FAIL_ON_SKIP") == "1":
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        sys.stderr.write("\nISVC_FAIL_ON_SKIP=1: unexpected skips fail the run:\n  " + "\n  ".join(_skips) + "\n")
 
 
 class Kube:
@@ -104,9 +133,7 @@ class OperatorProcess:
         self.kube = kube
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.metrics_port = sock.getsockname()[1]
+        self.metrics_port = reserved_port()
 
     @property
     def metrics_url(self) -> str:
@@ -197,14 +224,120 @@ def operator_identity(kube: Kube) -> Iterator[tuple[str, Kube]]:
     kube.run("delete", "-f", "-", "--ignore-not-found", input=rendered, check=False)
 
 
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+
+class AuditLog:
+    """The operator's write requests, read from the kube-apiserver audit log.
+
+    hack/cluster/up.sh starts the API server with hack/cluster/audit-policy.yaml (ServiceAccounts'
+    writes at Metadata level). A no-op apply or patch leaves an object's resourceVersion alone, so
+    only the requests themselves show a redundant write."""
+
+    def __init__(self, path: Path, user: str) -> None:
+        self.path = path
+        self.user = user
+
+    def mark(self) -> int:
+        """Where the log ends now: pass it to `writes` to see only later requests."""
+        return self.path.stat().st_size
+
+    def writes(self, since: int, namespace: str) -> list[str]:
+        """The operator's writes in `namespace` after `since`, as "verb resource[/subresource] name"."""
+        found: dict[str, str] = {}
+        with open(self.path, "rb") as f:
+            f.seek(since if self.path.stat().st_size >= since else 0)  # rotated (200 MB): all of the new file
+            for raw in f:
+                try:
+                    event = json.loads(raw)
+                except ValueError:  # a line the API server is still writing
+                    continue
+                ref = event.get("objectRef") or {}
+                if (
+                    (event.get("user") or {}).get("username") == self.user
+                    and event.get("verb") in WRITE_VERBS
+                    and ref.get("namespace") == namespace
+                ):
+                    sub = f"/{ref['subresource']}" if ref.get("subresource") else ""
+                    found[event["auditID"]] = f"{event['verb']} {ref.get('resource')}{sub} {ref.get('name', '')}"
+        return sorted(found.values())
+
+    def writes_besides(self, kube: Kube, since: int, namespace: str, marker: str) -> list[str]:
+        """The operator's writes in `namespace` after `since` that are not about the isvc `marker`
+        (created after `since` to show the operator got that far), its children (named after it) or
+        its Events (created with generateName, so nameless in the log: matched by count)."""
+        writes = self.writes(since, namespace)
+        assert any(w.split(" ", 2)[2].startswith(marker) for w in writes), (
+            f"the audit log shows none of the writes for '{marker}' ({writes}), so it cannot show others; "
+            f"see {self.path} and hack/cluster/audit-policy.yaml"
+        )
+        others = [w for w in writes if not w.split(" ", 2)[2].startswith(marker) and w != "create events "]
+        extra_events = writes.count("create events ") - len(operator_events(kube, marker, namespace))
+        if extra_events:
+            others.append(f"{extra_events} Event(s) about other objects: {operator_events(kube, None, namespace)}")
+        return others
+
+    def expect_no_writes(self, since: int, namespace: str, seconds: float, why: str) -> None:
+        """Watch the log for `seconds` (the bound is `why`), failing at the first write in `namespace`."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            writes = self.writes(since, namespace)
+            assert not writes, f"the operator wrote {writes} in {namespace} ({why}); audit log: {self.path}"
+            time.sleep(0.2)
+
+
+def operator_events(kube: Kube, name: str | None, namespace: str) -> list[str]:
+    """The Events the operator (kopf) posted about the object `name` (None: about any)."""
+    selector = "source=kopf" + (f",involvedObject.name={name}" if name else "")
+    out = kube.run("get", "events", "-n", namespace, "--field-selector", selector, "-o", "json").stdout
+    return [f"{e['involvedObject']['name']}: {e['reason']}: {e['message']}" for e in json.loads(out)["items"]]
+
+
+@pytest.fixture(scope="session")
+def operator_audit(kube: Kube, operator_identity: tuple[str, Kube]) -> AuditLog:
+    """The operator's writes from the audit log (a cluster started without it cannot count them)."""
+    path = CLUSTER_DIR / "logs" / "audit.log"
+    assert path.exists(), (
+        f"no audit log at {path}: the cluster was started without one (an older hack/cluster/up.sh?); "
+        "restart it with `make cluster-down` so that up.sh starts it with hack/cluster/audit-policy.yaml"
+    )
+    return AuditLog(path, operator_identity[0])
+
+
+# Node ports the tests fix in a spec come from the bottom of the API server's range (30000-32767,
+# hack/cluster/up.sh): the API server hands out ports for Services without one from the upper part
+# first and reaches this band only when the rest is full (Kubernetes 1.29+, KEP-3668: the lower
+# min(max(16, size/32), 128) = 86 ports), so a port taken here cannot be given to another test's
+# Service in between.
+TEST_NODE_PORTS = range(30000, 30080)
+
+
+class NodePorts:
+    """Hands out node ports from TEST_NODE_PORTS, each once per session and only one that no
+    Service in the cluster holds (a leftover from an earlier session, or the e2e tests)."""
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.given: set[int] = set()
+
+    def take(self, count: int) -> list[int]:
+        services = json.loads(self.kube.run("get", "services", "-A", "-o", "json").stdout)["items"]
+        held = {p.get("nodePort") for svc in services for p in svc["spec"].get("ports") or []}
+        free = [port for port in TEST_NODE_PORTS if port not in held and port not in self.given][:count]
+        assert len(free) == count, f"fewer than {count} of the tests' node ports {TEST_NODE_PORTS} are free"
+        self.given.update(free)
+        return free
+
+
+@pytest.fixture(scope="session")
+def node_ports(kube: Kube) -> NodePorts:
+    return NodePorts(kube)
+
+
 def operator_tracebacks(log: str) -> list[str]:
-    """Log lines with a traceback, except kopf's own report of a watch that failed because a CRD it
-    watched was deleted under it (the Istio tests uninstall Istio's CRD while the operator runs)."""
-    return [
-        line
-        for line in log.splitlines()
-        if "Traceback" in line and not ("Watcher for authorizationpolicies" in line and "404" in line)
-    ]
+    """Log lines with a traceback, none exempt: kopf's "Watcher for authorizationpolicies ... 404"
+    (a watch outliving Istio's CRD) is the failure the operator's watch restart prevents."""
+    return [line for line in log.splitlines() if "Traceback" in line]
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ sys.path)."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -70,6 +71,41 @@ def wait_until(
                 return last
         time.sleep(interval)
     raise error(f"timed out after {timeout:g}s waiting for {what}; last value: {last!r}")
+
+
+# Local ports for the servers the tests start (operator metrics, liveness endpoints): below Linux's
+# ephemeral range (ip_local_port_range, 32768-60999 by default), so the kernel never hands one of
+# them out for bind(0) or an outgoing connection between our check and the server's own bind.
+# Each process starts at its own offset, so that concurrent sessions rarely try the same port.
+TEST_PORTS = range(28000, 30000)
+_next_port = TEST_PORTS.start + (os.getpid() % 100) * 20
+
+
+def reserved_port() -> int:
+    """The next port of TEST_PORTS that nothing listens on, each once per process."""
+    global _next_port
+    for _ in range(len(TEST_PORTS)):
+        port, _next_port = _next_port, TEST_PORTS.start + (_next_port + 1 - TEST_PORTS.start) % len(TEST_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise AssertionError(f"every port of {TEST_PORTS} is in use")
+
+
+def holds_for(predicate: Callable[[], Any], seconds: float, what: str, why: str, interval: float = 0.2) -> None:
+    """For "nothing happens": poll `predicate` for `seconds` and fail at the first falsy value. The
+    bound is not a guess: `why` says why what is watched would have changed within it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = predicate()
+        if not value:
+            raise AssertionError(f"expected {what} to hold for {seconds:g}s ({why}); it stopped: {value!r}")
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
 
 
 def service_account_kubeconfig(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import service_account_kubeconfig
+from tests.support import reserved_port, service_account_kubeconfig
 
 from .conftest import CHART, ROOT, Cluster, poll
 
@@ -173,12 +172,6 @@ def test_install_upgrade_uninstall(cluster: Cluster, namespace: str, release: st
     assert exists(cluster, "crd", CRD_NAME), "helm never deletes CRDs (and with them every InferenceService)"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _service_account_kubeconfig(cluster: Cluster, namespace: str, account: str, path: Path) -> Path:
     """A kubeconfig for the same API server whose user is the chart's ServiceAccount."""
     token = cluster.kubectl("create", "token", account, "-n", namespace, "--duration", "1h").stdout.strip()
@@ -200,7 +193,7 @@ def test_operator_reconciles_with_the_charts_service_account(
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text(configmap["data"]["catalog.yaml"], encoding="utf-8")
     # The chart's own arguments, with the liveness endpoint moved to a free local port.
-    port = _free_port()
+    port = reserved_port()
     args = deployment_args(cluster, namespace, release)
     args[args.index("--liveness") + 1] = f"http://127.0.0.1:{port}/healthz"
     assert args[0] == "run" and args[-2:] == ["-n", namespace], args

@@ -89,3 +89,37 @@ def test_policies_follow_istio_and_the_spec(kube, operator, namespace, model_cla
     )
     obj = wait_ready(kube, "auto", namespace, generation=3)
     assert condition(obj, "AuthorizationReady")["reason"] == "Disabled"
+
+
+def test_istio_removed_at_run_time_restarts_the_watches_without_a_traceback(
+    kube, operator, namespace, model_claim, no_istio
+):
+    """README: the watches restart when Istio's CRD is deleted. Without that restart kopf's watch on
+    authorizationpolicies reconnects after the API server dropped the resource, gets 404 and kopf
+    logs "Watcher for authorizationpolicies ... failed" with a traceback (and stops)."""
+    kube.apply(ISTIO_CRD.read_text())
+    wait_established(kube, "authorizationpolicies.security.istio.io")
+    kube.apply(with_auth("guarded", namespace, mode="Enabled"))
+    wait_until(
+        lambda: kube.get("authorizationpolicies.security.istio.io", "guarded", namespace), 60, "the policy of 'guarded'"
+    )
+    wait_ready(kube, "guarded", namespace)
+    mark = len(operator.log())
+
+    kube.run("delete", "crd", "authorizationpolicies.security.istio.io", "--wait=true")
+    wait_until(
+        lambda: "Istio not installed" in operator.log()[mark:], 60, "the operator to restart its watches without Istio"
+    )
+    ready = wait_until(
+        lambda: (c := condition(kube.get("isvc", "guarded", namespace), "Ready")).get("reason") == "IstioNotInstalled"
+        and c,
+        30,
+        "guarded: Ready=False IstioNotInstalled once Istio's CRD is gone",
+    )
+    assert ready["status"] == "False"
+    # The restarted watches serve: a deleted child comes back.
+    kube.run("delete", "service", "guarded", "-n", namespace)
+    wait_until(lambda: kube.get("service", "guarded", namespace), 30, "the Service 'guarded' to be restored")
+    assert operator.proc.poll() is None, f"the operator exited: see {operator.log_path}"
+    tracebacks = [line[:300] for line in operator.log()[mark:].splitlines() if "Traceback" in line]
+    assert not tracebacks, f"the operator logged a traceback when Istio's CRD was deleted: {tracebacks}"

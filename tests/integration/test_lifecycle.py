@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import Kube, condition, wait_until
+from tests.conftest import Kube, condition, operator_events, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -79,19 +79,20 @@ def test_tensorflow_isvc_becomes_ready_with_the_hand_written_children(kube, oper
     assert table[1].split()[:5] == ["dogs-vs-cats", "True", "Ready", status["url"], "1/1"]
 
 
-def test_fixed_node_ports_as_in_the_hand_written_service(kube, operator, namespace, model_claim):
+def test_fixed_node_ports_as_in_the_hand_written_service(kube, operator, namespace, model_claim, node_ports):
+    http, grpc = node_ports.take(2)
     body = isvc("fixed-ports", namespace)
-    body["spec"]["service"] = {"type": "NodePort", "httpNodePort": 31100, "grpcNodePort": 31101}
+    body["spec"]["service"] = {"type": "NodePort", "httpNodePort": http, "grpcNodePort": grpc}
     kube.apply(body)
     wait_ready(kube, "fixed-ports", namespace)
     ports = {p["name"]: p["nodePort"] for p in kube.get("service", "fixed-ports", namespace)["spec"]["ports"]}
-    assert ports == {"http": 31100, "grpc": 31101}
+    assert ports == {"http": http, "grpc": grpc}
     condition_message = condition(kube.get("isvc", "fixed-ports", namespace), "ServiceReady")["message"]
-    assert "http 8500->31100, grpc 9000->31101" in condition_message
+    assert f"http 8500->{http}, grpc 9000->{grpc}" in condition_message
 
     # A second isvc asking for the same node port is told why it cannot be exposed; the first keeps serving.
     clash = isvc("clash", namespace)
-    clash["spec"]["service"] = {"type": "NodePort", "httpNodePort": 31100}
+    clash["spec"]["service"] = {"type": "NodePort", "httpNodePort": http}
     kube.apply(clash)
     cond = wait_until(
         lambda: condition(kube.get("isvc", "clash", namespace), "ServiceReady").get("status") == "False"
@@ -100,7 +101,7 @@ def test_fixed_node_ports_as_in_the_hand_written_service(kube, operator, namespa
         "Ready=False for the port clash",
     )
     assert cond["reason"] == "ServiceRejected"
-    assert "31100" in cond["message"] and "already allocated" in cond["message"]
+    assert str(http) in cond["message"] and "already allocated" in cond["message"]
     assert condition(kube.get("isvc", "fixed-ports", namespace), "Ready")["status"] == "True"
 
 
@@ -123,18 +124,20 @@ def test_spec_change_rolls_out_and_status_is_not_ready_until_it_finishes(kube, o
             '{"spec":{"predictor":{"tensorflow":{"storageUri":"pvc://models","runtimeVersion":"2.18.0"}}}}',
         )
 
-        def rolling():
+        seen = []
+
+        def unschedulable():
             obj = kube.get("isvc", "rollout", namespace)
             cond = condition(obj, "Ready")
-            return cond if obj["status"].get("observedGeneration") == 2 and cond.get("status") != "True" else None
+            if obj["status"].get("observedGeneration") == 2:
+                seen.append((cond.get("status"), cond.get("reason")))
+            return cond if seen and seen[-1] == ("False", "Unschedulable") else None
 
-        cond = wait_until(rolling, 30, "Ready to leave True during the rollout")
-        # In progress, or (once the scheduler has tried) the new pod's real reason: every node is cordoned.
-        assert (cond["status"], cond["reason"]) in (
-            ("Unknown", "RolloutInProgress"),
-            ("Unknown", "ReplicasNotReady"),
-            ("False", "Unschedulable"),
-        ), cond
+        # Every node is cordoned: the new pod cannot be placed, and the status says so (not a
+        # generic "in progress") until the nodes come back.
+        cond = wait_until(unschedulable, 60, "Ready=False Unschedulable for the rollout's pod")
+        assert ("True", "Available") not in seen and all(status != "True" for status, _ in seen), seen
+        assert "rollout-predictor-" in cond["message"] and "unschedulable" in cond["message"], cond
     finally:
         for node in nodes:
             kube.run("uncordon", node)
@@ -264,3 +267,105 @@ def test_replicas_zero_is_stopped_not_an_error(kube, operator, namespace, model_
     obj = wait_ready(kube, "stopped", namespace)
     assert condition(obj, "PredictorReady")["reason"] == "ScaledToZero"
     assert kube.get("deployment", "stopped-predictor", namespace)["spec"]["replicas"] == 0
+
+
+def test_an_existing_isvc_turned_invalid_leaves_its_children_untouched(
+    kube, operator, operator_audit, namespace, model_claim
+):
+    """README: a spec the operator cannot serve is Ready=False InvalidSpec, and the children of an isvc
+    that served before are left as they are (still serving the last good spec): the operator's only
+    writes after the change are the isvc's status (audit log)."""
+    kube.apply(isvc("turned", namespace))
+    wait_ready(kube, "turned", namespace)
+    mark = operator_audit.mark()
+    kube.run(
+        "patch",
+        "isvc",
+        "turned",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"predictor":{"tensorflow":{"storageUri":"pvc://models","runtime":"triton"}}}}',
+    )
+
+    def invalid():
+        obj = kube.get("isvc", "turned", namespace)
+        cond = condition(obj, "Ready")
+        return cond if cond.get("reason") == "InvalidSpec" and obj["status"].get("observedGeneration") == 2 else None
+
+    cond = wait_until(invalid, 30, "Ready=False InvalidSpec at generation 2")
+    assert cond["status"] == "False" and "'triton' is not in the runtime catalog" in cond["message"]
+    # Not a sleep: an isvc created now is reconciled after the change to "turned" was handled.
+    kube.apply(isvc("marker", namespace, replicas=0))
+    wait_ready(kube, "marker", namespace)
+    writes = operator_audit.writes_besides(kube, mark, namespace, marker="marker")
+    # Allowed: the status, and the one Event about the Ready change (counted, not named, in the log).
+    others = [w for w in writes if w != "patch inferenceservices/status turned" and not w.startswith("1 Event(s)")]
+    assert others == [], f"the operator wrote to the children of an isvc turned invalid: {writes}"
+    assert any("InvalidSpec" in e for e in operator_events(kube, "turned", namespace))
+    assert kube.get("deployment", "turned-predictor", namespace) is not None
+    assert kube.get("service", "turned", namespace) is not None
+
+
+def test_a_deployment_the_api_server_rejects_is_ready_false_and_retried_once_allowed(
+    kube, operator, namespace, model_claim
+):
+    """README: DeploymentRejected (the API server refused the child, its message quoted), retried
+    with backoff: once the refusal is lifted, with no change to the isvc or any child to trigger a
+    pass, the isvc becomes Ready. The refusal is a ValidatingAdmissionPolicy for this namespace."""
+    policy = f"{namespace}-refuse"
+    message = "refused by the test's admission policy"
+    kube.apply(
+        [
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicy",
+                "metadata": {"name": policy},
+                "spec": {
+                    "failurePolicy": "Fail",
+                    "matchConstraints": {
+                        "resourceRules": [
+                            {
+                                "apiGroups": ["apps"],
+                                "apiVersions": ["v1"],
+                                "operations": ["CREATE", "UPDATE"],
+                                "resources": ["deployments"],
+                            }
+                        ]
+                    },
+                    "validations": [{"expression": "object.metadata.name != 'refused-predictor'", "message": message}],
+                },
+            },
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingAdmissionPolicyBinding",
+                "metadata": {"name": policy},
+                "spec": {
+                    "policyName": policy,
+                    "validationActions": ["Deny"],
+                    "matchResources": {
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                    },
+                },
+            },
+        ]
+    )
+    try:
+        probe = ("create", "deployment", "refused-predictor", "--image=x", "-n", namespace, "--dry-run=server")
+        wait_until(lambda: message in kube.run(*probe, check=False).stderr, 30, "the admission policy to be in force")
+        kube.apply(isvc("refused", namespace))
+
+        def rejected():
+            cond = condition(kube.get("isvc", "refused", namespace), "PredictorReady")
+            return cond if cond.get("reason") == "DeploymentRejected" else None
+
+        cond = wait_until(rejected, 30, "PredictorReady=False DeploymentRejected")
+        assert cond["status"] == "False" and message in cond["message"], cond
+        assert condition(kube.get("isvc", "refused", namespace), "Ready")["status"] == "False"
+        assert kube.get("deployment", "refused-predictor", namespace) is None
+    finally:
+        kube.run("delete", "validatingadmissionpolicybinding", policy, "--ignore-not-found", check=False)
+        kube.run("delete", "validatingadmissionpolicy", policy, "--ignore-not-found", check=False)
+    # Nothing changes on the isvc or a child (there is no Deployment to change): only the retry converges.
+    wait_ready(kube, "refused", namespace, timeout=120)

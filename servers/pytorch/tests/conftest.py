@@ -108,10 +108,25 @@ def iris_net_b():
 
 
 # ---- a real server process --------------------------------------------------------------------
+# Ports for the servers these tests start: below Linux's ephemeral range (32768-60999 by default), so
+# the kernel never hands one out for bind(0) or an outgoing connection between our check and the
+# server's bind; each process starts at its own offset (the operator's tests use 28000-29999).
+TEST_PORTS = range(26000, 28000)
+_next_port = TEST_PORTS.start + (os.getpid() % 100) * 20
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """The next port of TEST_PORTS that nothing listens on, each once per process."""
+    global _next_port
+    for _ in range(len(TEST_PORTS)):
+        port, _next_port = _next_port, TEST_PORTS.start + (_next_port + 1 - TEST_PORTS.start) % len(TEST_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise AssertionError(f"every port of {TEST_PORTS} is in use")
 
 
 class Server:

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -16,15 +17,14 @@ import torch
 
 
 class Slow(torch.nn.Module):
-    """y = x * scale after a pause (0.3 s, or x[0] - 10 s when x[0] > 10): requests queue up behind it."""
+    """y = x * scale after a 0.3 s pause: requests queue up behind it."""
 
     def __init__(self):
         super().__init__()
         self.scale = torch.nn.Parameter(torch.tensor(1.0))
 
     def forward(self, x):
-        first = float(x.flatten()[0])
-        time.sleep(first - 10 if first > 10 else 0.3)
+        time.sleep(0.3)
         return x * self.scale
 '''
 
@@ -95,20 +95,64 @@ def test_rows_of_different_shapes_are_not_mixed(slow_server):
         assert doc["predictions"] == (np.array(rows, dtype=np.float32) * 3).tolist()
 
 
+GATED_MODEL_PY = """\
+import os
+import time
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class Gated(torch.nn.Module):
+    \"\"\"y = x * scale, once the test says so: the forward pass marks itself in flight (file
+    `in-flight`) and finishes when the file `release` appears.\"\"\"
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, x):
+        open(os.path.join(HERE, "in-flight"), "w").close()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.path.join(HERE, "release")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return x * self.scale
+"""
+
+
+def _refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(0.02)
+
+
 def test_sigterm_finishes_in_flight_requests(tmp_path):
+    """In order, each step awaited: a request is in its forward pass; SIGTERM; the server stops
+    listening (draining); only then does the forward pass finish: its answer still arrives, exit 0."""
     base = tmp_path / "m"
     os.makedirs(base / "1")
-    (base / "1" / "model.py").write_text(SLOW_MODEL_PY)
+    (base / "1" / "model.py").write_text(GATED_MODEL_PY)
     torch.save({"scale": torch.tensor(2.0)}, base / "1" / "model.pth")
-    s = Server(str(base), name="slow")
+    s = Server(str(base), name="gated")
     try:
         s.wait_status(200)
         result = {}
-        # 11.5 as first value: this request's forward pass lasts 1.5 s; SIGTERM arrives during it.
         t = threading.Thread(target=lambda: result.update(r=s.predict({"instances": [[11.5, 1.0]]})))
         t.start()
-        time.sleep(0.3)
+        _wait((base / "1" / "in-flight").exists, 60, "the request to reach the forward pass")
         s.proc.send_signal(signal.SIGTERM)
+        _wait(lambda: _refuses_connections(s.port), 30, "the server to stop listening after SIGTERM")
+        assert s.proc.poll() is None, "the server exited with a request in flight"
+        (base / "1" / "release").touch()
         t.join(60)
         rc = s.proc.wait(60)
     finally:

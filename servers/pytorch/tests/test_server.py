@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from conftest import IRIS_BODY, Server, expected, save_model
+from prometheus_client.parser import text_string_to_metric_families
 
 FORMATS = ["torchscript", "export", "eager"]
 
@@ -81,16 +82,44 @@ def test_metadata(served):
     assert v2["versions"] == ["1"] and v2["inputs"][0]["datatype"] == "FP32" and v2["inputs"][0]["shape"] == [-1, 4]
 
 
-def test_metrics_count_requests(served):
-    _, s = served
-    s.predict(IRIS_BODY)
+def scrape(s) -> dict:
+    """/metrics as {(name, sorted labels): value}."""
     status, text = s.request("GET", "/metrics")
     assert status == 200
-    text = text.decode()
-    assert 'isvc_pytorch_requests_total{code="200",endpoint="v1_predict"}' in text
-    assert "isvc_pytorch_batch_size_bucket" in text
-    assert "process_resident_memory_bytes" in text
-    assert "isvc_pytorch_model_version 1.0" in text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text.decode())
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_requests(served):
+    """Each counter moves by exactly what was sent: 5 predictions of 2 rows, one after another (a
+    forward pass each), and 2 bodies refused before any pass."""
+    _, s = served
+    before = scrape(s)
+    for _ in range(5):
+        assert s.predict(IRIS_BODY)[0] == 200
+    for _ in range(2):
+        assert s.predict({"not": "instances"})[0] == 400
+    after = scrape(s)
+
+    def moved(name, **labels):
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert moved("isvc_pytorch_requests_total", endpoint="v1_predict", code="200") == 5
+    # A refused request is counted under endpoint "other" today (the endpoint is named on success).
+    refused = [k for k in after if k[0] == "isvc_pytorch_requests_total" and ("code", "400") in k[1]]
+    assert sum(after[k] - before.get(k, 0) for k in refused) == 2, refused
+    assert moved("isvc_pytorch_request_duration_seconds_count", endpoint="v1_predict") == 5
+    assert moved("isvc_pytorch_batch_requests_count") == 5, "one forward pass per prediction"
+    assert moved("isvc_pytorch_batch_requests_sum") == 5, "one request per forward pass"
+    assert moved("isvc_pytorch_batch_size_sum") == 5 * len(IRIS_BODY["instances"]), "rows through the model"
+    assert moved("isvc_pytorch_inference_duration_seconds_count") == 5
+    assert moved("isvc_pytorch_queue_wait_seconds_count") == 5
+    assert after[("isvc_pytorch_model_version", ())] == 1.0
+    assert after[("process_resident_memory_bytes", ())] > 0
 
 
 def test_export_rejects_wrong_shape_up_front(served):
