@@ -280,3 +280,37 @@ def test_a_rollout_under_traffic_loses_no_request(
     assert client.answers[0] == v1 and client.answers[-1] == v2
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"] == 2
     assert all(answer in (v1, v2) for answer in client.answers)
+
+
+def test_nothing_on_the_node_reaches_past_this_machine(kube: Kube, namespace: str) -> None:
+    """The node's guards, seen from a pod and from the runtime: kwok's fake pod IPs and Service IPs
+    kube-proxy has not programmed are unreachable routes (fail at once, never the default route), and
+    every image registry is 127.0.0.1:1 (a pull never leaves the machine). Only addresses that cannot
+    exist are used, so a broken guard fails the test without sending anything out."""
+    script = (
+        "import socket\n"
+        "for address in ('10.244.0.5', '10.96.250.250'):\n"
+        "    try:\n"
+        "        socket.create_connection((address, 80), timeout=5)\n"
+        "        print(address, 'connected')\n"
+        "    except OSError as exc:\n"
+        "        print(address, exc.errno)\n"
+    )
+    out = run_pod(kube, namespace, "guards", TEST_SERVER_IMAGE, ["python3", "-c", script])
+    assert out.split() == ["10.244.0.5", "113", "10.96.250.250", "113"], f"expected EHOSTUNREACH (113):\n{out}"
+
+    image = "registry.example.invalid/isvc-e2e/anything:1"
+    kube.apply(
+        isvc(
+            "elsewhere",
+            {
+                "containers": [
+                    {"name": "kserve-container", "image": image, "ports": [{"name": "http", "containerPort": 8080}]}
+                ]
+            },
+        ),
+        namespace,
+    )
+    obj = wait_condition(kube, namespace, "elsewhere", "False", timeout=120)
+    message = condition(obj, "Ready")["message"]
+    assert "127.0.0.1:1" in message and image in message, message
