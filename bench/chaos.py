@@ -64,6 +64,7 @@ from kubernetes import config as k8s_config
 from isvc_operator.kube_api import ApiError, KubeApi  # noqa: E402
 from tests.support import (  # noqa: E402
     built_tool,
+    chart_identity,
     kubectl_path,
     service_account_kubeconfig,
     wait_until,
@@ -108,25 +109,7 @@ def helm_bin() -> str:
 
 def render_identity() -> tuple[str, list[dict[str, Any]]]:
     """The chart's ServiceAccount + ClusterRole(Binding) for release `isvc-chaos`: the shipped RBAC."""
-    rendered = subprocess.run(
-        [
-            helm_bin(),
-            "template",
-            OP_NS,
-            str(ROOT / "charts/isvc-operator"),
-            "--namespace",
-            OP_NS,
-            "-s",
-            "templates/serviceaccount.yaml",
-            "-s",
-            "templates/rbac.yaml",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    docs = [d for d in yaml.safe_load_all(rendered) if d]
-    account = next(d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount")
+    account, docs = chart_identity(OP_NS)
     return f"system:serviceaccount:{OP_NS}:{account}", docs
 
 

@@ -20,7 +20,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support import kubectl_path, pinned_versions, reserved_port, service_account_kubeconfig, wait_until
+from tests.support import (
+    chart_identity,
+    kubectl_path,
+    pinned_versions,
+    reserved_port,
+    service_account_kubeconfig,
+    wait_until,
+)
 
 __all__ = ["wait_until"]  # tests import it from here too
 
@@ -189,39 +196,13 @@ def operator_identity(kube: Kube) -> Iterator[tuple[str, Kube]]:
 
     The operator under test runs as this account, so every integration test also proves the RBAC.
     """
-    helm = (
-        subprocess.run(
-            ["bash", str(ROOT / "hack/cluster/build.sh"), "helm"], capture_output=True, text=True, check=True
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-        + f"/helm-{VERSIONS['HELM_VERSION']}"
-    )
-    rendered = subprocess.run(
-        [
-            helm,
-            "template",
-            OPERATOR_NAMESPACE,
-            str(ROOT / "charts/isvc-operator"),
-            "--namespace",
-            OPERATOR_NAMESPACE,
-            "-s",
-            "templates/serviceaccount.yaml",
-            "-s",
-            "templates/rbac.yaml",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    docs = [d for d in yaml.safe_load_all(rendered) if d]
-    account = next(d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount")
+    account, docs = chart_identity(OPERATOR_NAMESPACE)
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}})
     kube.apply(docs)
     token = kube.run("create", "token", account, "-n", OPERATOR_NAMESPACE, "--duration=24h").stdout.strip()
     path = service_account_kubeconfig(Path(kube.kubeconfig), account, token, CLUSTER_DIR / "operator-kubeconfig")
     yield f"system:serviceaccount:{OPERATOR_NAMESPACE}:{account}", Kube(kube.kubectl, str(path))
-    kube.run("delete", "-f", "-", "--ignore-not-found", input=rendered, check=False)
+    kube.run("delete", "-f", "-", "--ignore-not-found", input=yaml.safe_dump_all(docs), check=False)
 
 
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})

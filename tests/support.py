@@ -136,3 +136,27 @@ def service_account_kubeconfig(
     )
     path.chmod(0o600)
     return path
+
+
+def chart_identity(namespace: str) -> tuple[str, list[dict[str, Any]]]:
+    """The chart's ServiceAccount, ClusterRole and ClusterRoleBinding for a release named after
+    `namespace` (the shipped RBAC, as helm renders it), and the ServiceAccount's name."""
+    rendered = subprocess.run(
+        [
+            str(built_tool("helm")),
+            "template",
+            namespace,
+            str(ROOT / "charts/isvc-operator"),
+            "--namespace",
+            namespace,
+            "-s",
+            "templates/serviceaccount.yaml",
+            "-s",
+            "templates/rbac.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    return next(d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"), docs
