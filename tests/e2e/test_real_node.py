@@ -36,6 +36,12 @@ def iris(store: str, archive: str = "iris-v1.tar.gz", **predictor: Any) -> dict[
     return isvc("iris", {"pytorch": {"storageUri": f"{store}/{archive}", **predictor}})
 
 
+def image_only_isvc(name: str, image: str) -> dict[str, Any]:
+    """A custom-container isvc that only names its image (for the image-pull cases)."""
+    container = {"name": "kserve-container", "image": image, "ports": [{"name": "http", "containerPort": 8080}]}
+    return isvc(name, {"containers": [container]})
+
+
 def predict_url(port: int, model: str = "iris") -> str:
     return f"http://127.0.0.1:{port}/v1/models/{model}:predict"
 
@@ -135,17 +141,7 @@ def test_a_model_the_server_cannot_load_is_crash_loop_back_off(kube: Kube, names
 def test_an_image_the_node_does_not_have_is_image_pull_back_off(kube: Kube, namespace: str) -> None:
     # A registry on this machine that does not exist: the pull fails at once and never leaves it.
     image = "localhost:1/isvc-e2e/no-such-image:1"
-    kube.apply(
-        isvc(
-            "missing",
-            {
-                "containers": [
-                    {"name": "kserve-container", "image": image, "ports": [{"name": "http", "containerPort": 8080}]}
-                ]
-            },
-        ),
-        namespace,
-    )
+    kube.apply(image_only_isvc("missing", image), namespace)
     obj = wait_condition(kube, namespace, "missing", "False", timeout=120)
     ready = condition(obj, "Ready")
     assert ready["reason"] in ("ErrImagePull", "ImagePullBackOff"), ready
@@ -300,17 +296,7 @@ def test_nothing_on_the_node_reaches_past_this_machine(kube: Kube, namespace: st
     assert out.split() == ["10.244.0.5", "113", "10.96.250.250", "113"], f"expected EHOSTUNREACH (113):\n{out}"
 
     image = "registry.example.invalid/isvc-e2e/anything:1"
-    kube.apply(
-        isvc(
-            "elsewhere",
-            {
-                "containers": [
-                    {"name": "kserve-container", "image": image, "ports": [{"name": "http", "containerPort": 8080}]}
-                ]
-            },
-        ),
-        namespace,
-    )
+    kube.apply(image_only_isvc("elsewhere", image), namespace)
     obj = wait_condition(kube, namespace, "elsewhere", "False", timeout=120)
     message = condition(obj, "Ready")["message"]
     assert "127.0.0.1:1" in message and image in message, message
