@@ -107,20 +107,27 @@ class Controller:
                 logger.exception("reconcile of %s/%s failed (not retried until the isvc or a child changes)", *key)
                 self._forget_retry(state)
                 return
-            state.failures += 1
-            # Capped exponent: 2 ** 1024 does not fit a float (OverflowError after 1024 failures).
-            delay = min(self.max_backoff, 0.5 * 2 ** min(state.failures - 1, 16))
+            delay = self._schedule_retry(key, state)
             self.on_outcome(key, body, None, exc, loop.time() - started)
             if isinstance(exc, TimeoutError):
                 logger.warning(
                     "reconcile of %s/%s took over %.0fs: abandoned, retrying in %.1fs", *key, self.pass_timeout, delay
                 )
-            if state.retry is not None:
-                state.retry.cancel()
-            state.retry = loop.call_later(delay, self._retry, key)
             return
-        self._forget_retry(state)
+        if isinstance(outcome, Outcome) and outcome.retry:
+            self._schedule_retry(key, state)  # e.g. a missing ServiceAccount: nothing we watch says when it comes
+        else:
+            self._forget_retry(state)
         self.on_outcome(key, body, outcome, None, loop.time() - started)
+
+    def _schedule_retry(self, key: IsvcKey, state: _KeyState) -> float:
+        state.failures += 1
+        # Capped exponent: 2 ** 1024 does not fit a float (OverflowError after 1024 failures).
+        delay: float = min(self.max_backoff, 0.5 * 2 ** min(state.failures - 1, 16))
+        if state.retry is not None:
+            state.retry.cancel()
+        state.retry = asyncio.get_running_loop().call_later(delay, self._retry, key)
+        return delay
 
     @staticmethod
     def _forget_retry(state: _KeyState) -> None:

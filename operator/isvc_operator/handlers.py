@@ -27,6 +27,7 @@ from .reconcile import reconcile
 from .reporting import OutcomeReporter
 from .runner import OperatorRunner
 from .runtimes import load_catalog
+from .storage_access import StorageAccounts
 
 OURS: dict[str, Any] = {LABEL_MANAGED_BY: OPERATOR_NAME, LABEL_ISVC: kopf.PRESENT}
 API_CONCURRENCY = 32
@@ -79,10 +80,18 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     caches = memo.caches = WatchCaches()  # fresh per kopf run: the indexes are the new run's
     # Known before the first pass, so a running operator never prunes policies it cannot see yet.
     istio = memo.istio = IstioPresence(await asyncio.to_thread(istio_served, api))
+    accounts = StorageAccounts(api)
     memo.controller = Controller(
         lookup=caches.lookup,
         run_pass=lambda body, children, pods: reconcile(
-            body, children, api, catalog, pods=pods, istio_installed=istio.installed, plans=caches.plans
+            body,
+            children,
+            api,
+            catalog,
+            pods=pods,
+            istio_installed=istio.installed,
+            plans=caches.plans,
+            accounts=accounts,
         ),
         on_outcome=OutcomeReporter(caches.recent),
         on_gone=caches.forget,

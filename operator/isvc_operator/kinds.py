@@ -44,9 +44,12 @@ AUTHORIZATION_POLICY = Kind(
 CHILD_KINDS: tuple[Kind, ...] = (DEPLOYMENT, SERVICE, CONFIG_MAP, AUTOSCALER, AUTHORIZATION_POLICY)
 INFERENCE_SERVICE = Kind(GROUP, VERSION, KIND, PLURAL)
 POD = Kind("", "v1", "Pod", "pods")
+# Read (get only) for the storage init container's credentials.
+SERVICE_ACCOUNT = Kind("", "v1", "ServiceAccount", "serviceaccounts")
+SECRET = Kind("", "v1", "Secret", "secrets")
 
 _BY_API_VERSION_KIND: dict[tuple[str, str], Kind] = {
-    (k.api_version, k.kind): k for k in (*CHILD_KINDS, INFERENCE_SERVICE, POD)
+    (k.api_version, k.kind): k for k in (*CHILD_KINDS, INFERENCE_SERVICE, POD, SERVICE_ACCOUNT, SECRET)
 }
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .builders import build_children
+from .builders.storage_credentials import AccountSecrets
 from .drift import desired_hash, with_hash
 from .kinds import IsvcKey, ObjectKey, object_key
 from .resolved_runtime import ResolvedRuntime, resolve_runtime
@@ -42,15 +43,20 @@ class Plan:
     children: tuple[Child, ...]
 
 
-def make_plan(body: Mapping[str, Any], catalog: Catalog, *, istio_installed: bool) -> Plan:
-    """Raises InvalidSpec with the message for the isvc's status."""
+def make_plan(
+    body: Mapping[str, Any], catalog: Catalog, *, istio_installed: bool, account_secrets: AccountSecrets | None = None
+) -> Plan:
+    """Raises InvalidSpec with the message for the isvc's status. `account_secrets`: the predictor's
+    ServiceAccount and its Secrets (without values), read when the model is in an object store."""
     isvc = parse_inferenceservice(body)
     server = resolve_runtime(isvc, catalog)
-    desired = build_children(isvc, server, istio_installed=istio_installed)
+    desired = build_children(isvc, server, istio_installed=istio_installed, account_secrets=account_secrets)
     return Plan(isvc, server, tuple(Child(object_key(obj), obj, desired_hash(obj)) for obj in desired))
 
 
-def _inputs(body: Mapping[str, Any], catalog: Catalog, istio_installed: bool) -> tuple[Any, ...]:
+def _inputs(
+    body: Mapping[str, Any], catalog: Catalog, istio_installed: bool, account_secrets: AccountSecrets | None
+) -> tuple[Any, ...]:
     """Everything `make_plan` reads. Status and resourceVersion are not inputs (they change on
     every status patch)."""
     metadata = body.get("metadata") or {}
@@ -64,6 +70,7 @@ def _inputs(body: Mapping[str, Any], catalog: Catalog, istio_installed: bool) ->
         body.get("spec"),
         istio_installed,
         id(catalog),
+        account_secrets,
     )
 
 
@@ -76,10 +83,17 @@ class Plans:
         self.hits = 0
         self.misses = 0
 
-    def get(self, body: Mapping[str, Any], catalog: Catalog, *, istio_installed: bool) -> Plan:
+    def get(
+        self,
+        body: Mapping[str, Any],
+        catalog: Catalog,
+        *,
+        istio_installed: bool,
+        account_secrets: AccountSecrets | None = None,
+    ) -> Plan:
         metadata = body.get("metadata") or {}
         key = (metadata.get("namespace", ""), metadata.get("name", ""))
-        inputs = _inputs(body, catalog, istio_installed)
+        inputs = _inputs(body, catalog, istio_installed, account_secrets)
         entry = self._entries.get(key)
         if entry is not None and entry[0] == inputs:
             self.hits += 1
@@ -88,7 +102,7 @@ class Plans:
         else:
             self.misses += 1
             try:
-                result = make_plan(body, catalog, istio_installed=istio_installed)
+                result = make_plan(body, catalog, istio_installed=istio_installed, account_secrets=account_secrets)
             except InvalidSpec as exc:
                 result = exc
             # A copy: the cached bodies are never mutated today, but a stale plan must not follow if one is.

@@ -21,8 +21,9 @@ from .kinds import AUTHORIZATION_POLICY, DEPLOYMENT, SERVICE, ObjectKey, kind_of
 from .kube_api import KubeApi
 from .plan import Plan, Plans, make_plan
 from .runtimes import Catalog
-from .spec import InvalidSpec
+from .spec import InvalidSpec, storage_account
 from .status import Observed, compute_status, invalid_spec_status, rejected_condition, status_changed
+from .storage_access import StorageAccounts, StorageCredentialsNotFound
 
 
 class ChildrenRejected(Exception):
@@ -40,6 +41,7 @@ class Outcome:
 
     result: str  # "unchanged" | "applied" | "invalid" | "skipped"
     writes: int = 0
+    retry: bool = False  # run again later (with backoff) although nothing may change that we watch
     ready_before: Mapping[str, Any] | None = None
     ready_after: Mapping[str, Any] | None = None
     applied: list[ObjectKey] = field(default_factory=list)
@@ -88,11 +90,13 @@ async def reconcile(
     pods: Sequence[Mapping[str, Any]] = (),
     istio_installed: bool = False,
     plans: Plans | None = None,
+    accounts: StorageAccounts | None = None,
     now: Callable[[], str] = utc_now,
 ) -> Outcome:
     """Apply what differs, prune what is no longer wanted, then write the status if it changed.
 
     `plans`: the operator's memo of each isvc's spec -> children (None: worked out afresh).
+    `accounts`: where the predictor's ServiceAccount and Secrets are read (None: a reader of its own).
     """
     metadata = body.get("metadata") or {}
     if metadata.get("deletionTimestamp"):
@@ -100,16 +104,31 @@ async def reconcile(
     previous = body.get("status") or {}
     generation = int(metadata.get("generation") or 0)
     try:
-        plan = (
-            plans.get(body, catalog, istio_installed=istio_installed)
-            if plans is not None
-            else make_plan(body, catalog, istio_installed=istio_installed)
+        account = storage_account(body)
+        account_secrets = (
+            await (accounts or StorageAccounts(api)).read(metadata.get("namespace", ""), account)
+            if account is not None
+            else None
         )
-    except InvalidSpec as exc:
-        status = invalid_spec_status(generation=generation, message=str(exc), previous=previous, now=now())
+        plan = (
+            plans.get(body, catalog, istio_installed=istio_installed, account_secrets=account_secrets)
+            if plans is not None
+            else make_plan(body, catalog, istio_installed=istio_installed, account_secrets=account_secrets)
+        )
+    except (InvalidSpec, StorageCredentialsNotFound) as exc:
+        missing = isinstance(exc, StorageCredentialsNotFound)
+        status = invalid_spec_status(
+            generation=generation,
+            message=str(exc),
+            previous=previous,
+            now=now(),
+            reason="StorageCredentialsNotFound" if missing else "InvalidSpec",
+        )
         isvc_response = await _write_status(api, body, status) if status_changed(previous, status) else None
         return Outcome(
             result="invalid",
+            # A missing account or Secret is no event of ours: retried with backoff until it appears.
+            retry=missing,
             writes=int(isvc_response is not None),
             ready_before=_ready(previous),
             ready_after=_ready(status),

@@ -19,7 +19,21 @@ from .constants import BOOKKEEPING_PREFIXES, MAX_NAME_LENGTH
 FRAMEWORKS = ("tensorflow", "pytorch", "containers")
 PROBES = ("readinessProbe", "livenessProbe", "startupProbe")
 SERVICE_TYPES = ("NodePort", "ClusterIP", "LoadBalancer")
-STORAGE_SCHEMES = ("pvc", "http", "https")
+# One row per kind of model store: how a storageUri names it, and how a person should write it.
+STORAGE_FORMS = {
+    "pvc": "pvc://CLAIM[/PATH]",
+    "s3": "s3://BUCKET[/PREFIX]",
+    "gs": "gs://BUCKET[/PREFIX]",
+    "azure": "https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX]",
+    "http": "http(s)://... (.tar.gz, .tgz, .tar or .zip archive)",
+}
+STORAGE_SCHEMES = ("pvc", "s3", "gs", "http", "https")
+SUPPORTED_STORAGE = ", ".join(STORAGE_FORMS.values())
+# Stores the storage init container fetches from (everything but a claim).
+FETCHED_STORES = ("s3", "gs", "azure", "http")
+# Stores whose credentials come from the predictor's ServiceAccount and its Secrets.
+OBJECT_STORES = ("s3", "gs", "azure")
+AZURE_BLOB_HOST_SUFFIX = ".blob.core.windows.net"
 AUTHORIZATION_MODES = ("Auto", "Enabled", "Disabled")
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -32,12 +46,29 @@ class InvalidSpec(ValueError):
 
 @dataclass(frozen=True)
 class Storage:
-    """Where the model comes from: a claim mounted read-only, or an archive fetched at start."""
+    """Where the model comes from: a claim mounted read-only, or a store the init container fetches from.
+
+    `scheme` is the URI's own (pvc, s3, gs, http, https); `store` the kind of store behind it (pvc, s3,
+    gs, azure, http): Azure Blob URLs are https URLs on a `*.blob.core.windows.net` host, as in KServe.
+    """
 
     uri: str
     scheme: str
     claim: str | None = None
     sub_path: str | None = None
+    store: str = ""
+    bucket: str | None = None  # S3/GCS bucket or Azure container
+
+    @property
+    def fetched(self) -> bool:
+        return self.store in FETCHED_STORES
+
+
+@dataclass(frozen=True)
+class ModelCache:
+    """A ReadWriteMany claim shared by the isvc's pods: a model is downloaded into it once."""
+
+    claim_name: str
 
 
 @dataclass(frozen=True)
@@ -53,6 +84,7 @@ class VersionPolicy:
 class Predictor:
     framework: str
     storage: Storage | None
+    cache: ModelCache | None = None
     runtime: str | None = None
     runtime_version: str | None = None
     image: str | None = None
@@ -118,13 +150,19 @@ class InferenceService:
         return self.predictor.max_replicas is not None
 
 
+# Bucket and container names as the stores define them (S3, GCS, Azure Blob), and Azure accounts.
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_GCS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+_AZURE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
+_AZURE_CONTAINER = re.compile(r"^[a-z0-9]([a-z0-9-]{1,61}[a-z0-9])?$")
+
+
 def parse_storage_uri(uri: str) -> Storage:
-    """`pvc://CLAIM[/SUB/PATH]` or `http(s)://...`; anything else names the schemes we accept."""
+    """One of `STORAGE_FORMS`; anything else names every form we accept."""
     scheme, sep, rest = uri.partition("://")
     if not sep or scheme not in STORAGE_SCHEMES:
         raise InvalidSpec(
-            f"storageUri {uri!r}: unsupported scheme {scheme + '://' if sep else '(none)'}; "
-            f"supported: pvc://CLAIM[/PATH], http://..., https://..."
+            f"storageUri {uri!r}: unsupported scheme {scheme + '://' if sep else '(none)'}; supported: {SUPPORTED_STORAGE}"
         )
     if scheme == "pvc":
         claim, _, sub_path = rest.partition("/")
@@ -137,10 +175,72 @@ def parse_storage_uri(uri: str) -> Storage:
         parts = [p for p in sub_path.split("/") if p]
         if any(p in (".", "..") for p in parts):
             raise InvalidSpec(f"storageUri {uri!r}: the path inside the claim may not contain '.' or '..'")
-        return Storage(uri=uri, scheme=scheme, claim=claim, sub_path="/".join(parts) or None)
-    if not rest or rest.startswith("/"):
+        return Storage(uri=uri, scheme=scheme, claim=claim, sub_path="/".join(parts) or None, store="pvc")
+    if scheme in ("s3", "gs"):
+        bucket = rest.partition("/")[0]
+        pattern, rule = (
+            (_S3_BUCKET, "3-63 lower-case letters, digits, '.' and '-'")
+            if scheme == "s3"
+            else (_GCS_BUCKET, "3-222 lower-case letters, digits, '.', '_' and '-'")
+        )
+        if not pattern.fullmatch(bucket):
+            raise InvalidSpec(
+                f"storageUri {uri!r}: {bucket!r} is not a bucket name ({rule}); expected {STORAGE_FORMS[scheme]}"
+            )
+        return Storage(uri=uri, scheme=scheme, store=scheme, bucket=bucket)
+    host, _, path = rest.partition("/")
+    if not host:
         raise InvalidSpec(f"storageUri {uri!r}: no host after {scheme}://")
-    return Storage(uri=uri, scheme=scheme)
+    if scheme == "https" and host.lower().endswith(AZURE_BLOB_HOST_SUFFIX):
+        account = host[: -len(AZURE_BLOB_HOST_SUFFIX)]
+        container = path.partition("/")[0]
+        if not _AZURE_ACCOUNT.fullmatch(account) or not _AZURE_CONTAINER.fullmatch(container):
+            raise InvalidSpec(
+                f"storageUri {uri!r}: expected {STORAGE_FORMS['azure']} (account: 3-24 lower-case letters and "
+                "digits; container: 3-63 lower-case letters, digits and '-')"
+            )
+        return Storage(uri=uri, scheme=scheme, store="azure", bucket=container)
+    return Storage(uri=uri, scheme=scheme, store="http")
+
+
+def _model_cache(predictor: Mapping[str, Any], storage: Storage | None) -> ModelCache | None:
+    cache = (predictor.get("storage") or {}).get("cache")
+    if cache is None:
+        return None
+    claim = cache.get("claimName") or ""
+    if not _DNS_SUBDOMAIN.fullmatch(claim) or len(claim) > 253:
+        raise InvalidSpec(
+            f"spec.predictor.storage.cache.claimName: {claim!r} is not a valid PersistentVolumeClaim name "
+            "(lower-case letters, digits, '-' and '.')"
+        )
+    if storage is None or not storage.fetched:
+        found = storage.uri if storage else "no storageUri"
+        raise InvalidSpec(
+            f"spec.predictor.storage.cache caches what the storage init container downloads, but the model "
+            f"comes from {found}: use it with s3://, gs://, Azure Blob or http(s) archives"
+        )
+    return ModelCache(claim_name=claim)
+
+
+def storage_account(body: Mapping[str, Any]) -> str | None:
+    """The ServiceAccount whose Secrets hold the isvc's object-store credentials, or None when none is
+    read: no object store (a claim, an http archive) or no `serviceAccountName` (anonymous access, or
+    workload identity through the node or a webhook). A spec this cannot read is left to `parse_inferenceservice`."""
+    predictor = (body.get("spec") or {}).get("predictor") or {}
+    account = predictor.get("serviceAccountName")
+    if not isinstance(account, str) or not account:
+        return None
+    bodies = [predictor.get(k) for k in ("tensorflow", "pytorch")] + list(predictor.get("containers") or [])[:1]
+    uris: list[str] = [
+        b["storageUri"] for b in bodies if isinstance(b, Mapping) and isinstance(b.get("storageUri"), str)
+    ]
+    if len(uris) != 1:
+        return None
+    try:
+        store = parse_storage_uri(uris[0]).store
+    except InvalidSpec:
+        return None
+    return account if store in OBJECT_STORES else None
 
 
 def _int_or_none(value: Any, what: str) -> int | None:
@@ -199,6 +299,7 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
     version_policy, version_labels = _versions(framework, body)
     return Predictor(
         framework=framework,
+        cache=_model_cache(predictor, storage),
         version_policy=version_policy,
         version_labels=version_labels,
         node_selector=predictor.get("nodeSelector"),

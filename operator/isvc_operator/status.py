@@ -262,12 +262,13 @@ def compute_status(
 
 
 def invalid_spec_status(
-    *, generation: int, message: str, previous: Mapping[str, Any] | None, now: str
+    *, generation: int, message: str, previous: Mapping[str, Any] | None, now: str, reason: str = "InvalidSpec"
 ) -> dict[str, Any]:
-    """A spec that cannot be served: Ready=False with the reason, children left as they were."""
+    """A spec that cannot be served (or whose storage credentials are missing, `reason`
+    StorageCredentialsNotFound): Ready=False with the reason, children left as they were."""
     previous = previous or {}
-    ready = condition("Ready", FALSE, "InvalidSpec", message)
-    predictor = condition("PredictorReady", FALSE, "InvalidSpec", message)
+    ready = condition("Ready", FALSE, reason, message)
+    predictor = condition("PredictorReady", FALSE, reason, message)
     kept = [c for c in previous.get("conditions") or [] if c.get("type") not in ("Ready", "PredictorReady")]
     conditions = stamp_conditions([ready, predictor], previous.get("conditions") or [], generation, now)
     return {

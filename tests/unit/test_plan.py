@@ -6,6 +6,7 @@ import copy
 
 import pytest
 
+from isvc_operator.builders.storage_credentials import AccountSecrets
 from isvc_operator.drift import desired_hash, with_hash
 from isvc_operator.plan import Plans, make_plan
 from isvc_operator.runtimes import load_catalog
@@ -103,3 +104,21 @@ def test_entries_are_bounded_and_forgotten():
     assert len(plans) == 2
     plans.forget(("ns", "c"))
     assert len(plans) == 1
+
+
+def test_a_changed_secret_of_the_account_gives_a_fresh_plan():
+    """The account's Secrets are an input: a key added to one (e.g. a session token) reaches the Deployment."""
+    body = copy.deepcopy(BODY)
+    body["spec"]["predictor"] = {"serviceAccountName": "sa", "tensorflow": {"storageUri": "s3://models/dogs"}}
+    account = {"metadata": {"name": "sa", "annotations": {}}}
+    before = AccountSecrets(account, ({"metadata": {"name": "s3"}, "data": {"AWS_ACCESS_KEY_ID": ""}},))
+    after = AccountSecrets(
+        account, ({"metadata": {"name": "s3"}, "data": {"AWS_ACCESS_KEY_ID": "", "AWS_SESSION_TOKEN": ""}},)
+    )
+    plans = Plans()
+    plans.get(body, CATALOG, istio_installed=False, account_secrets=before)
+    assert plans.get(body, CATALOG, istio_installed=False, account_secrets=copy.deepcopy(before)) is not None
+    plan = plans.get(body, CATALOG, istio_installed=False, account_secrets=after)
+    assert (plans.hits, plans.misses) == (1, 2)
+    init = plan.children[0].desired["spec"]["template"]["spec"]["initContainers"][0]
+    assert "AWS_SESSION_TOKEN" in [e["name"] for e in init["env"]]

@@ -33,13 +33,13 @@ def test_render_rejects_an_invalid_spec_with_its_reason(tmp_path):
     source = tmp_path / "isvc.yaml"
     source.write_text(
         "apiVersion: serving.isvc.dev/v1alpha1\nkind: InferenceService\nmetadata: {name: m}\n"
-        "spec:\n  predictor:\n    tensorflow: {storageUri: 's3://bucket/m'}\n"
+        "spec:\n  predictor:\n    tensorflow: {storageUri: 'ftp://host/m'}\n"
     )
     result = subprocess.run(
         [sys.executable, "-m", "isvc_operator", "render", "-f", str(source)], capture_output=True, text=True
     )
     assert result.returncode == 1
-    assert "default/m: storageUri 's3://bucket/m': unsupported scheme s3://" in result.stderr
+    assert "default/m: storageUri 'ftp://host/m': unsupported scheme ftp://" in result.stderr
 
 
 def test_samples_render():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from isvc_operator.spec import InvalidSpec, parse_inferenceservice, parse_storage_uri
+from isvc_operator.spec import InvalidSpec, parse_inferenceservice, parse_storage_uri, storage_account
 
 
 def body(spec, name="m"):
@@ -39,9 +39,96 @@ def test_storage_uris(uri, claim, sub_path, scheme):
 
 
 @pytest.mark.parametrize(
+    ("uri", "scheme", "store", "bucket", "fetched"),
+    [
+        ("pvc://models", "pvc", "pvc", None, False),
+        ("s3://my-models/iris/v1", "s3", "s3", "my-models", True),
+        ("s3://my.models", "s3", "s3", "my.models", True),
+        ("gs://kfserving-examples/models/tensorflow/flowers", "gs", "gs", "kfserving-examples", True),
+        ("https://kfserving.blob.core.windows.net/triton/simple_string/", "https", "azure", "triton", True),
+        ("https://example.com/m.tar.gz", "https", "http", None, True),
+        # Only the Azure Blob host suffix makes an https URL an Azure container; anything else is an archive.
+        ("https://blob.core.windows.net.example.com/c/m.tgz", "https", "http", None, True),
+        ("http://acct.blob.core.windows.net/c/m.tgz", "http", "http", None, True),
+    ],
+)
+def test_object_store_uris_are_typed_with_their_store(uri, scheme, store, bucket, fetched):
+    storage = parse_storage_uri(uri)
+    assert (storage.scheme, storage.store, storage.bucket, storage.fetched) == (scheme, store, bucket, fetched)
+
+
+def test_model_cache_is_typed():
+    spec = {"predictor": {"pytorch": {"storageUri": "s3://models/iris"}, "storage": {"cache": {"claimName": "cache"}}}}
+    assert parse_inferenceservice(body(spec)).predictor.cache.claim_name == "cache"
+    assert (
+        parse_inferenceservice(body({"predictor": {"pytorch": {"storageUri": "s3://models/i"}}})).predictor.cache
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("predictor", "message"),
+    [
+        (
+            {"pytorch": {"storageUri": "pvc://models"}, "storage": {"cache": {"claimName": "cache"}}},
+            r"caches what the storage init container downloads, but the model comes from pvc://models",
+        ),
+        (
+            {"containers": [{"image": "x", "ports": [{"containerPort": 1}]}], "storage": {"cache": {"claimName": "c"}}},
+            r"the model comes from no storageUri",
+        ),
+        (
+            {"pytorch": {"storageUri": "s3://models/i"}, "storage": {"cache": {"claimName": "Bad_Claim"}}},
+            r"cache.claimName: 'Bad_Claim' is not a valid PersistentVolumeClaim name",
+        ),
+    ],
+)
+def test_model_cache_needs_a_fetched_model_and_a_claim_name(predictor, message):
+    with pytest.raises(InvalidSpec, match=message):
+        parse_inferenceservice(body({"predictor": predictor}))
+
+
+@pytest.mark.parametrize(
+    ("predictor", "account"),
+    [
+        ({"serviceAccountName": "sa", "pytorch": {"storageUri": "s3://bkt/m"}}, "sa"),
+        ({"serviceAccountName": "sa", "tensorflow": {"storageUri": "gs://bkt/m"}}, "sa"),
+        (
+            {"serviceAccountName": "sa", "containers": [{"storageUri": "https://acct.blob.core.windows.net/models/m"}]},
+            "sa",
+        ),
+        # Nothing to read: no account named, or no object store behind the URI.
+        ({"pytorch": {"storageUri": "s3://bkt/m"}}, None),
+        ({"serviceAccountName": "sa", "pytorch": {"storageUri": "pvc://models"}}, None),
+        ({"serviceAccountName": "sa", "pytorch": {"storageUri": "https://example.com/m.tgz"}}, None),
+        ({"serviceAccountName": "sa", "pytorch": {"storageUri": "ftp://x/m"}}, None),
+        (
+            {
+                "serviceAccountName": "sa",
+                "pytorch": {"storageUri": "s3://bkt/m"},
+                "tensorflow": {"storageUri": "s3://bkt2/m"},
+            },
+            None,
+        ),
+    ],
+)
+def test_storage_account_names_the_account_only_for_object_stores(predictor, account):
+    assert storage_account(body({"predictor": predictor})) == account
+
+
+@pytest.mark.parametrize(
     ("uri", "message"),
     [
-        ("s3://bucket/model", r"unsupported scheme s3://; supported: pvc://CLAIM\[/PATH\], http://..., https://..."),
+        (
+            "ftp://host/model",
+            r"unsupported scheme ftp://; supported: pvc://CLAIM\[/PATH\], s3://BUCKET\[/PREFIX\], "
+            r"gs://BUCKET\[/PREFIX\], https://ACCOUNT.blob.core.windows.net/CONTAINER\[/PREFIX\], http\(s\)://",
+        ),
+        ("s3://Bucket_1/m", r"'Bucket_1' is not a bucket name .*expected s3://BUCKET\[/PREFIX\]"),
+        ("s3:///m", r"'' is not a bucket name"),
+        ("gs://a/m", r"'a' is not a bucket name .*expected gs://BUCKET\[/PREFIX\]"),
+        ("https://acct.blob.core.windows.net/", r"expected https://ACCOUNT.blob.core.windows.net/CONTAINER"),
+        ("https://Not_An_Account.blob.core.windows.net/c1c/m", r"account: 3-24 lower-case letters and digits"),
         ("/models", r"unsupported scheme \(none\)"),
         ("pvc://Models", r"'Models' is not a valid PersistentVolumeClaim name"),
         ("pvc://models/../etc", r"may not contain '.' or '..'"),

@@ -11,17 +11,25 @@ from .autoscaler import build_autoscaler
 from .deployment import build_deployment
 from .model_config import build_model_config
 from .service import build_service
+from .storage_credentials import AccountSecrets, build_storage_credentials
 
 
 def build_children(
-    isvc: InferenceService, server: ResolvedRuntime, *, istio_installed: bool = False
+    isvc: InferenceService,
+    server: ResolvedRuntime,
+    *,
+    istio_installed: bool = False,
+    account_secrets: AccountSecrets | None = None,
 ) -> list[dict[str, Any]]:
     """Every child the isvc should have, in the order they are applied.
 
     The AuthorizationPolicy is left out when Istio is not installed, even in mode Enabled: there is
-    nowhere to write it, and the AuthorizationReady condition says so.
+    nowhere to write it, and the AuthorizationReady condition says so. `account_secrets`: the
+    predictor's ServiceAccount and its Secrets, when its model is in an object store.
     """
-    children = [build_deployment(isvc, server), build_service(isvc, server)]
+    storage = isvc.predictor.storage
+    credentials = build_storage_credentials(storage.store if storage else "", account_secrets)
+    children = [build_deployment(isvc, server, credentials), build_service(isvc, server)]
     optional = (build_model_config(isvc, server.model_base_path), build_autoscaler(isvc))
     children.extend(child for child in optional if child is not None)
     if istio_installed and authorization_wanted(isvc, istio_installed):

@@ -1,4 +1,5 @@
-"""The Deployment that runs the model server with the model mounted read-only."""
+"""The Deployment that runs the model server with the model mounted read-only (and, for a model in
+an object store or an http archive, the storage init container that fetches it)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from ..resolved_runtime import CONTAINER_NAME, ResolvedRuntime
 from ..spec import InferenceService
 from .metadata import child_labels, child_metadata, predictor_name, selector_labels
 from .model_config import MODEL_CONFIG_DIR, MODEL_CONFIG_VOLUME, model_config_name
+from .storage_credentials import NO_CREDENTIALS, StorageCredentials
 
 # The restricted Pod Security profile, as defaults a runtime may extend but not weaken.
 RESTRICTED_CONTAINER_CONTEXT: dict[str, Any] = {
@@ -51,33 +53,49 @@ def _model_volume(isvc: InferenceService) -> tuple[list[dict[str, Any]], list[di
             mount["subPath"] = storage.sub_path
         volume = {"name": MODEL_VOLUME, "persistentVolumeClaim": {"claimName": storage.claim, "readOnly": True}}
         return [volume], [mount]
-    # http(s) archives: an emptyDir the storage init container fills (`python -m isvc_operator.storage`, see its docstring).
-    return [{"name": MODEL_VOLUME, "emptyDir": {}}], [
-        {"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT_PATH, "readOnly": True}
-    ]
+    # Object stores and http(s) archives: an emptyDir the storage init container fills
+    # (`python -m isvc_operator.storage`, see its docstring); with a cache, the claim too, read-only
+    # here at the path the init container's links in the model directory point into.
+    volumes: list[dict[str, Any]] = [{"name": MODEL_VOLUME, "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT_PATH, "readOnly": True}]
+    cache = isvc.predictor.cache
+    if cache is not None:
+        volumes.append({"name": MODEL_CACHE_VOLUME, "persistentVolumeClaim": {"claimName": cache.claim_name}})
+        mounts.append({"name": MODEL_CACHE_VOLUME, "mountPath": MODEL_CACHE_MOUNT_PATH, "readOnly": True})
+    return volumes, mounts
 
 
 STORAGE_INITIALIZER = "storage-initializer"
+MODEL_CACHE_VOLUME = "model-cache"
+MODEL_CACHE_MOUNT_PATH = "/mnt/model-cache"
 # The layout check the storage program runs for each predictor kind (none for custom containers).
 LAYOUT_OF_FRAMEWORK = {"tensorflow": "tensorflow", "pytorch": "pytorch"}
 
 
-def build_storage_initializer(isvc: InferenceService, server: ResolvedRuntime) -> dict[str, Any] | None:
-    """The init container that fetches an http(s) archive into the model volume, or None for a claim."""
+def build_storage_initializer(
+    isvc: InferenceService, server: ResolvedRuntime, credentials: StorageCredentials = NO_CREDENTIALS
+) -> dict[str, Any] | None:
+    """The init container that fetches the model (object store or http(s) archive) into the model
+    volume, or None for a claim. The store's credentials reach this container only."""
     storage = isvc.predictor.storage
-    if storage is None or storage.scheme not in ("http", "https"):
+    if storage is None or not storage.fetched:
         return None
     args = ["fetch", storage.uri, MODEL_MOUNT_PATH, "--max-bytes", server.storage.max_bytes]
     layout = LAYOUT_OF_FRAMEWORK.get(isvc.predictor.framework)
     if layout:
         args += ["--layout", layout]
+    mounts: list[dict[str, Any]] = [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT_PATH}]
+    if isvc.predictor.cache is not None:
+        args += ["--cache-dir", MODEL_CACHE_MOUNT_PATH]
+        mounts.append({"name": MODEL_CACHE_VOLUME, "mountPath": MODEL_CACHE_MOUNT_PATH})
+    mounts += [dict(m) for m in credentials.mounts]
     return {
         "name": STORAGE_INITIALIZER,
         "image": server.storage.image,
         "command": ["python", "-m", "isvc_operator.storage"],
         "args": args,
-        "env": [{"name": "TMPDIR", "value": MODEL_MOUNT_PATH}],
-        "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_MOUNT_PATH}],
+        "env": [{"name": "TMPDIR", "value": MODEL_MOUNT_PATH}, *(dict(e) for e in credentials.env)],
+        "volumeMounts": mounts,
         "securityContext": {**RESTRICTED_CONTAINER_CONTEXT, "runAsUser": 65532},
         # The program writes its one-line reason here; Kubernetes shows it in the pod's status.
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -115,10 +133,15 @@ def build_container(isvc: InferenceService, server: ResolvedRuntime) -> dict[str
     return container
 
 
-def build_deployment(isvc: InferenceService, server: ResolvedRuntime) -> dict[str, Any]:
+def build_deployment(
+    isvc: InferenceService, server: ResolvedRuntime, credentials: StorageCredentials = NO_CREDENTIALS
+) -> dict[str, Any]:
     """One Deployment per isvc; `replicas` is left out when an HPA owns it."""
     volumes, _ = _model_volume(isvc)
+    initializer = build_storage_initializer(isvc, server, credentials)
     volumes = [*volumes, {"name": SCRATCH_VOLUME, "emptyDir": {}}]
+    if initializer:
+        volumes += [dict(v) for v in credentials.volumes]
     if isvc.predictor.uses_model_config:
         volumes.append({"name": MODEL_CONFIG_VOLUME, "configMap": {"name": model_config_name(isvc)}})
     predictor = isvc.predictor
@@ -139,7 +162,6 @@ def build_deployment(isvc: InferenceService, server: ResolvedRuntime) -> dict[st
     pod_spec.update({key: value for key, value in pod_options.items() if value})
     if volumes:
         pod_spec["volumes"] = volumes
-    initializer = build_storage_initializer(isvc, server)
     if initializer:
         pod_spec["initContainers"] = [initializer]
     template_metadata: dict[str, Any] = {"labels": child_labels(isvc)}
