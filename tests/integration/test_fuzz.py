@@ -356,8 +356,10 @@ def _(doc, draw):
         draw(
             st.sampled_from(
                 [
-                    "s3://bucket/model",
+                    "s3:/bucket/model",
                     "gs://b/m",
+                    "s3://Bucket/m",
+                    "https://x.blob.core.windows.net/c/m",
                     "file:///etc/passwd",
                     "ftp://host/m.tar.gz",
                     "",

@@ -219,8 +219,9 @@ def test_deleting_the_isvc_removes_its_children(kube, operator, namespace, model
     ("spec_change", "message"),
     [
         (
-            {"predictor": {"tensorflow": {"storageUri": "s3://bucket/model"}}},
-            "storageUri s3://bucket/model has an unsupported scheme; supported: pvc://CLAIM[/PATH], http://..., https://...",
+            {"predictor": {"tensorflow": {"storageUri": "ftp://host/model"}}},
+            "storageUri ftp://host/model has an unsupported scheme; supported: pvc://CLAIM[/PATH], s3://BUCKET[/PREFIX], "
+            "gs://BUCKET[/PREFIX], https://ACCOUNT.blob.core.windows.net/CONTAINER[/PREFIX], http(s)://... archives",
         ),
         (
             {"predictor": {"tensorflow": {"storageUri": "pvc://m"}, "pytorch": {"storageUri": "pvc://m"}}},
