@@ -16,7 +16,7 @@ import pytest
 
 from isvc_operator.api_errors import ApiTransportError
 from isvc_operator.controller import Controller
-from isvc_operator.reconcile import IsvcGone
+from isvc_operator.reconcile import IsvcGone, Outcome
 
 
 class VirtualClockLoop(asyncio.SelectorEventLoop):
@@ -181,3 +181,25 @@ def test_a_programming_error_is_logged_with_its_traceback_once(caplog):
 def test_an_isvc_the_api_server_says_is_gone_is_forgotten():
     _, _, gone = run_failing_pass(IsvcGone("404 Not Found: "))
     assert gone == [("ns", "a")]
+
+
+def test_an_outcome_that_asks_for_a_retry_is_retried_with_backoff_until_it_no_longer_does():
+    """E.g. a missing ServiceAccount: the pass succeeds (the status names it) but nothing watched says when it comes."""
+    calls: list[float] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def run_pass(body, children, pods):
+            calls.append(loop.time())
+            return Outcome(result="invalid", retry=len(calls) < 4)
+
+        controller = Controller(
+            lookup=lambda key: ({"metadata": {"uid": "u"}}, {}, []), run_pass=run_pass, on_outcome=lambda *a: None
+        )
+        await controller.trigger(("ns", "a"))
+        await asyncio.sleep(200)
+        controller.close()
+
+    on_virtual_clock(main)
+    assert calls == [0, 0.5, 1.5, 3.5], "backoff 0.5, 1, 2 s, then no more retries once the outcome is settled"

@@ -158,3 +158,59 @@ def test_a_programming_error_in_the_request_path_is_not_an_api_error():
     api.fail["Deployment"] = TypeError("unhashable type: 'dict'")
     with pytest.raises(TypeError):
         run(isvc(), api)
+
+
+class AccountsApi(FakeApi):
+    """FakeApi plus the reads of the predictor's ServiceAccount and Secrets (get: None when absent)."""
+
+    def __init__(self, isvc_body: dict[str, Any], stored: dict[tuple[str, str], dict[str, Any]]) -> None:
+        super().__init__(isvc_body)
+        self.stored = stored
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls.append(("get", kind))
+        return copy.deepcopy(self.stored.get((kind, name)))
+
+
+S3_ISVC = isvc(serviceAccountName="reader", tensorflow={"storageUri": "s3://models/dogs"})
+READER = {"metadata": {"name": "reader"}, "secrets": [{"name": "s3"}]}
+S3_SECRET = {"metadata": {"name": "s3"}, "data": {"AWS_ACCESS_KEY_ID": "QUtJQQ==", "AWS_SECRET_ACCESS_KEY": "c2VjcmV0"}}
+
+
+@pytest.mark.parametrize(
+    ("stored", "message"),
+    [
+        ({}, "ServiceAccount reader (spec.predictor.serviceAccountName) not found in namespace ns"),
+        (
+            {("ServiceAccount", "reader"): READER},
+            "Secret s3, listed by ServiceAccount reader, not found in namespace ns",
+        ),
+    ],
+)
+def test_missing_credentials_are_named_no_child_is_touched_and_the_pass_is_retried(stored, message):
+    api = AccountsApi(S3_ISVC, stored)
+    outcome = run(S3_ISVC, api)
+    ready = next(c for c in api.isvc["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "StorageCredentialsNotFound")
+    assert ready["message"].startswith(message)
+    assert outcome.retry and not outcome.applied
+    assert [call for call in api.calls if call[0] == "apply"] == []
+
+
+def test_found_credentials_reach_the_init_container_as_secret_refs():
+    api = AccountsApi(S3_ISVC, {("ServiceAccount", "reader"): READER, ("Secret", "s3"): S3_SECRET})
+    outcome = run(S3_ISVC, api)
+    assert not outcome.retry and DEPLOYMENT.key("iris-predictor") in outcome.applied
+    init = api.objects[DEPLOYMENT.key("iris-predictor")]["spec"]["template"]["spec"]["initContainers"][0]
+    assert {
+        "name": "AWS_SECRET_ACCESS_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "s3", "key": "AWS_SECRET_ACCESS_KEY"}},
+    } in init["env"]
+    assert "c2VjcmV0" not in str(api.objects) and "c2VjcmV0" not in str(api.isvc)
+
+
+def test_no_account_is_read_for_a_claim_or_without_serviceaccountname():
+    for body in (isvc(serviceAccountName="reader"), isvc(tensorflow={"storageUri": "s3://models/dogs"})):
+        api = AccountsApi(body, {})
+        run(body, api)
+        assert ("get", "ServiceAccount") not in api.calls
