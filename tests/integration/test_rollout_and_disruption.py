@@ -185,3 +185,21 @@ def test_the_api_server_rejects_what_cannot_be_rolled_out(kube, namespace, predi
     result = kube.apply(isvc("rejected", namespace, **predictor), check=False)
     assert result.returncode != 0 and message in result.stderr, result.stderr
     assert kube.get("isvc", "rejected", namespace) is None
+
+
+def test_an_unchanged_budget_costs_no_writes(kube, operator, operator_audit, namespace, model_claim):
+    kube.apply(isvc("steady-budget", namespace, replicas=2, minAvailable="50%"))
+    wait_ready(kube, "steady-budget", namespace)
+    wait_until(
+        lambda: ((budget(kube, "steady-budget", namespace) or {}).get("status") or {}).get("expectedPods") == 2,
+        30,
+        "the budget to count the 2 model pods",
+    )
+    mark = operator_audit.mark()
+    # Someone else's label on the budget: a watch event and a pass, which finds nothing of ours changed.
+    kube.run("label", "pdb", "steady-budget-predictor", "-n", namespace, "team=models")
+    # The label's event reaches the operator before the marker's, and a rewrite would follow it at
+    # once: by the time the marker (a create, several passes) is Ready, it would be in the audit log.
+    kube.apply(isvc("marker", namespace))
+    wait_ready(kube, "marker", namespace)
+    assert operator_audit.writes_besides(kube, mark, namespace, "marker") == []
