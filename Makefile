@@ -40,6 +40,7 @@ lint: venv
 
 binaries:
 	bash hack/cluster/build.sh all >/dev/null
+	bash hack/kstatus/build.sh >/dev/null
 
 # The real node's runtime and the image builder, from Debian's packages (once; as root).
 node-deps:
