@@ -195,10 +195,13 @@ def run_fetch(uri: str, dest: Path, env: dict[str, str], *args: str, timeout: fl
 def tree(root: Path) -> dict[str, bytes]:
     """Every regular file under ROOT (links followed), relative path -> content."""
     files: dict[str, bytes] = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.name.startswith(".isvc-"):
-            files[path.relative_to(root).as_posix()] = path.read_bytes()
-    return files
+    for directory, subdirs, names in os.walk(root, followlinks=True):
+        subdirs[:] = [d for d in subdirs if not d.startswith(".isvc-")]
+        for name in names:
+            path = Path(directory, name)
+            if not name.startswith(".isvc-"):
+                files[path.relative_to(root).as_posix()] = path.read_bytes()
+    return dict(sorted(files.items()))
 
 
 def clear(path: Path) -> None:
