@@ -1,0 +1,74 @@
+"""gs:// end to end against fake-gcs-server (STORAGE_EMULATOR_HOST), the program as a subprocess."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from tests.storage.conftest import Server, run_fetch, tree
+from tests.storage.test_s3 import _tar
+
+pytestmark = pytest.mark.stores
+
+
+def emulator(server: Server) -> str:
+    return f"http://127.0.0.1:{server.port}"
+
+
+@pytest.fixture(scope="module")
+def gcs(gcs_server: Server) -> Any:
+    import os
+
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = emulator(gcs_server)
+    try:
+        client = storage.Client(credentials=AnonymousCredentials(), project="test")
+        bucket = client.create_bucket("gmodels")
+        for key, body in {
+            "tf/1/saved_model.pb": b"gcs-graph",
+            "tf/1/variables/variables.index": b"gcs-index",
+            "big/1/weights.bin": b"w" * (40 * 1024 * 1024),
+        }.items():
+            bucket.blob(key).upload_from_string(body)
+        bucket.blob("archive/m.tgz").upload_from_string(_tar({"1/saved_model.pb": b"gcs-archive"}))
+        yield client
+    finally:
+        if previous is None:
+            os.environ.pop("STORAGE_EMULATOR_HOST", None)
+        else:
+            os.environ["STORAGE_EMULATOR_HOST"] = previous
+
+
+def test_directory(gcs_server: Server, gcs: Any, tmp_path: Path) -> None:
+    env = {"STORAGE_EMULATOR_HOST": emulator(gcs_server)}
+    run = run_fetch("gs://gmodels/tf", tmp_path / "m", env, "--layout", "tensorflow")
+    assert run.returncode == 0, run.stderr
+    assert tree(tmp_path / "m") == {"1/saved_model.pb": b"gcs-graph", "1/variables/variables.index": b"gcs-index"}
+
+
+def test_large_object_in_chunks(gcs_server: Server, gcs: Any, tmp_path: Path) -> None:
+    env = {"STORAGE_EMULATOR_HOST": emulator(gcs_server)}
+    run = run_fetch("gs://gmodels/big", tmp_path / "m", env)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "m/1/weights.bin").read_bytes() == b"w" * (40 * 1024 * 1024)
+
+
+def test_archive_object(gcs_server: Server, gcs: Any, tmp_path: Path) -> None:
+    env = {"STORAGE_EMULATOR_HOST": emulator(gcs_server)}
+    run = run_fetch("gs://gmodels/archive/m.tgz", tmp_path / "m", env, "--layout", "tensorflow")
+    assert run.returncode == 0, run.stderr
+    assert tree(tmp_path / "m") == {"1/saved_model.pb": b"gcs-archive"}
+
+
+def test_missing_bucket_and_prefix(gcs_server: Server, gcs: Any, tmp_path: Path) -> None:
+    env = {"STORAGE_EMULATOR_HOST": emulator(gcs_server)}
+    missing_bucket = run_fetch("gs://no-such-bucket/m", tmp_path / "a", env)
+    assert missing_bucket.returncode == 1
+    assert missing_bucket.termination.startswith("not found: listing gs://no-such-bucket/m"), missing_bucket.termination
+    missing_prefix = run_fetch("gs://gmodels/nothing", tmp_path / "b", env)
+    assert missing_prefix.returncode == 1
+    assert "no objects at or under gs://gmodels/nothing" in missing_prefix.termination
