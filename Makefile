@@ -9,7 +9,7 @@ LOCAL_KUBECONFIG := $(CLUSTER_DIR)/kubeconfig
 include hack/cluster/versions.env
 KUBECTL := $(HOME)/.cache/isvc-operator/bin/kubectl-$(KUBE_VERSION)
 
-.PHONY: help venv lint binaries node-deps images cluster-up cluster-down dev dev-stop test test-unit test-cluster test-e2e test-pytorch-server manifests render bench bench-pytorch chaos
+.PHONY: help venv lint binaries stores node-deps images cluster-up cluster-down dev dev-stop test test-unit test-cluster test-e2e test-pytorch-server manifests render bench bench-pytorch chaos
 
 help:
 	@echo "make dev           local control plane (unless KUBECONFIG reaches a cluster) + CRD + operator + samples"
@@ -41,6 +41,10 @@ lint: venv
 binaries:
 	bash hack/cluster/build.sh all >/dev/null
 
+# The object-store servers the storage program is tested against (moto, fake-gcs-server, Azurite).
+stores:
+	bash hack/stores/build.sh all >/dev/null
+
 # The real node's runtime and the image builder, from Debian's packages (once; as root).
 node-deps:
 	bash hack/node/install.sh
@@ -63,7 +67,7 @@ dev: venv node-deps
 dev-stop:
 	bash hack/dev.sh stop
 
-test: venv binaries node-deps
+test: venv binaries node-deps stores
 	bash hack/test.sh
 
 test-unit: venv

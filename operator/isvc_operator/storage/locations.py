@@ -55,22 +55,22 @@ def parse_location(uri: str) -> Location:
     try:
         parts = urlsplit(uri.strip())
     except ValueError as exc:
-        raise StorageError(f"{shown} is not a valid URI: {exc}") from None
+        raise StorageError(f"download failed: {shown} is not a valid URI: {exc}") from None
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
     if scheme in ("s3", "gs"):
         if not parts.netloc:
-            raise StorageError(f"{shown} names no bucket; accepted: {scheme}://BUCKET/PREFIX")
+            raise StorageError(f"download failed: {shown} names no bucket; accepted: {scheme}://BUCKET/PREFIX")
         prefix = unquote(parts.path).lstrip("/")
         return Location("s3" if scheme == "s3" else "gcs", uri, parts.netloc, prefix)
     if scheme == "https" and host.endswith(AZURE_HOST_SUFFIX):
         account = host[: -len(AZURE_HOST_SUFFIX)]
         container, _, prefix = unquote(parts.path).lstrip("/").partition("/")
         if not account or not container:
-            raise StorageError(f"{shown} names no storage account or container; accepted: {SCHEMES[3].example}")
+            raise StorageError(f"download failed: {shown} names no storage account or container; accepted: {SCHEMES[3].example}")
         return Location("azure", uri, container, prefix, account)
     if scheme in ("http", "https"):
         if not parts.hostname:
-            raise StorageError(f"{shown} has no host")
+            raise StorageError(f"download failed: {shown} has no host")
         return Location("http", uri)
-    raise StorageError(f"unsupported URI scheme {parts.scheme or '(none)'!r} in {shown}; accepted: {ACCEPTED}")
+    raise StorageError(f"download failed: unsupported URI scheme {parts.scheme or '(none)'!r} in {shown}; accepted: {ACCEPTED}")
