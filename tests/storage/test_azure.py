@@ -105,3 +105,16 @@ def test_one_gib_blob_in_bounded_memory(azure_server: Server, blobs: Any, tmp_pa
     peak_mib = run.max_rss_kib / 1024
     print(f"1 GiB blob: peak RSS of the program {peak_mib:.0f} MiB")
     assert 0 < peak_mib < RSS_BOUND_MIB, f"peak RSS {peak_mib:.0f} MiB for a 1 GiB blob, bound {RSS_BOUND_MIB} MiB"
+
+
+def test_stalled_server_times_out(stalled_port: int, tmp_path: Path) -> None:
+    env = {
+        "ISVC_AZURE_BLOB_ENDPOINT": f"http://127.0.0.1:{stalled_port}/{AZURITE_ACCOUNT}",
+        "AZURE_STORAGE_ACCESS_KEY": AZURITE_KEY,
+        "ISVC_STORAGE_CONNECT_TIMEOUT": "2",
+        "ISVC_STORAGE_READ_TIMEOUT": "2",
+    }
+    # The subprocess timeout is the hang detector: 3 attempts x 2 s plus backoff is far below it.
+    run = run_fetch(f"{URI}/private/m", tmp_path / "m", env, timeout=120)
+    assert run.returncode == 1
+    assert run.termination.startswith(f"timeout: listing {URI}/private/m"), run.termination

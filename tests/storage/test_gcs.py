@@ -72,3 +72,15 @@ def test_missing_bucket_and_prefix(gcs_server: Server, gcs: Any, tmp_path: Path)
     missing_prefix = run_fetch("gs://gmodels/nothing", tmp_path / "b", env)
     assert missing_prefix.returncode == 1
     assert "no objects at or under gs://gmodels/nothing" in missing_prefix.termination
+
+
+def test_stalled_server_times_out(stalled_port: int, tmp_path: Path) -> None:
+    env = {
+        "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{stalled_port}",
+        "ISVC_STORAGE_CONNECT_TIMEOUT": "2",
+        "ISVC_STORAGE_READ_TIMEOUT": "2",
+    }
+    # The subprocess timeout is the hang detector: the retry deadline (2 x read timeout) is far below it.
+    run = run_fetch("gs://gmodels/tf", tmp_path / "m", env, timeout=120)
+    assert run.returncode == 1
+    assert run.termination.startswith("timeout: listing gs://gmodels/tf"), run.termination

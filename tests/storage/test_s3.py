@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import io
-import socket
 import tarfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +12,6 @@ import pytest
 from botocore.config import Config
 
 from tests.storage.conftest import Server, run_fetch, tree
-from tests.support import reserved_port
 
 pytestmark = pytest.mark.stores
 
@@ -162,35 +158,6 @@ def test_anonymous_public_bucket(s3_server: Server, tmp_path: Path) -> None:
     run = run_fetch("s3://public/m", tmp_path / "m", env)
     assert run.returncode == 0, run.stderr
     assert tree(tmp_path / "m") == {"1/saved_model.pb": b"public"}
-
-
-@pytest.fixture
-def stalled_port() -> Iterator[int]:
-    """A server that accepts connections and never answers."""
-    port = reserved_port()
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(64)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield port
-    stop.set()
-    thread.join()
-    for conn in accepted:
-        conn.close()
-    listener.close()
 
 
 def test_stalled_server_times_out(stalled_port: int, tmp_path: Path) -> None:
