@@ -94,7 +94,9 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert, key
 
 
-def _moto(stores_cache: Path, tmp: Path, name: str, tls: tuple[Path, Path] | None = None) -> Iterator[Server]:
+def _moto(
+    stores_cache: Path, tmp: Path, name: str, tls: tuple[Path, Path] | None = None, env: dict[str, str] | None = None
+) -> Iterator[Server]:
     port = reserved_port()
     server = Server(name, port, tmp / f"{name}.log")
     argv = [str(stores_cache / f"stores/moto-{STORES_VERSIONS['MOTO_VERSION']}/bin/moto_server"), "-H", "127.0.0.1"]
@@ -102,7 +104,7 @@ def _moto(stores_cache: Path, tmp: Path, name: str, tls: tuple[Path, Path] | Non
     if tls:
         argv += ["-c", str(tls[0]), "-k", str(tls[1])]
     try:
-        server.start(argv, env={"MOTO_ALLOW_NONEXISTENT_REGION": "true"})
+        server.start(argv, env={"MOTO_ALLOW_NONEXISTENT_REGION": "true", **(env or {})})
         yield server
     finally:
         server.stop()
@@ -111,6 +113,14 @@ def _moto(stores_cache: Path, tmp: Path, name: str, tls: tuple[Path, Path] | Non
 @pytest.fixture(scope="session")
 def s3_server(stores_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield from _moto(stores_cache, tmp_path_factory.mktemp("moto"), "moto")
+
+
+@pytest.fixture(scope="session")
+def s3_auth_server(stores_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """moto checking signatures: its first 4 requests (the IAM user, its key and policy) are free."""
+    yield from _moto(
+        stores_cache, tmp_path_factory.mktemp("moto-auth"), "moto-auth", env={"INITIAL_NO_AUTH_ACTION_COUNT": "4"}
+    )
 
 
 @pytest.fixture(scope="session")

@@ -205,3 +205,44 @@ def test_host_port_endpoint_with_use_https_off(s3_server: Server, bucket: str, t
     env = env_for(s3_server, AWS_ENDPOINT_URL=f"127.0.0.1:{s3_server.port}", ISVC_S3_USE_HTTPS="0")
     run = run_fetch("s3://models/pt/resnet", tmp_path / "m", env)
     assert run.returncode == 0, run.stderr
+
+
+def test_wrong_key_is_access_denied_naming_the_variables(s3_auth_server: Server, tmp_path: Path) -> None:
+    import json
+
+    iam = boto3.client(
+        "iam", endpoint_url=endpoint(s3_auth_server), region_name="us-east-1",
+        aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap",
+    )  # fmt: skip
+    iam.create_user(UserName="reader")
+    key = iam.create_access_key(UserName="reader")["AccessKey"]
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    iam.put_user_policy(UserName="reader", PolicyName="all", PolicyDocument=json.dumps(policy))
+    s3 = boto3.client(
+        "s3", endpoint_url=endpoint(s3_auth_server), region_name="us-east-1",
+        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+        config=Config(s3={"addressing_style": "path"}),
+    )  # fmt: skip
+    s3.create_bucket(Bucket="private")
+    s3.put_object(Bucket="private", Key="m/1/saved_model.pb", Body=b"private")
+    base = {"AWS_ENDPOINT_URL": endpoint(s3_auth_server), "AWS_DEFAULT_REGION": "us-east-1"}
+
+    good = run_fetch(
+        "s3://private/m",
+        tmp_path / "a",
+        {**base, "AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]},
+    )
+    assert good.returncode == 0, good.stderr
+    assert tree(tmp_path / "a") == {"1/saved_model.pb": b"private"}
+
+    wrong = "not-the-secret-at-all"
+    bad = run_fetch(
+        "s3://private/m",
+        tmp_path / "b",
+        {**base, "AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": wrong},
+    )
+    assert bad.returncode == 1
+    assert bad.termination.startswith("access denied: listing s3://private/m"), bad.termination
+    assert "credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY" in bad.termination
+    assert wrong not in bad.stderr + bad.stdout + bad.termination
+    assert key["AccessKeyId"] not in bad.termination

@@ -67,10 +67,14 @@ def parse_location(uri: str) -> Location:
         account = host[: -len(AZURE_HOST_SUFFIX)]
         container, _, prefix = unquote(parts.path).lstrip("/").partition("/")
         if not account or not container:
-            raise StorageError(f"download failed: {shown} names no storage account or container; accepted: {SCHEMES[3].example}")
+            raise StorageError(
+                f"download failed: {shown} names no storage account or container; accepted: {SCHEMES[3].example}"
+            )
         return Location("azure", uri, container, prefix, account)
     if scheme in ("http", "https"):
         if not parts.hostname:
             raise StorageError(f"download failed: {shown} has no host")
         return Location("http", uri)
-    raise StorageError(f"download failed: unsupported URI scheme {parts.scheme or '(none)'!r} in {shown}; accepted: {ACCEPTED}")
+    raise StorageError(
+        f"download failed: unsupported URI scheme {parts.scheme or '(none)'!r} in {shown}; accepted: {ACCEPTED}"
+    )

@@ -14,6 +14,7 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore import UNSIGNED
 from botocore.config import Config
+from s3transfer.subscribers import BaseSubscriber
 
 from .errors import StorageError
 from .locations import Location
@@ -34,6 +35,16 @@ def transfer_config(settings: TransferSettings) -> TransferConfig:
         max_concurrency=settings.concurrency,
         use_threads=True,
     )
+
+
+class _KnownSize(BaseSubscriber):  # type: ignore[misc]
+    """Hands the listed size to the transfer manager, which then skips its HEAD request per object."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def on_queued(self, future: Any, **kwargs: Any) -> None:
+        future.meta.provide_transfer_size(self.size)
 
 
 class S3Store:
@@ -118,7 +129,10 @@ class S3Store:
     def download(self, location: Location, objects: Sequence[tuple[StoreObject, Path]]) -> None:
         manager = create_transfer_manager(self.client, transfer_config(self.transfer))
         try:
-            futures = [manager.download(location.bucket, obj.key, str(path)) for obj, path in objects]
+            futures = [
+                manager.download(location.bucket, obj.key, str(path), subscribers=[_KnownSize(obj.size)])
+                for obj, path in objects
+            ]
             for future in futures:
                 future.result()
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
