@@ -37,19 +37,24 @@ def transfer_config(settings: TransferSettings) -> TransferConfig:
     )
 
 
-class _KnownSize(BaseSubscriber):  # type: ignore[misc]
-    """Hands the listed size to the transfer manager, which then skips its HEAD request per object."""
+class _Listed(BaseSubscriber):  # type: ignore[misc]
+    """Hands the listed size and ETag to the transfer manager: it skips its HEAD request per object,
+    and its ranged GETs carry If-Match, so what lands is the version the cache key names."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, etag: str) -> None:
         self.size = size
+        self.etag = etag
 
     def on_queued(self, future: Any, **kwargs: Any) -> None:
         future.meta.provide_transfer_size(self.size)
+        if self.etag:
+            future.meta.provide_object_etag(self.etag)
 
 
 class S3Store:
     def __init__(self, env: Mapping[str, str]) -> None:
         self.settings: S3Settings = s3_settings(env)
+        self.etags: dict[str, str] = {}
         self.transfer = transfer_settings(env)
         config = Config(
             connect_timeout=self.transfer.connect_timeout,
@@ -123,14 +128,21 @@ class S3Store:
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=location.bucket, Prefix=prefix):
             for item in page.get("Contents", []):
-                version = str(item.get("ETag", "")) + "@" + str(item.get("LastModified", ""))
+                etag = str(item.get("ETag", ""))
+                self.etags[str(item["Key"])] = etag
+                version = etag + "@" + str(item.get("LastModified", ""))
                 yield StoreObject(str(item["Key"]), int(item["Size"]), version)
 
     def download(self, location: Location, objects: Sequence[tuple[StoreObject, Path]]) -> None:
         manager = create_transfer_manager(self.client, transfer_config(self.transfer))
         try:
             futures = [
-                manager.download(location.bucket, obj.key, str(path), subscribers=[_KnownSize(obj.size)])
+                manager.download(
+                    location.bucket,
+                    obj.key,
+                    str(path),
+                    subscribers=[_Listed(obj.size, self.etags.get(obj.key, ""))],
+                )
                 for obj, path in objects
             ]
             for future in futures:
