@@ -191,6 +191,8 @@ def run_fetch(uri: str, dest: Path, env: dict[str, str], *args: str, timeout: fl
     log.unlink(missing_ok=True)
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ISVC_", "AZURE_", "GOOGLE_"))}
     base.pop("STORAGE_EMULATOR_HOST", None)
+    # Without keys boto3's chain would ask the instance metadata address, which is off this machine.
+    base["AWS_EC2_METADATA_DISABLED"] = "true"
     command = [sys.executable, "-m", "isvc_operator.storage", "fetch", uri, str(dest), "--termination-log", str(log)]
     proc = subprocess.run(
         [sys.executable, "-c", _RSS_WRAPPER, str(rss), *command, *args],
