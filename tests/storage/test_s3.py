@@ -246,3 +246,19 @@ def test_wrong_key_is_access_denied_naming_the_variables(s3_auth_server: Server,
     assert "credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY" in bad.termination
     assert wrong not in bad.stderr + bad.stdout + bad.termination
     assert key["AccessKeyId"] not in bad.termination
+
+
+def test_empty_prefix_is_an_error(s3_server: Server, bucket: str, tmp_path: Path) -> None:
+    client(s3_server).put_object(Bucket="models", Key="empty/", Body=b"")  # a console "folder", nothing in it
+    run = run_fetch("s3://models/empty", tmp_path / "m", env_for(s3_server))
+    assert run.returncode == 1
+    assert "no objects at or under s3://models/empty" in run.termination
+
+
+def test_size_limit_is_checked_before_downloading(s3_server: Server, bucket: str, tmp_path: Path) -> None:
+    run = run_fetch("s3://models/tf/mnist", tmp_path / "m", env_for(s3_server), "--max-bytes", "10")
+    assert run.returncode == 1
+    assert run.termination.startswith("download refused: s3://models/tf/mnist holds 13 bytes in 2 objects"), (
+        run.termination
+    )
+    assert tree(tmp_path / "m") == {}
