@@ -12,30 +12,19 @@ AZURE_HOST_SUFFIX = ".blob.core.windows.net"
 
 @dataclass(frozen=True)
 class Scheme:
-    """One storage scheme: how its URIs look and which settings it reads."""
+    """One storage scheme and the shape of its URIs (errors list them all)."""
 
     store: str  # "http" | "s3" | "gcs" | "azure"
     example: str
-    variables: str
 
 
 SCHEMES = (
-    Scheme("http", "https://HOST/model.tar.gz", "REQUESTS_CA_BUNDLE"),
-    Scheme(
-        "s3",
-        "s3://BUCKET/PREFIX",
-        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL, ISVC_S3_USE_HTTPS, "
-        "AWS_DEFAULT_REGION, AWS_CA_BUNDLE, ISVC_S3_VERIFY_SSL, ISVC_S3_ANONYMOUS, ISVC_S3_ADDRESSING_STYLE",
-    ),
-    Scheme("gcs", "gs://BUCKET/PREFIX", "GOOGLE_APPLICATION_CREDENTIALS, ISVC_GCS_ANONYMOUS, STORAGE_EMULATOR_HOST"),
-    Scheme(
-        "azure",
-        "https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX",
-        "AZURE_STORAGE_ACCESS_KEY, AZURE_STORAGE_SAS_TOKEN, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, "
-        "AZURE_TENANT_ID, ISVC_AZURE_ANONYMOUS, ISVC_AZURE_BLOB_ENDPOINT",
-    ),
+    Scheme("http", "http(s)://HOST/ARCHIVE"),
+    Scheme("s3", "s3://BUCKET/PREFIX"),
+    Scheme("gcs", "gs://BUCKET/PREFIX"),
+    Scheme("azure", "https://ACCOUNT" + AZURE_HOST_SUFFIX + "/CONTAINER/PREFIX"),
 )
-ACCEPTED = "http(s)://HOST/ARCHIVE, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX"
+ACCEPTED = ", ".join(scheme.example for scheme in SCHEMES)
 
 
 @dataclass(frozen=True)
