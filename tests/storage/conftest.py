@@ -130,21 +130,33 @@ def s3_tls_server(
     yield from _moto(stores_cache, tmp_path_factory.mktemp("moto-tls"), "moto-tls", certificate)
 
 
-@pytest.fixture(scope="session")
-def gcs_server(stores_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("fake-gcs")
+def _fake_gcs(stores_cache: Path, tmp: Path, tls: tuple[Path, Path] | None = None) -> Iterator[Server]:
     port = reserved_port()
-    server = Server("fake-gcs-server", port, tmp / "fake-gcs.log")
+    scheme = "https" if tls else "http"
+    server = Server(f"fake-gcs-server-{scheme}", port, tmp / "fake-gcs.log")
     binary = stores_cache / f"bin/fake-gcs-server-{STORES_VERSIONS['FAKE_GCS_SERVER_VERSION']}"
+    argv = [str(binary), "-scheme", scheme, "-host", "127.0.0.1", "-port", str(port), "-backend", "filesystem",
+            "-filesystem-root", str(tmp / "data"), "-public-host", f"127.0.0.1:{port}",
+            "-external-url", f"{scheme}://127.0.0.1:{port}"]  # fmt: skip
+    if tls:
+        argv += ["-cert-location", str(tls[0]), "-private-key-location", str(tls[1])]
     try:
-        server.start(
-            [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port), "-backend", "filesystem",
-             "-filesystem-root", str(tmp / "data"), "-public-host", f"127.0.0.1:{port}",
-             "-external-url", f"http://127.0.0.1:{port}"]
-        )  # fmt: skip
+        server.start(argv)
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_server(stores_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from _fake_gcs(stores_cache, tmp_path_factory.mktemp("fake-gcs"))
+
+
+@pytest.fixture(scope="session")
+def gcs_tls_server(
+    stores_cache: Path, tmp_path_factory: pytest.TempPathFactory, certificate: tuple[Path, Path]
+) -> Iterator[Server]:
+    yield from _fake_gcs(stores_cache, tmp_path_factory.mktemp("fake-gcs-tls"), certificate)
 
 
 @pytest.fixture(scope="session")

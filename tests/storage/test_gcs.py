@@ -84,3 +84,27 @@ def test_stalled_server_times_out(stalled_port: int, tmp_path: Path) -> None:
     run = run_fetch("gs://gmodels/tf", tmp_path / "m", env, timeout=120)
     assert run.returncode == 1
     assert run.termination.startswith("timeout: listing gs://gmodels/tf"), run.termination
+
+
+def test_tls_with_ca_bundle(gcs_tls_server: Server, certificate: tuple[Path, Path], tmp_path: Path) -> None:
+    import os
+
+    host = f"https://127.0.0.1:{gcs_tls_server.port}"
+    previous = {name: os.environ.get(name) for name in ("STORAGE_EMULATOR_HOST", "REQUESTS_CA_BUNDLE")}
+    os.environ.update(STORAGE_EMULATOR_HOST=host, REQUESTS_CA_BUNDLE=str(certificate[0]))
+    try:
+        client = storage.Client(credentials=AnonymousCredentials(), project="test")
+        client.create_bucket("gtls").blob("m/1/saved_model.pb").upload_from_string(b"gcs-tls")
+    finally:
+        for name, value in previous.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+    env = {"STORAGE_EMULATOR_HOST": host, "ISVC_STORAGE_CONNECT_TIMEOUT": "2", "ISVC_STORAGE_READ_TIMEOUT": "2"}
+
+    verified = run_fetch("gs://gtls/m", tmp_path / "a", {**env, "REQUESTS_CA_BUNDLE": str(certificate[0])})
+    assert verified.returncode == 0, verified.stderr
+    assert tree(tmp_path / "a") == {"1/saved_model.pb": b"gcs-tls"}
+
+    refused = run_fetch("gs://gtls/m", tmp_path / "b", env, timeout=120)
+    assert refused.returncode == 1
+    assert refused.termination.startswith("TLS verification failed: listing gs://gtls/m"), refused.termination
+    assert "REQUESTS_CA_BUNDLE" in refused.termination
