@@ -12,7 +12,7 @@ WORKDIR /src
 # Only what the wheel is built from: the project metadata and the package.
 COPY pyproject.toml README.md ./
 COPY operator/isvc_operator/ operator/isvc_operator/
-RUN pip wheel --no-cache-dir --disable-pip-version-check --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --disable-pip-version-check --wheel-dir /wheels '.[storage]'
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="isvc-operator" \
