@@ -9,7 +9,7 @@ LOCAL_KUBECONFIG := $(CLUSTER_DIR)/kubeconfig
 include hack/cluster/versions.env
 KUBECTL := $(HOME)/.cache/isvc-operator/bin/kubectl-$(KUBE_VERSION)
 
-.PHONY: help venv lint binaries node-deps images cluster-up cluster-down dev dev-stop test test-unit test-cluster test-e2e test-pytorch-server manifests render bench bench-pytorch chaos
+.PHONY: help venv lint binaries stores node-deps images cluster-up cluster-down dev dev-stop test test-unit test-cluster test-e2e test-pytorch-server manifests render bench bench-pytorch bench-storage chaos
 
 help:
 	@echo "make dev           local control plane (unless KUBECONFIG reaches a cluster) + CRD + operator + samples"
@@ -22,6 +22,7 @@ help:
 	@echo "make manifests     regenerate manifests/install.yaml from the Helm chart"
 	@echo "make bench [N=300] [REPEAT=3] operator vs the API server's floor (bench/operator_bench.py)"
 	@echo "make bench-pytorch the PyTorch server vs KServe and the in-process floor"
+	@echo "make bench-storage the storage program vs the stores' reference clients (bench/storage_bench.py)"
 	@echo "make chaos         fault injection and fuzzing figures (bench/chaos.py)"
 
 $(VENV)/.installed: pyproject.toml
@@ -40,6 +41,11 @@ lint: venv
 
 binaries:
 	bash hack/cluster/build.sh all >/dev/null
+	bash hack/kstatus/build.sh >/dev/null
+
+# The object-store servers the storage program is tested against (moto, fake-gcs-server, Azurite).
+stores:
+	bash hack/stores/build.sh all >/dev/null
 
 # The real node's runtime and the image builder, from Debian's packages (once; as root).
 node-deps:
@@ -63,7 +69,7 @@ dev: venv node-deps
 dev-stop:
 	bash hack/dev.sh stop
 
-test: venv binaries node-deps
+test: venv binaries node-deps stores
 	bash hack/test.sh
 
 test-unit: venv
@@ -90,6 +96,9 @@ bench: venv binaries
 bench-pytorch:
 	bash servers/pytorch/run-tests.sh --co -q >/dev/null
 	servers/pytorch/.venv/bin/python bench/pytorch_server.py
+
+bench-storage: venv stores
+	$(PY) bench/storage_bench.py
 
 chaos: venv binaries
 	$(PY) bench/chaos.py $(if $(QUICK),--quick,)

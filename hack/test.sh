@@ -28,6 +28,12 @@ if ! "$kubectl" --kubeconfig .cluster/kubeconfig get --raw /readyz >/dev/null 2>
   bash hack/cluster/up.sh >/dev/null || exit 1
   started_cluster=1
 fi
+# Cold builds happen here, outside pytest's per-test timeout: the images the e2e tests run on the
+# real node, and the PyTorch server's venv their model fixture uses (both cached: seconds when warm).
+if "$kubectl" --kubeconfig .cluster/kubeconfig get node isvc-node >/dev/null 2>&1; then
+  run images bash hack/images/build.sh --load operator pytorch-server test-server
+fi
+run server-venv bash -c "bash servers/pytorch/run-tests.sh --co -q >/dev/null"
 # The e2e tests install the operator with Helm as a pod; the other tests run it as a process. Two
 # sessions, so that the two never reconcile at the same time.
 run e2e .venv/bin/python -m pytest tests/e2e -q -p no:cacheprovider

@@ -36,12 +36,20 @@ DEPLOYMENT = Kind("apps", "v1", "Deployment", "deployments", "PredictorReady")
 SERVICE = Kind("", "v1", "Service", "services", "ServiceReady")
 CONFIG_MAP = Kind("", "v1", "ConfigMap", "configmaps", "PredictorReady")
 AUTOSCALER = Kind("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "PredictorReady")
+DISRUPTION_BUDGET = Kind("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "PredictorReady")
 # Istio's: watched only where its CRD is installed (kopf skips resources discovery does not list).
 AUTHORIZATION_POLICY = Kind(
     "security.istio.io", "v1", "AuthorizationPolicy", "authorizationpolicies", "AuthorizationReady"
 )
 
-CHILD_KINDS: tuple[Kind, ...] = (DEPLOYMENT, SERVICE, CONFIG_MAP, AUTOSCALER, AUTHORIZATION_POLICY)
+CHILD_KINDS: tuple[Kind, ...] = (
+    DEPLOYMENT,
+    SERVICE,
+    CONFIG_MAP,
+    AUTOSCALER,
+    DISRUPTION_BUDGET,
+    AUTHORIZATION_POLICY,
+)
 INFERENCE_SERVICE = Kind(GROUP, VERSION, KIND, PLURAL)
 POD = Kind("", "v1", "Pod", "pods")
 # Read (get only) for the storage init container's credentials.

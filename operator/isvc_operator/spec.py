@@ -35,6 +35,7 @@ FETCHED_STORES = ("s3", "gs", "azure", "http")
 OBJECT_STORES = ("s3", "gs", "azure")
 AZURE_BLOB_HOST_SUFFIX = ".blob.core.windows.net"
 AUTHORIZATION_MODES = ("Auto", "Enabled", "Disabled")
+STRATEGY_TYPES = ("RollingUpdate", "Recreate")
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -80,6 +81,27 @@ class VersionPolicy:
     versions: tuple[int, ...] = ()
 
 
+IntOrPercent = int | str  # a number of pods, or a percentage of them ("25%"), as Kubernetes' IntOrString
+
+
+@dataclass(frozen=True)
+class DeploymentStrategy:
+    """How the Deployment replaces pods on a spec change. The default never serves with fewer
+    ready replicas than asked for: a new pod must be ready before an old one goes."""
+
+    type: str = "RollingUpdate"
+    max_surge: IntOrPercent | None = "25%"
+    max_unavailable: IntOrPercent | None = 0
+
+
+@dataclass(frozen=True)
+class DisruptionBudget:
+    """What the user asked a PodDisruptionBudget to keep (exactly one of the two is set)."""
+
+    min_available: IntOrPercent | None = None
+    max_unavailable: IntOrPercent | None = None
+
+
 @dataclass(frozen=True)
 class Predictor:
     framework: str
@@ -109,6 +131,9 @@ class Predictor:
     affinity: Mapping[str, Any] | None = None
     service_account_name: str | None = None
     image_pull_secrets: tuple[str, ...] = ()
+    # Rollouts and voluntary disruptions (node drains): see _rollout_and_disruption.
+    deployment_strategy: DeploymentStrategy = field(default_factory=DeploymentStrategy)
+    disruption_budget: DisruptionBudget | None = None
 
     @property
     def uses_model_config(self) -> bool:
@@ -297,7 +322,10 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
         return tuple(value) if value is not None else None
 
     version_policy, version_labels = _versions(framework, body)
+    deployment_strategy, disruption_budget = _rollout_and_disruption(predictor)
     return Predictor(
+        deployment_strategy=deployment_strategy,
+        disruption_budget=disruption_budget,
         framework=framework,
         cache=_model_cache(predictor, storage),
         version_policy=version_policy,
@@ -412,6 +440,61 @@ def _versions(framework: str, body: Mapping[str, Any]) -> tuple[VersionPolicy | 
                 f"modelVersionPolicy.specific does not load ({', '.join(map(str, policy.versions))})"
             )
     return policy, labels
+
+
+_PERCENT = re.compile(r"^(100|[1-9]?[0-9])%$")
+
+
+def _int_or_percent(value: Any, what: str) -> IntOrPercent | None:
+    """A number of pods (0 or more) or a percentage "0%".."100%", as the CRD's rules accept."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and _PERCENT.fullmatch(value):
+        return value
+    raise InvalidSpec(f"{what}: {value!r} is neither a number of pods (0 or more) nor a percentage such as 25%")
+
+
+def _is_zero(value: IntOrPercent | None) -> bool:
+    return value in (0, "0%")
+
+
+def _rollout_and_disruption(predictor: Mapping[str, Any]) -> tuple[DeploymentStrategy, DisruptionBudget | None]:
+    """spec.predictor.deploymentStrategy and minAvailable/maxUnavailable (the PodDisruptionBudget)."""
+    strategy_spec = predictor.get("deploymentStrategy") or {}
+    where = "spec.predictor.deploymentStrategy"
+    kind = strategy_spec.get("type", "RollingUpdate")
+    if kind not in STRATEGY_TYPES:
+        raise InvalidSpec(f"{where}.type: {kind!r} is not one of {', '.join(STRATEGY_TYPES)}")
+    rolling = strategy_spec.get("rollingUpdate")
+    if kind == "Recreate":
+        if rolling is not None:
+            raise InvalidSpec(f"{where}.rollingUpdate: only allowed with type RollingUpdate, not Recreate")
+        strategy = DeploymentStrategy(type=kind, max_surge=None, max_unavailable=None)
+    else:
+        rolling = rolling or {}
+        default = DeploymentStrategy()
+        surge = _int_or_percent(rolling.get("maxSurge"), f"{where}.rollingUpdate.maxSurge")
+        unavailable = _int_or_percent(rolling.get("maxUnavailable"), f"{where}.rollingUpdate.maxUnavailable")
+        strategy = DeploymentStrategy(
+            type=kind,
+            max_surge=default.max_surge if surge is None else surge,
+            max_unavailable=default.max_unavailable if unavailable is None else unavailable,
+        )
+        if _is_zero(strategy.max_surge) and _is_zero(strategy.max_unavailable):
+            raise InvalidSpec(
+                f"{where}.rollingUpdate: maxSurge and maxUnavailable are both 0 (maxUnavailable defaults to 0): "
+                "a rollout could never replace a pod; allow at least one of them"
+            )
+    min_available = _int_or_percent(predictor.get("minAvailable"), "spec.predictor.minAvailable")
+    max_unavailable = _int_or_percent(predictor.get("maxUnavailable"), "spec.predictor.maxUnavailable")
+    if min_available is not None and max_unavailable is not None:
+        raise InvalidSpec("spec.predictor: set at most one of minAvailable and maxUnavailable (PodDisruptionBudget)")
+    budget = None
+    if min_available is not None or max_unavailable is not None:
+        budget = DisruptionBudget(min_available=min_available, max_unavailable=max_unavailable)
+    return strategy, budget
 
 
 def _service(spec: Mapping[str, Any]) -> ServiceExposure:

@@ -2,7 +2,8 @@
 
 Conditions follow the Kubernetes API conventions. `Unknown` means "still converging" (creating,
 rolling out), `False` means "stuck until someone acts" and carries a reason saying what to fix.
-`Ready` aggregates the others so `kubectl wait`, Flux (kstatus) and Argo CD all read one field.
+`Ready` aggregates the others so `kubectl wait` and Argo CD read one field; `Reconciling` and
+`Stalled` restate it in the kstatus conventions Flux reads.
 """
 
 from __future__ import annotations
@@ -201,6 +202,39 @@ def aggregate_ready(parts: Sequence[Mapping[str, Any]], url: str | None) -> dict
     return condition("Ready", TRUE, "Ready", f"model served at {url}" if url else "all components ready")
 
 
+# Ready=False reasons that can clear without anyone acting on the isvc: the cluster may free or add
+# room (another workload leaves, a node autoscaler adds a node). They count as reconciling until the
+# Deployment's progress deadline passes, as kstatus reads a Deployment's own status.
+MAY_CLEAR_BY_ITSELF = frozenset({"Unschedulable"})
+
+
+def progress_deadline_exceeded(deployment: Mapping[str, Any] | None) -> bool:
+    progressing = _conditions_by_type(deployment or {}).get("Progressing") or {}
+    return progressing.get("status") == FALSE and progressing.get("reason") == "ProgressDeadlineExceeded"
+
+
+def kstatus_conditions(ready: Mapping[str, Any], *, deadline_exceeded: bool = False) -> list[dict[str, Any]]:
+    """Reconciling and Stalled beside Ready, as kstatus (Flux's health checks) reads them: Reconciling
+    True is InProgress, Stalled True is Failed, neither (with Ready True) is Current. Without them
+    kstatus reads any Ready=False as InProgress, so a wait on an isvc that will never converge only
+    ends at its timeout. At most one of the two is True."""
+    status, reason, message = ready["status"], ready["reason"], ready["message"]
+    if status == TRUE:
+        return [
+            condition("Reconciling", FALSE, reason, "the isvc has converged to its spec"),
+            condition("Stalled", FALSE, reason, "nothing is stuck"),
+        ]
+    if status == FALSE and (reason not in MAY_CLEAR_BY_ITSELF or deadline_exceeded):
+        return [
+            condition("Reconciling", FALSE, "Stalled", "nothing will change until someone acts: see Stalled"),
+            condition("Stalled", TRUE, reason, message),
+        ]
+    return [
+        condition("Reconciling", TRUE, reason, message),
+        condition("Stalled", FALSE, "Reconciling", "still converging: see Reconciling"),
+    ]
+
+
 def stamp_conditions(
     conditions: Sequence[Mapping[str, Any]],
     previous: Sequence[Mapping[str, Any]],
@@ -256,7 +290,16 @@ def compute_status(
         "readyReplicas": ready_replicas,
         "replicasSummary": f"{ready_replicas}/{desired}",
         "conditions": stamp_conditions(
-            [ready, predictor, service, authorization], (previous or {}).get("conditions") or [], generation, now
+            [
+                ready,
+                predictor,
+                service,
+                authorization,
+                *kstatus_conditions(ready, deadline_exceeded=progress_deadline_exceeded(observed.deployment)),
+            ],
+            (previous or {}).get("conditions") or [],
+            generation,
+            now,
         ),
     }
 
@@ -269,8 +312,9 @@ def invalid_spec_status(
     previous = previous or {}
     ready = condition("Ready", FALSE, reason, message)
     predictor = condition("PredictorReady", FALSE, reason, message)
-    kept = [c for c in previous.get("conditions") or [] if c.get("type") not in ("Ready", "PredictorReady")]
-    conditions = stamp_conditions([ready, predictor], previous.get("conditions") or [], generation, now)
+    computed = [ready, predictor, *kstatus_conditions(ready)]
+    kept = [c for c in previous.get("conditions") or [] if c.get("type") not in {c["type"] for c in computed}]
+    conditions = stamp_conditions(computed, previous.get("conditions") or [], generation, now)
     return {
         **{k: v for k, v in previous.items() if k != "conditions"},
         "observedGeneration": generation,

@@ -28,6 +28,7 @@ EXPECTED_RULES = [
     (["apps"], ["deployments"], CHILD_VERBS),
     ([""], ["services", "configmaps"], CHILD_VERBS),
     (["autoscaling"], ["horizontalpodautoscalers"], CHILD_VERBS),
+    (["policy"], ["poddisruptionbudgets"], CHILD_VERBS),
     (["security.istio.io"], ["authorizationpolicies"], CHILD_VERBS),
     ([""], ["events"], ["create", "patch"]),
     (["events.k8s.io"], ["events"], ["create", "patch"]),

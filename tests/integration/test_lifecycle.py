@@ -71,6 +71,8 @@ def test_tensorflow_isvc_becomes_ready_with_the_hand_written_children(kube, oper
         "PredictorReady": "True",
         "ServiceReady": "True",
         "AuthorizationReady": "True",
+        "Reconciling": "False",
+        "Stalled": "False",
     }
     assert (status["replicas"], status["readyReplicas"]) == (1, 1)
 

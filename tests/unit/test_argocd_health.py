@@ -209,3 +209,93 @@ def test_argocd_cm_snippet_holds_the_same_script(script: str) -> None:
         f"{CM_SNIPPET.relative_to(ROOT)} differs from {HEALTH_LUA.relative_to(ROOT)}: "
         "copy health.lua into the snippet, indented by four spaces"
     )
+
+
+def with_kstatus(status: dict[str, Any], reconciling: tuple[str, str, str], stalled: tuple[str, str, str]) -> dict:
+    generation = status["observedGeneration"]
+    return {
+        **status,
+        "conditions": [
+            *status["conditions"],
+            cond("Reconciling", *reconciling, generation),
+            cond("Stalled", *stalled, generation),
+        ],
+    }
+
+
+KSTATUS_CASES = [
+    pytest.param(
+        with_kstatus(served(1), ("False", "Ready", "converged"), ("False", "Ready", "nothing is stuck")),
+        "Healthy",
+        f"model served at {URL}",
+        id="ready",
+    ),
+    pytest.param(
+        with_kstatus(
+            loading(1),
+            ("True", "ReplicasNotReady", "waiting for 1 replicas to load the model"),
+            ("False", "Reconciling", "still converging"),
+        ),
+        "Progressing",
+        "ReplicasNotReady: waiting for 1 replicas to load the model",
+        id="reconciling",
+    ),
+    pytest.param(
+        with_kstatus(
+            {
+                **loading(1),
+                "conditions": [cond("Ready", "False", "Unschedulable", "pod p cannot be scheduled", 1)],
+            },
+            ("True", "Unschedulable", "pod p cannot be scheduled"),
+            ("False", "Reconciling", "still converging"),
+        ),
+        "Progressing",
+        "Unschedulable: pod p cannot be scheduled",
+        id="ready-false-but-reconciling-unschedulable",
+    ),
+    pytest.param(
+        with_kstatus(
+            invalid(2),
+            ("False", "Stalled", "see Stalled"),
+            ("True", "InvalidSpec", "storageUri 's3://bucket/model' is not supported"),
+        ),
+        "Degraded",
+        "InvalidSpec: storageUri 's3://bucket/model' is not supported",
+        id="stalled",
+    ),
+]
+
+
+@pytest.mark.parametrize(("status", "health", "message"), KSTATUS_CASES)
+def test_reconciling_and_stalled(script: str, status: dict[str, Any], health: str, message: str) -> None:
+    assert run_health(script, isvc(status["observedGeneration"], status)) == {"status": health, "message": message}
+
+
+def test_stalled_of_an_older_generation_is_not_read(script: str) -> None:
+    status = with_kstatus(served(2), ("False", "Ready", "x"), ("True", "InvalidSpec", "old"))
+    status["conditions"][-1]["observedGeneration"] = 1
+    assert run_health(script, isvc(2, status))["status"] == "Healthy"
+
+
+def test_health_agrees_with_the_operators_kstatus_conditions_for_every_reason(script: str) -> None:
+    """Degraded exactly when the operator says Stalled, Progressing when Reconciling, Healthy when
+    neither and Ready: Flux (kstatus) and Argo CD tell the same story."""
+    from isvc_operator.status import STUCK_WAITING, condition, kstatus_conditions, stamp_conditions
+
+    reasons = [*STUCK_WAITING, "InvalidSpec", "Unschedulable", "RolloutInProgress", "Creating", "Ready"]
+    for status_value in ("True", "False", "Unknown"):
+        for reason in reasons:
+            for deadline_exceeded in (False, True):
+                ready = condition("Ready", status_value, reason, f"{reason} message")
+                computed = [ready, *kstatus_conditions(ready, deadline_exceeded=deadline_exceeded)]
+                conditions = stamp_conditions(computed, [], 1, NOW)
+                by_type = {c["type"]: c["status"] for c in conditions}
+                expected = (
+                    "Degraded"
+                    if by_type["Stalled"] == "True"
+                    else "Progressing"
+                    if by_type["Reconciling"] == "True"
+                    else "Healthy"
+                )
+                got = run_health(script, isvc(1, {"observedGeneration": 1, "conditions": conditions}))
+                assert got["status"] == expected, (status_value, reason, deadline_exceeded, conditions, got)

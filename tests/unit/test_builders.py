@@ -56,6 +56,8 @@ GOLDEN_DEPLOYMENT = {
                 "app.kubernetes.io/component": "predictor",
             }
         },
+        # Not in the hand-written Deployment: a new pod is ready before an old one goes.
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0}},
         "template": {
             "metadata": {"labels": LABELS},
             "spec": {

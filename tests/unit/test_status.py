@@ -115,16 +115,15 @@ def test_compute_status_reports_generation_url_and_replicas():
     )
     assert status["observedGeneration"] == 7
     assert (status["replicas"], status["readyReplicas"], status["replicasSummary"]) == (2, 2, "2/2")
-    assert [c["type"] for c in status["conditions"]] == [
-        "Ready",
-        "PredictorReady",
-        "ServiceReady",
-        "AuthorizationReady",
+    assert [(c["type"], c["status"]) for c in status["conditions"]] == [
+        ("Ready", "True"),
+        ("PredictorReady", "True"),
+        ("ServiceReady", "True"),
+        ("AuthorizationReady", "True"),
+        ("Reconciling", "False"),
+        ("Stalled", "False"),
     ]
-    assert all(
-        c["status"] == "True" and c["observedGeneration"] == 7 and c["lastTransitionTime"] == "T1"
-        for c in status["conditions"]
-    )
+    assert all(c["observedGeneration"] == 7 and c["lastTransitionTime"] == "T1" for c in status["conditions"])
 
 
 def test_first_visit_is_not_ready():
@@ -180,7 +179,13 @@ def test_invalid_spec_keeps_other_fields_and_says_why():
         "spec.predictor: bad",
     )
     assert status["url"] == "http://m" and status["observedGeneration"] == 4
-    assert {c["type"] for c in status["conditions"]} == {"Ready", "PredictorReady", "ServiceReady"}
+    assert {c["type"] for c in status["conditions"]} == {
+        "Ready",
+        "PredictorReady",
+        "ServiceReady",
+        "Reconciling",
+        "Stalled",
+    }
 
 
 def pod(**status):

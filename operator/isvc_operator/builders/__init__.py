@@ -9,6 +9,7 @@ from ..spec import InferenceService
 from .authorization import authorization_wanted, build_authorization_policy
 from .autoscaler import build_autoscaler
 from .deployment import build_deployment
+from .disruption_budget import build_disruption_budget
 from .model_config import build_model_config
 from .service import build_service
 from .storage_credentials import AccountSecrets, build_storage_credentials
@@ -30,7 +31,11 @@ def build_children(
     storage = isvc.predictor.storage
     credentials = build_storage_credentials(storage.store if storage else "", account_secrets)
     children = [build_deployment(isvc, server, credentials), build_service(isvc, server)]
-    optional = (build_model_config(isvc, server.model_base_path), build_autoscaler(isvc))
+    optional = (
+        build_model_config(isvc, server.model_base_path),
+        build_autoscaler(isvc),
+        build_disruption_budget(isvc),
+    )
     children.extend(child for child in optional if child is not None)
     if istio_installed and authorization_wanted(isvc, istio_installed):
         children.append(build_authorization_policy(isvc, server))

@@ -133,6 +133,18 @@ def build_container(isvc: InferenceService, server: ResolvedRuntime) -> dict[str
     return container
 
 
+def build_strategy(isvc: InferenceService) -> dict[str, Any]:
+    """The Deployment's strategy; by default (maxUnavailable 0) a rollout never serves with fewer
+    ready replicas than asked for."""
+    strategy = isvc.predictor.deployment_strategy
+    if strategy.type == "Recreate":
+        return {"type": "Recreate"}
+    return {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": strategy.max_surge, "maxUnavailable": strategy.max_unavailable},
+    }
+
+
 def build_deployment(
     isvc: InferenceService, server: ResolvedRuntime, credentials: StorageCredentials = NO_CREDENTIALS
 ) -> dict[str, Any]:
@@ -169,6 +181,7 @@ def build_deployment(
         template_metadata["annotations"] = dict(isvc.annotations)
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(isvc)},
+        "strategy": build_strategy(isvc),
         "template": {"metadata": template_metadata, "spec": pod_spec},
     }
     if not isvc.autoscaled:

@@ -1,12 +1,42 @@
-"""Storage init container: download a model archive and unpack it into the model volume.
+"""Storage init container: download a model into the model volume.
 
 Usage (the operator puts this in the predictor pod's init container)::
 
     python -m isvc_operator.storage fetch URI DEST [--layout tensorflow|pytorch]
-        [--max-bytes N] [--termination-log PATH]
+        [--max-bytes N] [--cache-dir DIR] [--termination-log PATH]
 
-URI is an ``http://`` or ``https://`` URL of a tar.gz/tgz, tar.bz2, tar.xz, tar or zip archive;
-DEST is the (emptyDir) model volume. The container's root filesystem is read-only, so the
+URI is an ``http://`` or ``https://`` URL of a tar.gz/tgz, tar.bz2, tar.xz, tar or zip archive, or
+an object-store location: ``s3://BUCKET/PREFIX``, ``gs://BUCKET/PREFIX`` or
+``https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX`` (Azure, recognised by the host suffix;
+any other https URL is an archive). DEST is the (emptyDir) model volume.
+
+Object stores (``locations`` parses, ``objects`` is the engine, one module per store: ``s3``,
+``gcs``, ``azure``; ``settings`` reads the environment). A prefix with objects under ``PREFIX/``
+is a model directory: every object is downloaded keeping its path relative to the prefix (keys
+with ``..``, ``.``, empty or absolute components are refused: they would land outside DEST). A
+prefix that is exactly one object: an archive (by content) is unpacked exactly like an http archive,
+anything else is stored under its base name. Downloads are streamed to disk, many objects at once
+(``ISVC_STORAGE_CONCURRENCY`` threads) and large objects as parallel ranged reads, so memory stays
+bounded whatever the model size. Every client has connect and read timeouts
+(``ISVC_STORAGE_CONNECT_TIMEOUT``/``ISVC_STORAGE_READ_TIMEOUT``) and bounded retries with backoff
+configured through its SDK, so nothing waits forever. Settings come only from environment
+variables, the SDKs' own where they have one (``AWS_*``, ``GOOGLE_APPLICATION_CREDENTIALS``,
+``STORAGE_EMULATOR_HOST``, ``AZURE_*``), ``ISVC_*`` otherwise; with no key set, each SDK's default
+credential chain applies (IRSA, GKE and Azure workload identity). Errors name the credential
+variables in use, never their values.
+
+Libraries: boto3 (with s3transfer, the engine of ``aws s3 cp``), google-cloud-storage (its
+transfer manager's chunked download) and azure-storage-blob with azure-identity: the stores' own
+SDKs, well kept, honouring the standard variables and credential chains a user already has. They
+are the ``storage`` extra: installed in the operator image, which also runs this init container,
+and never imported by the operator process (an import-linter contract holds that).
+
+Cache (``--cache-dir``, a ReadWriteMany volume mounted at the same path read-write here and
+read-only in the model server): an entry is keyed by sha256 of the URI and the store's version of
+everything it names (ETag/generation of every object; ETag or Last-Modified for http). A miss
+downloads into ``DIR/.isvc-staging-KEY`` under an fcntl lock on ``DIR/KEY.lock`` and renames it to
+``DIR/KEY``: concurrent first pods download once, and an entry is never seen half-written. DEST
+then gets one symlink per top-level entry, pointing into the cache (no copy). The container's root filesystem is read-only, so the
 download is streamed to a hidden temporary file inside DEST (``.isvc-download-*``), unpacked into a
 hidden staging directory inside DEST (``.isvc-extract-*``) and only then moved into place, the
 same-named entries of an earlier attempt set aside (``.isvc-previous-*``) and put back if a move
@@ -48,7 +78,7 @@ Exit status: 0 on success (one summary line on stdout), 1 on any failure, 2 on b
 On failure one line goes to stderr and, truncated to 4096 bytes, to the termination-message file
 (``--termination-log``; default ``/dev/termination-log``, written only if it exists, as it does
 in a pod) so it shows up in the pod's ``lastState.terminated.message``.
-Custom CAs: requests honours ``REQUESTS_CA_BUNDLE``.
+Custom CAs: requests honours ``REQUESTS_CA_BUNDLE``; for S3, ``AWS_CA_BUNDLE`` and ``ISVC_S3_VERIFY_SSL``.
 Known limit: tar extended (pax/GNU long-name) headers are read into memory by ``tarfile``.
 """
 

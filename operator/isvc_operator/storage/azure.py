@@ -18,7 +18,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobServiceClient, ExponentialRetry
 
 from .errors import StorageError
 from .locations import Location
@@ -58,9 +58,10 @@ class AzureStore:
             credential=credential,
             connection_timeout=self.transfer.connect_timeout,
             read_timeout=self.transfer.read_timeout,
-            retry_total=self.transfer.max_attempts - 1,
-            retry_connect=self.transfer.max_attempts - 1,
-            retry_read=self.transfer.max_attempts - 1,
+            # The SDK's default backoff starts at 15 s; a pod start wants seconds, bounded attempts.
+            retry_policy=ExponentialRetry(
+                initial_backoff=1, increment_base=2, retry_total=self.transfer.max_attempts - 1, random_jitter_range=1
+            ),
             max_single_get_size=8 * MIB,
             max_chunk_get_size=8 * MIB,
         )

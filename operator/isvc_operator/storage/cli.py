@@ -125,7 +125,8 @@ def fetch_model(
         filler = functools.partial(_fill_objects, store, location, selection, max_bytes=max_bytes)
     note = ""
     if cache_dir is not None and key_versions is not None:
-        entry, how = cached_entry(Path(cache_dir), cache_key(uri, key_versions), filler)
+        # Absolute: the symlinks in DEST must resolve in the model server, which mounts DIR at the same path.
+        entry, how = cached_entry(Path(os.path.abspath(cache_dir)), cache_key(uri, key_versions), filler)
         linked = link_into(entry, dest)
         done = f"{how}, {entry} linked into {dest} ({linked} entries)"
     else:

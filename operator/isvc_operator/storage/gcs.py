@@ -24,6 +24,20 @@ from .settings import GcsSettings, TransferSettings, credentials_text, gcs_setti
 
 MIB = 1024 * 1024
 CHUNKED_OVER = 32 * MIB
+_TRANSIENT = (
+    api_exceptions.TooManyRequests,
+    api_exceptions.InternalServerError,
+    api_exceptions.BadGateway,
+    api_exceptions.ServiceUnavailable,
+    api_exceptions.GatewayTimeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+)
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Transport errors and 5xx/429 are retried; a failed TLS verification never heals by retrying."""
+    return isinstance(exc, _TRANSIENT) and not isinstance(exc, requests.exceptions.SSLError)
 
 
 class GcsStore:
@@ -32,7 +46,9 @@ class GcsStore:
         self.transfer: TransferSettings = transfer_settings(env)
         self.timeout = (self.transfer.connect_timeout, self.transfer.read_timeout)
         # Bounded: retries stop once this many seconds have passed since the first attempt.
-        self.retry = Retry(initial=0.5, maximum=8.0, multiplier=2.0, timeout=self.transfer.read_timeout * 2)
+        self.retry = Retry(
+            predicate=_retryable, initial=0.5, maximum=8.0, multiplier=2.0, timeout=self.transfer.read_timeout * 2
+        )
         self.blobs: dict[str, Any] = {}
         try:
             if self.settings.anonymous or self.settings.emulator_host:
@@ -52,6 +68,8 @@ class GcsStore:
     def failure(self, exc: Exception, location: Location, what: str) -> StorageError:
         uri = location.uri
         who = credentials_text(self.settings.credential_variables, "ISVC_GCS_ANONYMOUS", self.settings.anonymous)
+        if isinstance(exc, api_exceptions.RetryError) and isinstance(exc.cause, Exception):
+            exc = exc.cause  # what the last attempt met says more than "retries exhausted"
         if isinstance(exc, api_exceptions.NotFound):
             return StorageError(f"not found: {what} {uri}: bucket {location.bucket!r} or object does not exist")
         if isinstance(exc, (api_exceptions.Forbidden, api_exceptions.Unauthorized)):
@@ -63,7 +81,9 @@ class GcsStore:
             return StorageError(
                 f"TLS verification failed: {what} {uri}: {exc}; set REQUESTS_CA_BUNDLE to the CA bundle"
             )
-        if isinstance(exc, (requests.exceptions.Timeout, api_exceptions.RetryError)):
+        if isinstance(exc, (requests.exceptions.Timeout, api_exceptions.RetryError)) or (
+            isinstance(exc, requests.exceptions.ConnectionError) and "timed out" in str(exc)
+        ):
             return StorageError(
                 f"timeout: {what} {uri}: no answer within {self.transfer.read_timeout:g} s "
                 f"(ISVC_STORAGE_CONNECT_TIMEOUT / ISVC_STORAGE_READ_TIMEOUT), retries exhausted"

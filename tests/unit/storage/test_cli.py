@@ -144,13 +144,16 @@ def test_default_termination_log_is_written_only_when_the_kubelet_mounted_it(
 def test_python_dash_m_runs_the_cli(tmp_path: Path) -> None:
     log = tmp_path / "log"
     proc = subprocess.run(
-        [sys.executable, "-m", "isvc_operator.storage", "fetch", "s3://bucket/m.tgz", str(tmp_path / "d")]
+        [sys.executable, "-m", "isvc_operator.storage", "fetch", "ftp://host/m.tgz", str(tmp_path / "d")]
         + ["--termination-log", str(log)],
         capture_output=True,
         text=True,
         timeout=60,
     )
 
-    expected = "download failed: unsupported URI scheme 's3' in s3://bucket/m.tgz; accepted: http://, https://"
+    expected = (
+        "download failed: unsupported URI scheme 'ftp' in ftp://host/m.tgz; accepted: http(s)://HOST/ARCHIVE, "
+        "s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, https://ACCOUNT.blob.core.windows.net/CONTAINER/PREFIX"
+    )
     assert (proc.returncode, proc.stderr, proc.stdout) == (1, expected + "\n", "")
     assert log.read_text() == expected
