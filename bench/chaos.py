@@ -1113,13 +1113,31 @@ def scenario_fuzz(ctx: Context) -> dict[str, Any]:
             "the batch to be deleted",
         )
 
+    def inspect_ready(ready: list[Any]) -> None:
+        if not ctx.istio:
+            return
+        items = api.request("GET", f"/apis/security.istio.io/v1/namespaces/{ns}/authorizationpolicies")["items"]
+        policies = {p["metadata"]["name"]: p for p in items}
+        for case in ready:
+            case.problem = fuzz.policy_problem(case, policies.get(case.doc["metadata"]["name"]))
+
     def progress(batch: int, tally: Any) -> None:
         if batch % 2 == 1:
             log(f"fuzz: {len(tally.cases)} documents: {tally.counts()}")
 
     t0 = time.monotonic()
     # Kwok makes pods Ready within seconds: 45 s is ample for an accepted document to be judged.
-    tally = fuzz.run_cases(cases, ns, submit, list_isvcs, delete_batch, batch=100, settle_s=45, on_batch=progress)
+    tally = fuzz.run_cases(
+        cases,
+        ns,
+        submit,
+        list_isvcs,
+        delete_batch,
+        batch=100,
+        settle_s=45,
+        on_batch=progress,
+        inspect_ready=inspect_ready,
+    )
     counts = tally.counts()
     crashes = 0 if op.alive() else 1
     report = fuzz.format_report(tally)
