@@ -102,6 +102,7 @@ GROUPS = {
         "min_above_max",
         "min_without_max",
         "missing_claim",
+        "unschedulable",
         "no_predictor",
         "conflicting_predictors",
     ),
@@ -513,6 +514,7 @@ def _(doc, draw):
 @mutation("unschedulable", MUST_FAIL, "nodeSelector")
 def _(doc, draw):
     doc["spec"]["predictor"]["nodeSelector"] = {"fuzz.isvc.dev/no-such-node": draw(st.sampled_from(["x", "yes"]))}
+    _drop_sizing(doc)  # replicas 0 would ask for no pod, and so for none that cannot be scheduled
 
 
 @mutation("missing_claim", MUST_FAIL, "storageUri", ("tensorflow", "pytorch"))
