@@ -200,7 +200,14 @@ def ensure_cluster(workdir: Path) -> tuple[str, Path]:
     istio = ISTIO_CRD.exists()
     if istio:
         kubectl("apply", "-f", str(ISTIO_CRD))
-    kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    # Polled: `kubectl wait` fails at once while a just-created CRD has no conditions yet.
+    established = '{range .items[*]}{.status.conditions[?(@.type=="Established")].status}{"\\n"}{end}'
+    wait(
+        lambda: (lines := kubectl("get", "crd", "-o", f"jsonpath={established}").stdout.splitlines())
+        and all(line == "True" for line in lines),
+        60,
+        "the CRDs to be Established",
+    )
     # The garbage collector discovers new CRDs every 30 s; restart it so cascades work at once.
     pid = component_pid("kube-controller-manager")
     if pid:

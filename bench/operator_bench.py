@@ -63,7 +63,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.support import LeaveNothingBehind, kubectl_path, service_account_kubeconfig  # noqa: E402
+from tests.support import LeaveNothingBehind, kubectl_path, service_account_kubeconfig, wait_until  # noqa: E402
 
 # The floor builds its children with the code of the operator under test (--operator-path): the
 # CLI's own `render_documents` (parse -> resolve runtime -> build_children) plus `with_hash`.
@@ -329,10 +329,20 @@ def ensure_cluster(start: bool) -> Path:
     if not audit.exists():
         raise BenchError(f"no audit log at {audit}: start the cluster with ISVC_AUDIT_POLICY (see bench/README.md)")
     run_kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"))
-    run_kubectl(
-        kubeconfig, "wait", "--for=condition=Established", "crd/inferenceservices.serving.isvc.dev", "--timeout=60s"
-    )
+    wait_established(kubeconfig, "inferenceservices.serving.isvc.dev")
     return kubeconfig
+
+
+def wait_established(kubeconfig: Path, crd: str) -> None:
+    """Poll the CRD: `kubectl wait` fails at once while a just-created CRD has no conditions yet."""
+    established = '{.status.conditions[?(@.type=="Established")].status}'
+    wait_until(
+        lambda: run_kubectl(kubeconfig, "get", "crd", crd, "-o", f"jsonpath={established}") == "True",
+        60,
+        f"CRD {crd} to be Established",
+        tolerate=(BenchError,),
+        error=BenchError,
+    )
 
 
 def run_kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
@@ -767,9 +777,7 @@ def kserve_setup(admin: Path, src: Path, workdir: Path) -> Path:
     """CRDs, the inferenceservice-config ConfigMap (RawDeployment, no Ingress), the TF runtime, certs."""
     for crd in sorted((src / "config/crd/full").glob("serving.kserve.io_*.yaml")):
         run_kubectl(admin, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
-    run_kubectl(
-        admin, "wait", "--for=condition=Established", "crd/inferenceservices.serving.kserve.io", "--timeout=60s"
-    )
+    wait_established(admin, "inferenceservices.serving.kserve.io")
     cm = next(
         d
         for d in yaml.safe_load_all((src / "config/configmap/inferenceservice.yaml").read_text())
