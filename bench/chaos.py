@@ -16,7 +16,9 @@ Scenarios (each bounded by deadlines; `--quick` shrinks counts and durations):
 * fuzz             hypothesis-generated InferenceService documents (tests/integration/test_fuzz.py),
                    valid and invalid, applied one by one next to a healthy isvc.
 
-After each scenario's last fault it waits for convergence and checks: every surviving isvc is
+Once the last fault is over and the script's own writes (churn, fighting) have stopped, it waits
+for convergence, timed from that moment (`converge_s`, the operator's own convergence, one
+definition for every scenario), and checks: every surviving isvc is
 Ready at its generation with exactly its desired children (Deployment, Service; ConfigMap iff a
 TF version policy/labels; HPA iff maxReplicas, with the spec's bounds; AuthorizationPolicy iff
 authorization is not Disabled, Istio's CRD being installed here), nothing else labelled as ours
@@ -29,7 +31,9 @@ resource (leases and events are reported apart from children + status).
 
 Cluster: ISVC_CLUSTER_DIR=/tmp/chaos-cluster, API port 46443, etcd port 42379 (override with
 ISVC_CHAOS_CLUSTER_DIR / ISVC_CHAOS_API_PORT / ISVC_CHAOS_ETCD_PORT). Started (with the audit
-policy) if not running. Stop it: ISVC_CLUSTER_DIR=/tmp/chaos-cluster bash hack/cluster/down.sh --purge
+policy) if not running, and stopped when the run ends, fails or is interrupted (SIGINT, SIGTERM,
+SIGHUP), with every operator process it started (--keep-cluster leaves the control plane up).
+Delete its state: ISVC_CLUSTER_DIR=/tmp/chaos-cluster bash hack/cluster/down.sh --purge
 
 Usage: python bench/chaos.py [--quick] [--scenarios operator-kill,fuzz] [--out bench/results/chaos.json]
 """
@@ -63,6 +67,7 @@ from kubernetes import config as k8s_config
 
 from isvc_operator.kube_api import ApiError, KubeApi  # noqa: E402
 from tests.support import (  # noqa: E402
+    LeaveNothingBehind,
     built_tool,
     chart_identity,
     kubectl_path,
@@ -195,7 +200,14 @@ def ensure_cluster(workdir: Path) -> tuple[str, Path]:
     istio = ISTIO_CRD.exists()
     if istio:
         kubectl("apply", "-f", str(ISTIO_CRD))
-    kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    # Polled: `kubectl wait` fails at once while a just-created CRD has no conditions yet.
+    established = '{range .items[*]}{.status.conditions[?(@.type=="Established")].status}{"\\n"}{end}'
+    wait(
+        lambda: (lines := kubectl("get", "crd", "-o", f"jsonpath={established}").stdout.splitlines())
+        and all(line == "True" for line in lines),
+        60,
+        "the CRDs to be Established",
+    )
     # The garbage collector discovers new CRDs every 30 s; restart it so cascades work at once.
     pid = component_pid("kube-controller-manager")
     if pid:
@@ -727,7 +739,9 @@ def converge(
     deadline_s: float,
     resync: list[int] | None = None,
 ) -> tuple[float | None, dict[str, Any]]:
-    """Seconds until `verify` passes (None past the deadline) and the last verification.
+    """Seconds from this call until `verify` passes (None past the deadline) and the last
+    verification. Callers call it as soon as the last fault is over and their own writes have
+    stopped, so the figure is the operator's own convergence (`converge_s` in every row).
     With `resync` (a one-element counter), pods marked NotReady by a control-plane outage are
     re-readied as a kubelet would (see `kubelet_resync`)."""
     t0 = time.monotonic()
@@ -835,10 +849,11 @@ def churn_scenario(
     if remaining > 0:
         time.sleep(remaining)
     churn.stop()
+    # The churn runs on after the last fault until churn_s: converging starts when both are over.
+    churn_after_fault = time.monotonic() - last_fault_over
     log(f"{name}: churn over ({churn.ops}, {churn.failed_ops} failed); converging")
     resync = [0] if control_plane_fault else None
     converge_s, check = converge(api, namespaces, churn, ctx.istio, ctx.converge_deadline, resync)
-    since_fault = (time.monotonic() - last_fault_over) if converge_s is not None else None
     if converge_s is None:
         log(f"{name}: NOT converged: {check.get('problems', [])[:5]}")
     crashes = sum(1 for op in operators if op.proc is not None and op.proc.poll() not in (None, -9))
@@ -857,7 +872,7 @@ def churn_scenario(
     return result_row(
         name,
         len(faults),
-        since_fault,
+        converge_s,
         check,
         writes,
         crashes=crashes,
@@ -868,7 +883,7 @@ def churn_scenario(
             "kubelet_resyncs": resync[0] if resync else 0,
             "churn_ops": churn.ops,
             "churn_failed_ops": churn.failed_ops,
-            "converge_after_churn_s": round(converge_s, 1) if converge_s is not None else None,
+            "churn_after_last_fault_s": round(churn_after_fault, 1),
         },
     )
 
@@ -1012,6 +1027,7 @@ def scenario_fighting_writer(ctx: Context) -> dict[str, Any]:
             pass  # e.g. deleting what is being re-created
         time.sleep(rng.uniform(0.05, 0.3))
     fight_end = time.time()
+    # The fighter's moves are both the faults and the script's own writes: converging starts when they stop.
     converge_s, check = converge(api, namespaces, None, ctx.istio, ctx.converge_deadline)
     # Quiet window: converged, nobody writes; a hot loop would show up here.
     time.sleep(3)
@@ -1030,7 +1046,7 @@ def scenario_fighting_writer(ctx: Context) -> dict[str, Any]:
     return result_row(
         "fighting-writer",
         total_fights,
-        (converge_s + 0) if converge_s is not None else None,
+        converge_s,
         check,
         writes,
         crashes=crashes,
@@ -1104,13 +1120,31 @@ def scenario_fuzz(ctx: Context) -> dict[str, Any]:
             "the batch to be deleted",
         )
 
+    def inspect_ready(ready: list[Any]) -> None:
+        if not ctx.istio:
+            return
+        items = api.request("GET", f"/apis/security.istio.io/v1/namespaces/{ns}/authorizationpolicies")["items"]
+        policies = {p["metadata"]["name"]: p for p in items}
+        for case in ready:
+            case.problem = fuzz.policy_problem(case, policies.get(case.doc["metadata"]["name"]))
+
     def progress(batch: int, tally: Any) -> None:
         if batch % 2 == 1:
             log(f"fuzz: {len(tally.cases)} documents: {tally.counts()}")
 
     t0 = time.monotonic()
     # Kwok makes pods Ready within seconds: 45 s is ample for an accepted document to be judged.
-    tally = fuzz.run_cases(cases, ns, submit, list_isvcs, delete_batch, batch=100, settle_s=45, on_batch=progress)
+    tally = fuzz.run_cases(
+        cases,
+        ns,
+        submit,
+        list_isvcs,
+        delete_batch,
+        batch=100,
+        settle_s=45,
+        on_batch=progress,
+        inspect_ready=inspect_ready,
+    )
     counts = tally.counts()
     crashes = 0 if op.alive() else 1
     report = fuzz.format_report(tally)
@@ -1271,6 +1305,7 @@ def main() -> int:
         "--operator-path", default=str(ROOT / "operator"), help="run another copy of the operator (e.g. a patched one)"
     )
     parser.add_argument("--converge-deadline", type=float, default=120)
+    parser.add_argument("--keep-cluster", action="store_true", help="leave the chaos control plane running at the end")
     parser.add_argument(
         "--merge",
         action="store_true",
@@ -1283,6 +1318,12 @@ def main() -> int:
     unknown = set(wanted) - set(SCENARIOS) - {"fuzz"}
     if unknown:
         parser.error(f"unknown scenarios {sorted(unknown)}")
+    cluster = None if args.keep_cluster else cluster_env(workdir / "audit-policy.yaml")
+    with LeaveNothingBehind(cluster, log):
+        return run(args, workdir, wanted)
+
+
+def run(args: argparse.Namespace, workdir: Path, wanted: list[str]) -> int:
     started = time.monotonic()
     log(f"cluster {CLUSTER_DIR} (API :{API_PORT})")
     user, op_kubeconfig = ensure_cluster(workdir)

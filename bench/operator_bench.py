@@ -12,21 +12,30 @@ unless --no-cluster), it measures:
   generation.
 * operator: `python -m isvc_operator run` as a separate process with its own ServiceAccount
   identity. The same client creates the N isvcs the same way; `op_children_s`: until all 2N
-  children exist; `op_ready_s`: until every isvc is Ready=True with status.observedGeneration ==
-  metadata.generation. Both windows start at the first isvc create, so both include the user's N
-  isvc writes.
+  children exist; `op_deployments_ready_s`: until every Deployment is Available at its current
+  generation, the floor's end point (`ready_ratio` = op_deployments_ready_s / floor_ready_s);
+  `op_ready_s`: until every isvc is Ready=True with status.observedGeneration ==
+  metadata.generation, the operator's own end, which adds the status writes the floor does not make
+  (`isvc_ready_ratio` = op_ready_s / floor_ready_s, reported apart). All windows start at the first
+  isvc create, so all include the user's N isvc writes.
 * idle: after all N are Ready (and 10 s of settling), the operator's requests to the API server
   over 60 s, by verb, counted from the kube-apiserver AUDIT LOG (policy: Metadata for the
   operator's ServiceAccount, None for everybody else), and its CPU seconds (/proc utime+stime).
-* update wave: all N isvcs patched to a new runtimeVersion at once; until every isvc is Ready=True
-  at the new generation and its Deployment runs the new image.
+* update wave: all N isvcs patched to a new runtimeVersion at once; `update_wave_s`: until every
+  Deployment is Available with the new image (the floor's end point, `wave_ratio`);
+  `update_wave_ready_s`: until, besides, every isvc is Ready=True at the new generation.
 * memory: the operator's peak RSS (VmHWM) over the whole run at that N.
 
 Each phase uses fresh namespaces (N isvcs spread over --namespaces), each with a Bound static PVC
 `models`; they are deleted (and waited for) after the phase. Every phase has a deadline.
 
-With --repeat K each N runs K (floor, operator) rounds and reports the median times and ratios
-(worst case for idle writes, idle CPU and RSS): on 2 shared cores one round's ratio swings widely.
+With --repeat K each N runs K (floor, operator) rounds, the floor first in odd rounds and the
+operator first in even ones (so neither always runs on a cluster the other has just churned). Each
+round's ratio pairs that round's floor and operator; the row reports the median of the rounds'
+ratios (with 2 rounds: their mean, and says so) and the median times, worst case for idle writes,
+idle CPU and RSS: on 2 shared cores one round's ratio swings widely. The run stops its control
+plane and every process it started when it ends, fails or is interrupted (--keep-cluster: not the
+control plane; --no-cluster uses a running one and leaves it).
 
 Usage: python bench/operator_bench.py [--n 300] [--repeat 3] [--operator-path DIR] [--out bench/results/operator.json]
 """
@@ -54,7 +63,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.support import kubectl_path, service_account_kubeconfig  # noqa: E402
+from tests.support import LeaveNothingBehind, kubectl_path, service_account_kubeconfig, wait_until  # noqa: E402
 
 # The floor builds its children with the code of the operator under test (--operator-path): the
 # CLI's own `render_documents` (parse -> resolve runtime -> build_children) plus `with_hash`.
@@ -320,10 +329,20 @@ def ensure_cluster(start: bool) -> Path:
     if not audit.exists():
         raise BenchError(f"no audit log at {audit}: start the cluster with ISVC_AUDIT_POLICY (see bench/README.md)")
     run_kubectl(kubeconfig, "apply", "-f", str(ROOT / "crds"))
-    run_kubectl(
-        kubeconfig, "wait", "--for=condition=Established", "crd/inferenceservices.serving.isvc.dev", "--timeout=60s"
-    )
+    wait_established(kubeconfig, "inferenceservices.serving.isvc.dev")
     return kubeconfig
+
+
+def wait_established(kubeconfig: Path, crd: str) -> None:
+    """Poll the CRD: `kubectl wait` fails at once while a just-created CRD has no conditions yet."""
+    established = '{.status.conditions[?(@.type=="Established")].status}'
+    wait_until(
+        lambda: run_kubectl(kubeconfig, "get", "crd", crd, "-o", f"jsonpath={established}") == "True",
+        60,
+        f"CRD {crd} to be Established",
+        tolerate=(BenchError,),
+        error=BenchError,
+    )
 
 
 def run_kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
@@ -678,10 +697,16 @@ async def operator_phase(
             t0 = time.monotonic()
             writer = asyncio.create_task(create_isvcs(kube, items))
             children = await until("operator children", lambda: w.children() == 2 * n, deadline_s, t0)
-            ready = await until("isvcs Ready", lambda: w.isvcs_ready(n), deadline_s, t0)
+            deployments_ready, ready = await asyncio.gather(
+                until("operator Deployments Available", lambda: w.deployments_ready(n), deadline_s, t0),
+                until("isvcs Ready", lambda: w.isvcs_ready(n), deadline_s, t0),
+            )
             await writer
             create_cpu, create_end = op.cpu_s() - cpu0, time.time()
-            log(f"operator N={n}: children {children:.2f}s, ready {ready:.2f}s, operator CPU {create_cpu:.1f}s")
+            log(
+                f"operator N={n}: children {children:.2f}s, Deployments Available {deployments_ready:.2f}s, "
+                f"isvcs Ready {ready:.2f}s, operator CPU {create_cpu:.1f}s"
+            )
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(30)
@@ -708,15 +733,19 @@ async def operator_phase(
                     for ns, name in items
                 )
             )
-            wave = await until(
-                "update wave Ready",
-                lambda: w.isvcs_ready(n, 2) and w.deployments_ready(n, ":" + VERSION_2),
-                deadline_s,
-                t0,
+            wave, wave_ready = await asyncio.gather(
+                until("update wave Deployments", lambda: w.deployments_ready(n, ":" + VERSION_2), deadline_s, t0),
+                until(
+                    "update wave Ready",
+                    lambda: w.isvcs_ready(n, 2) and w.deployments_ready(n, ":" + VERSION_2),
+                    deadline_s,
+                    t0,
+                ),
             )
-            log(f"operator N={n}: update wave {wave:.2f}s")
+            log(f"operator N={n}: update wave: Deployments {wave:.2f}s, isvcs Ready {wave_ready:.2f}s")
             result = {
                 "op_children_s": children,
+                "op_deployments_ready_s": deployments_ready,
                 "op_ready_s": ready,
                 "op_create_cpu_s": create_cpu,
                 "op_create_requests": create_requests,
@@ -724,6 +753,7 @@ async def operator_phase(
                 "idle_writes_60s": idle_writes,
                 "idle_cpu_s_60s": cpu_b - cpu_a,
                 "update_wave_s": wave,
+                "update_wave_ready_s": wave_ready,
                 "peak_rss_mb": op.peak_rss_mb(),
             }
     finally:
@@ -747,9 +777,7 @@ def kserve_setup(admin: Path, src: Path, workdir: Path) -> Path:
     """CRDs, the inferenceservice-config ConfigMap (RawDeployment, no Ingress), the TF runtime, certs."""
     for crd in sorted((src / "config/crd/full").glob("serving.kserve.io_*.yaml")):
         run_kubectl(admin, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
-    run_kubectl(
-        admin, "wait", "--for=condition=Established", "crd/inferenceservices.serving.kserve.io", "--timeout=60s"
-    )
+    wait_established(admin, "inferenceservices.serving.kserve.io")
     cm = next(
         d
         for d in yaml.safe_load_all((src / "config/configmap/inferenceservice.yaml").read_text())
@@ -947,7 +975,8 @@ def row(r: dict[str, Any]) -> dict[str, Any]:
     return {
         **r,
         "children_ratio": r["op_children_s"] / r["floor_children_s"],
-        "ready_ratio": r["op_ready_s"] / r["floor_ready_s"],
+        "ready_ratio": r["op_deployments_ready_s"] / r["floor_ready_s"],
+        "isvc_ready_ratio": r["op_ready_s"] / r["floor_ready_s"],
         "wave_ratio": r["update_wave_s"] / r["floor_update_wave_s"],
         "op_ready_s_per_isvc": r["op_ready_s"] / r["n"],
         "idle_requests_per_isvc": sum(r["idle_requests_60s"].values()) / r["n"],
@@ -956,33 +985,45 @@ def row(r: dict[str, Any]) -> dict[str, Any]:
 
 # Worst case over rounds for the absolute targets; medians for times and ratios.
 WORST_OF_ROUNDS = ("idle_writes_60s", "idle_cpu_s_60s", "peak_rss_mb")
+RATIOS = ("children_ratio", "ready_ratio", "isvc_ready_ratio", "wave_ratio")
 ROUND_FIELDS = (
+    "first",
     "floor_children_s",
     "op_children_s",
     "children_ratio",
     "floor_ready_s",
-    "op_ready_s",
+    "op_deployments_ready_s",
     "ready_ratio",
+    "op_ready_s",
+    "isvc_ready_ratio",
     "floor_update_wave_s",
     "update_wave_s",
     "wave_ratio",
+    "update_wave_ready_s",
     "op_create_cpu_s",
 )
+
+
+def combined_by(rounds: int) -> str:
+    """What a row's times and ratios are over its rounds: with two, the median is their mean."""
+    return {1: "one round", 2: "mean of 2 rounds"}.get(rounds, f"median of {rounds} rounds")
 
 
 def combine_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """One row per N from repeated (floor, operator) rounds. On 2 shared cores the same code's
     ratio swings from round to round (floor and operator phases run minutes apart), so a single
-    round proves little: each round's ratio is paired, and the row reports their median."""
+    round proves little: each ratio is taken within its round (that round's operator over that
+    round's floor), and the row reports the median of those ratios, not a ratio of medians."""
     if len(rounds) == 1:
-        return rounds[0]
+        return {**rounds[0], "combined_by": combined_by(1)}
     worst = max(rounds, key=lambda r: (r["idle_writes_60s"], r["idle_cpu_s_60s"]))
     out = {**worst}
-    for key in ROUND_FIELDS + ("op_ready_s_per_isvc",):
+    for key in ROUND_FIELDS[1:] + ("op_ready_s_per_isvc",):
         out[key] = statistics.median(r[key] for r in rounds)
     for key in WORST_OF_ROUNDS:
         out[key] = max(r[key] for r in rounds)
     out["rounds"] = [{key: r[key] for key in ROUND_FIELDS} for r in rounds]
+    out["combined_by"] = combined_by(len(rounds))
     return out
 
 
@@ -993,8 +1034,10 @@ def print_table(runs: list[dict[str, Any]]) -> None:
         ("op_ch s", "op_children_s", "{:.2f}"),
         ("ch ratio", "children_ratio", "{:.2f}"),
         ("floor_rdy s", "floor_ready_s", "{:.2f}"),
-        ("op_rdy s", "op_ready_s", "{:.2f}"),
+        ("op_rdy s", "op_deployments_ready_s", "{:.2f}"),
         ("rdy ratio", "ready_ratio", "{:.2f}"),
+        ("isvc_rdy s", "op_ready_s", "{:.2f}"),
+        ("isvc ratio", "isvc_ready_ratio", "{:.2f}"),
         ("ms/isvc", "op_ready_s_per_isvc", "{:.1f}"),
         ("idle req", "idle_reqs", "{}"),
         ("idle wr", "idle_writes_60s", "{:d}"),
@@ -1027,11 +1070,13 @@ def print_table(runs: list[dict[str, Any]]) -> None:
             print(f"N={r['n']}: KServe failed: {r['kserve_error']}")
     for r in runs:
         if "rounds" in r:
-            for key in ("children_ratio", "ready_ratio", "wave_ratio"):
+            order = ", ".join(f"{x['first']} first" for x in r["rounds"])
+            print(f"N={r['n']}: times and ratios are the {r['combined_by']} ({order})")
+            for key in RATIOS:
                 print(
                     f"N={r['n']}: {key} by round "
                     + ", ".join(f"{x[key]:.2f}" for x in r["rounds"])
-                    + f" (median {r[key]:.2f})"
+                    + f" ({r['combined_by']}: {r[key]:.2f})"
                 )
     for r in runs:
         print(
@@ -1109,12 +1154,28 @@ async def amain(args: argparse.Namespace) -> int:
                 deadline = args.deadline or max(300.0, 1.0 * n)
                 floor_ns = [f"bf-{n}-{run_id}-{k}" for k in range(args.namespaces)]
                 op_ns = [f"bo-{n}-{run_id}-{k}" for k in range(args.namespaces)]
-                log(f"N={n}: floor phase (round {round_no + 1}/{args.repeat})")
-                floor = await floor_phase(kube, n, floor_ns, deadline)
-                log(f"N={n}: operator phase (round {round_no + 1}/{args.repeat})")
-                op = await operator_phase(
-                    kube, n, op_ns, op_kubeconfig, operator_path, audit, workdir, deadline, args.idle, args.profile
-                )
+                # Alternate which phase runs first: the second always meets a cluster that has just
+                # deleted the first one's namespaces (and etcd that has grown by them).
+                first = "floor" if round_no % 2 == 0 else "operator"
+                phases: dict[str, Any] = {}
+                for phase in ("floor", "operator") if first == "floor" else ("operator", "floor"):
+                    log(f"N={n}: {phase} phase (round {round_no + 1}/{args.repeat}, {first} first)")
+                    if phase == "floor":
+                        phases[phase] = await floor_phase(kube, n, floor_ns, deadline)
+                    else:
+                        phases[phase] = await operator_phase(
+                            kube,
+                            n,
+                            op_ns,
+                            op_kubeconfig,
+                            operator_path,
+                            audit,
+                            workdir,
+                            deadline,
+                            args.idle,
+                            args.profile,
+                        )
+                floor, op = phases["floor"], phases["operator"]
                 peer: dict[str, Any] = {}
                 if args.kserve_manager and round_no == 0:
                     log(f"N={n}: KServe phase")
@@ -1133,7 +1194,7 @@ async def amain(args: argparse.Namespace) -> int:
                         log(f"KServe N={n} failed: {exc}; not run at larger N")
                         peer = {"kserve_error": str(exc)}
                         args.kserve_manager = None
-                rounds.append(row({"n": n, **floor, **op, **peer}))
+                rounds.append(row({"n": n, "first": first, **floor, **op, **peer}))
             runs.append(combine_rounds(rounds))
     print_table(runs)
     targets = check_targets(runs)
@@ -1165,7 +1226,8 @@ def main() -> int:
         default=str(ROOT / "operator"),
         help="PYTHONPATH of the operator under test (e.g. a patched copy)",
     )
-    parser.add_argument("--no-cluster", action="store_true", help="use a running bench cluster as is")
+    parser.add_argument("--no-cluster", action="store_true", help="use a running bench cluster as is (and leave it)")
+    parser.add_argument("--keep-cluster", action="store_true", help="leave the bench control plane running at the end")
     parser.add_argument(
         "--profile",
         metavar="PY_SPY",
@@ -1182,11 +1244,12 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "bench/results/operator.json"))
     args = parser.parse_args()
     args.n = args.n or [100, 300, 1000]
-    try:
-        return asyncio.run(amain(args))
-    except BenchError as exc:
-        log(f"FAILED: {exc}")
-        return 1
+    with LeaveNothingBehind(None if args.no_cluster or args.keep_cluster else cluster_env(), log):
+        try:
+            return asyncio.run(amain(args))
+        except BenchError as exc:
+            log(f"FAILED: {exc}")
+            return 1
 
 
 if __name__ == "__main__":

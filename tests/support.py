@@ -5,8 +5,10 @@ sys.path)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -160,3 +162,87 @@ def chart_identity(namespace: str) -> tuple[str, list[dict[str, Any]]]:
     ).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     return next(d["metadata"]["name"] for d in docs if d["kind"] == "ServiceAccount"), docs
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (children first), from /proc's parent links."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out: list[int] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop(0)
+        out.append(child)
+        todo.extend(children.get(child, []))
+    return out
+
+
+class LeaveNothingBehind:
+    """For a benchmark's lifetime: when it ends (done, failed, or stopped by SIGINT, SIGTERM or
+    SIGHUP) it stops every process it started: its own child processes (operators, profilers,
+    kubectl) and, with `cluster_env`, its private control plane (hack/cluster/down.sh, which also
+    finds components restarted mid-run by their cluster dir). A signal ends the run at once with
+    128 + its number, after that cleanup; a second signal meanwhile is ignored.
+
+    Use as a context manager around the whole run."""
+
+    def __init__(self, cluster_env: dict[str, str] | None, log: Any = print) -> None:
+        self.cluster_env = cluster_env
+        self.log = log
+        self.done = False
+
+    def __enter__(self) -> LeaveNothingBehind:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.cleanup()
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        for other in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(other, signal.SIG_IGN)
+        self.log(f"{signal.Signals(signum).name}: stopping what this run started")
+        self.cleanup()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + signum)
+
+    def cleanup(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        children = descendants(os.getpid())
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        # The operator drains and exits within about 2 s of SIGTERM; give every child up to 20 s.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):
+            for pid in children:
+                try:
+                    os.waitpid(pid, os.WNOHANG)  # reap our own children, or they stay zombies
+                except ChildProcessError:
+                    pass
+            time.sleep(0.1)
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.cluster_env is not None:
+            self.log(f"stopping the control plane in {self.cluster_env['ISVC_CLUSTER_DIR']}")
+            subprocess.run(
+                ["bash", str(ROOT / "hack/cluster/down.sh")],
+                env=self.cluster_env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=120,
+            )

@@ -11,5 +11,6 @@ bash "$root/hack/node/down.sh"
 stop kwok kube-scheduler kube-controller-manager
 stop kube-apiserver
 stop etcd
+sweep
 if [ "${1:-}" = "--purge" ]; then rm -rf "$state"; fi
 log "down"

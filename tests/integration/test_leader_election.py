@@ -6,12 +6,13 @@ import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLUSTER_DIR, wait_until
+from tests.conftest import CLUSTER_DIR, Kube, wait_until
 from tests.integration.test_lifecycle import isvc, wait_ready
-from tests.support import holds_for
+from tests.support import holds_for, service_account_kubeconfig
 
 pytestmark = pytest.mark.cluster
 LEASE = "isvc-operator-leader"
@@ -49,11 +50,15 @@ def leading(log):
 @pytest.fixture
 def replicas(operator, operator_identity, namespace):
     """Starts leader-elected operator processes in `namespace` (the session's operator pauses: it
-    would reconcile this namespace too); stops them afterwards and checks their logs."""
+    would reconcile this namespace too), under the chart's identity or `as_user`; stops them
+    afterwards and checks that their logs hold no traceback (but the one a test expects)."""
     started = []
+    expected_failures = {}  # log -> the error its traceback must show
 
-    def start():
-        started.append(start_replica(operator_identity[1], namespace, len(started)))
+    def start(as_user=None, fails_with=None):
+        started.append(start_replica(as_user or operator_identity[1], namespace, len(started)))
+        if fails_with:
+            expected_failures[started[-1][1]] = fails_with
         return started[-1]
 
     operator.stop()
@@ -69,7 +74,11 @@ def replicas(operator, operator_identity, namespace):
                     proc.kill()
         operator.start()
     for _, log in started:
-        assert "Traceback" not in log.read_text(), f"traceback in {log}"
+        expected = expected_failures.get(log)
+        # One JSON record per line: a traceback is on the line of the record that logged it.
+        tracebacks = [line for line in log.read_text().splitlines() if "Traceback" in line]
+        unexpected = [line for line in tracebacks if not (expected and expected in line)]
+        assert not unexpected, f"traceback in {log} (expected: only of {expected or 'none'}): {unexpected[0][:300]}"
 
 
 def holder(kube, namespace):
@@ -160,3 +169,47 @@ def test_a_leader_that_cannot_renew_exits_so_there_are_never_two(kube, replicas,
     assert proc.returncode == 1, f"expected exit code 1, got {proc.returncode}; see {log}"
     assert "lost Lease" in log.read_text(), f"the leader did not say why it exited: see {log}"
     assert holder(kube, namespace) == "intruder", "the exiting leader must not take the Lease back or release it"
+
+
+def lease_only_identity(kube, namespace):
+    """A ServiceAccount that may hold the Lease in `namespace` and do nothing else: the operator it
+    runs cannot list what it watches (a ClusterRole broken by hand, a binding deleted)."""
+    account = "lease-only"
+    kube.run("create", "serviceaccount", account, "-n", namespace)
+    kube.run(
+        "create",
+        "role",
+        "lease",
+        "-n",
+        namespace,
+        "--verb=get,list,watch,create,update,patch",
+        "--resource=leases.coordination.k8s.io",
+    )
+    kube.run(
+        "create", "rolebinding", "lease", "-n", namespace, "--role=lease", f"--serviceaccount={namespace}:{account}"
+    )
+    token = kube.run("create", "token", account, "-n", namespace).stdout.strip()
+    path = service_account_kubeconfig(
+        Path(kube.kubeconfig), account, token, CLUSTER_DIR / f"lease-only-{namespace}.kubeconfig"
+    )
+    return Kube(kube.kubectl, str(path))
+
+
+def test_a_leader_whose_operator_fails_releases_the_lease_and_exits_1(kube, replicas, namespace):
+    """README: a leader whose operator fails (for a reason other than a vanished resource) releases
+    its Lease and exits 1, so Kubernetes restarts it and a follower takes over at its next try
+    rather than after the lease duration. The failure is real: the replica's ServiceAccount may
+    hold the Lease but not list what kopf watches; kopf retries the 403s, then stops with the error."""
+    proc, log = replicas(as_user=lease_only_identity(kube, namespace), fails_with="APIForbiddenError")
+    wait_until(lambda: leading(log), 30, "the replica to take the Lease")
+    assert holder(kube, namespace).endswith(f"_{proc.pid}")
+    # kopf retries a 403 with its backoffs (1+2+5+10 s, the operator's settings) before it gives up.
+    wait_until(lambda: proc.poll() is not None, 120, "the leader whose operator fails to exit")
+    text = log.read_text()
+    assert proc.returncode == 1, f"expected exit code 1, got {proc.returncode}; see {log}"
+    assert "the operator failed; releasing Lease" in text, f"the leader did not say why it exited: see {log}"
+    lease = kube.get("lease", LEASE, namespace)["spec"]
+    assert not lease.get("holderIdentity"), (
+        f"the Lease still names {lease.get('holderIdentity')} after its leader exited: not released, "
+        f"so a follower waits out the lease duration; see {log}"
+    )
