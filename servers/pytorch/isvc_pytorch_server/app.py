@@ -35,6 +35,8 @@ class App:
         self.metrics = metrics
         self.max_request_bytes = max_request_bytes
         self.shutting_down = False
+        self.grpc = None  # a grpc_api.GrpcApi started and drained with this app, when --grpc_port is set
+        self.graceful_shutdown_seconds = 30.0
 
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
@@ -51,12 +53,19 @@ class App:
                 try:
                     self.batcher.start(asyncio.get_running_loop())
                     self.versions.start()
+                    if self.grpc is not None:
+                        await self.grpc.start()
                 except Exception as e:
                     await send({"type": "lifespan.startup.failed", "message": str(e)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
-                # uvicorn calls this after in-flight requests finished (or the grace period ran out).
+                # uvicorn calls this after in-flight requests finished (or the grace period ran out);
+                # in-flight gRPC calls finish too before the batcher stops.
+                if self.grpc is not None:
+                    draining = self.grpc.begin_shutdown(self.graceful_shutdown_seconds)
+                    if draining is not None:
+                        await draining
                 self.shutting_down = True
                 self.versions.stop()
                 await asyncio.get_running_loop().run_in_executor(None, self.batcher.stop)
