@@ -220,7 +220,7 @@ class _Inference(grpc_predict_v2_pb2_grpc.GRPCInferenceServiceServicer):
                 dt = codec.NUMPY_TO_V2.get(a.dtype, "FP32")
                 out = reply.outputs.add(name=n, datatype=dt, shape=a.shape)
                 if raw or dt not in V2_CONTENTS:
-                    reply.raw_output_contents.append(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes())
+                    reply.raw_output_contents.append(codec.little_endian_bytes(a))
                 else:
                     getattr(out.contents, V2_CONTENTS[dt]).extend(a.reshape(-1).tolist())
             return reply
@@ -243,7 +243,7 @@ def _v2_input(tensor, index: int, request) -> dict:
             )
         if tensor.HasField("contents"):
             raise ApiError(400, f"input {tensor.name!r}: contents and raw_input_contents are both set; use one")
-        item["data"] = raw_array(request.raw_input_contents[index], np.dtype(dtype), f"input {tensor.name!r}")
+        item["data"] = codec.raw_array(request.raw_input_contents[index], np.dtype(dtype), f"input {tensor.name!r}")
         return item
     field = V2_CONTENTS.get(tensor.datatype)
     if field is None:
@@ -251,14 +251,6 @@ def _v2_input(tensor, index: int, request) -> dict:
     values = getattr(tensor.contents, field)
     item["data"] = np.asarray(values, dtype=dtype)
     return item
-
-
-def raw_array(data: bytes, dtype: np.dtype, what: str) -> np.ndarray:
-    """Little-endian row-major bytes -> a flat array (the shape is checked by the codec)."""
-    dtype = dtype.newbyteorder("<")
-    if len(data) % dtype.itemsize:
-        raise ApiError(400, f"{what}: {len(data)} bytes is not a whole number of {dtype.name} values")
-    return np.frombuffer(data, dtype=dtype)
 
 
 # ---- TF Serving ----------------------------------------------------------------------------
@@ -281,7 +273,7 @@ def tensor_to_array(t, what: str) -> np.ndarray:
     if any(d < 0 for d in shape):
         raise ApiError(400, f"{what}: shape {shape} has a negative dimension")
     if t.tensor_content:
-        arr = raw_array(t.tensor_content, dtype, what)
+        arr = codec.raw_array(t.tensor_content, dtype, what)
     elif field == "half_val":
         arr = np.asarray(t.half_val, dtype=np.uint16).view(np.float16)
     else:
@@ -300,7 +292,7 @@ def array_to_tensor(a: np.ndarray) -> tensor_pb2.TensorProto:
         a = a.astype(np.float32)
     for d in a.shape:
         t.tensor_shape.dim.add(size=d)
-    t.tensor_content = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+    t.tensor_content = codec.little_endian_bytes(a)
     return t
 
 
