@@ -320,3 +320,29 @@ def test_sigterm_finishes_in_flight_grpc_calls(tmp_path):
     assert isinstance(result["r"], np.ndarray), result
     assert result["r"].tolist() == [[23.0, 2.0]]
     assert rc == 0
+
+
+def test_not_ready_is_unavailable_on_every_grpc_path(tmp_path):
+    """A version that fails to load (and no earlier one): calls get UNAVAILABLE with the load
+    error, readiness and health say not serving, liveness stays true."""
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "weights.onnx").write_bytes(b"not a model")
+    s = Server(str(tmp_path), grpc=True, extra=["--exit_on_load_failure=false"])
+    try:
+        s.wait_status(503)
+        client = triton_grpc.InferenceServerClient(f"127.0.0.1:{s.grpc_port}")
+        assert client.is_server_live()
+        assert not client.is_server_ready()
+        assert not client.is_model_ready("iris")
+        with pytest.raises(InferenceServerException) as err:
+            client.infer("iris", [_triton_input(ROWS)])
+        assert "UNAVAILABLE" in str(err.value.status()) and "weights.onnx" in err.value.message()
+        with grpc.insecure_channel(f"127.0.0.1:{s.grpc_port}") as ch:
+            with pytest.raises(grpc.RpcError) as tf_err:
+                _predict(ch, {"x": _tensor(ROWS)})
+            assert tf_err.value.code() == grpc.StatusCode.UNAVAILABLE
+            health = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        client.close()
+    finally:
+        s.stop()
