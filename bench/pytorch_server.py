@@ -19,7 +19,12 @@ thread, N connections, only against 127.0.0.1, each point bounded by --duration)
   ``.pth`` file appended to that venv's path, so the 5 GB torch install is not duplicated;
 * (c) the floor: the same model's forward pass called in-process, per batch size, and for the
   MLP also as one single-threaded pass per core running at once (the better of the two counts);
-* a bare ASGI app on the same uvicorn settings answering a fixed reply (the HTTP ceiling).
+* a bare ASGI app on the same uvicorn settings answering a fixed reply (the HTTP ceiling);
+* a peer with dynamic batching: LitServe (``litserve==0.2.19``, ``max_batch_size=64``,
+  ``batch_timeout=0.01`` s, one CPU worker, the same TorchScript file and row body on ``/predict``),
+  from its own venv under ``~/.cache/isvc-operator/bench-venvs`` created on first use (torch
+  shared through a ``.pth`` file as for KServe); ``--skip-peers`` leaves it out. Its forward pass
+  runs in a worker process, so its CPU column counts that process as idle.
 
 Models: a memory-bound MLP (1024 -> 4096 -> 4096 -> 1000, one row of 1024 floats per request)
 and an iris-sized MLP (4 -> 16 -> 3, two rows per request), both TorchScript.
@@ -117,6 +122,51 @@ if __name__ == "__main__":
     kserve.logging.configure_logging(config)
     model = TorchScriptModel(args.model_name, args.model_dir)
     kserve.ModelServer(http_port=args.http_port, enable_grpc=False, enable_latency_logging=False).start([model])
+'''
+
+LITSERVE_MODEL = r'''
+"""LitServe serving the same TorchScript file with its dynamic batching (max_batch_size,
+batch_timeout), the TF Serving row body in and out, logging at WARNING."""
+import argparse
+import os
+
+import litserve as ls
+import torch
+
+
+class TorchScriptAPI(ls.LitAPI):
+    def setup(self, device):
+        torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+        self.model = torch.jit.load(os.path.join(os.environ["BENCH_MODEL_DIR"], "model.pt")).eval()
+
+    def decode_request(self, request):
+        return torch.tensor(request["instances"], dtype=torch.float32)
+
+    def batch(self, inputs):
+        self.sizes = [len(x) for x in inputs]  # one batch at a time per worker: kept until unbatch
+        return torch.cat(inputs)
+
+    def predict(self, x):
+        with torch.inference_mode(), torch.jit.optimized_execution(False):
+            return self.model(x)
+
+    def unbatch(self, output):
+        return list(torch.split(output, self.sizes))
+
+    def encode_response(self, output):
+        return {"predictions": output.tolist()}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--max_batch_size", type=int, default=64)
+    parser.add_argument("--batch_timeout", type=float, default=0.01)
+    args = parser.parse_args()
+    api = TorchScriptAPI(max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout)
+    ls.LitServer(api, accelerator="cpu", workers_per_device=1).run(
+        host="127.0.0.1", port=args.port, log_level="warning", generate_client_file=False
+    )
 '''
 
 BARE_ASGI = r'''
@@ -236,6 +286,11 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # Worker processes a server forked (LitServe's inference workers) are in its session.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.log.close()
 
 
@@ -571,6 +626,38 @@ def ensure_kserve_venv() -> str:
     return py
 
 
+LITSERVE_VERSION = "0.2.19"
+PEER_VENVS = os.path.join(os.path.expanduser("~"), ".cache", "isvc-operator", "bench-venvs")
+
+
+def ensure_peer_venv(name: str, requirement: str, module: str) -> str:
+    """A peer server in its own venv under ~/.cache (not the checkout), torch shared with ours
+    through a .pth file appended to that venv's path."""
+    venv = os.path.join(PEER_VENVS, name)
+    py = os.path.join(venv, "bin", "python")
+    ok = (
+        os.path.exists(py)
+        and subprocess.run([py, "-c", f"import {module}, torch"], capture_output=True).returncode == 0
+    )
+    if not ok:
+        print(f"bench: creating {venv} with {requirement} (first run only)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", requirement], check=True)
+        site, ours = (
+            subprocess.run(
+                [p, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            for p in (py, sys.executable)
+        )
+        with open(os.path.join(site, "zz_isvc_torch.pth"), "w") as f:
+            f.write(ours + "\n")
+        subprocess.run([py, "-c", f"import {module}, torch"], check=True)
+    return py
+
+
 def versions(kserve_py: str | None) -> dict:
     import numpy
     import orjson
@@ -626,6 +713,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per load point (plus a short warm-up)")
     ap.add_argument("--quick", action="store_true", help="3 s points: a smoke run, not a result")
     ap.add_argument("--skip-kserve", action="store_true")
+    ap.add_argument("--skip-peers", action="store_true", help="no dynamic-batching peers (LitServe)")
     ap.add_argument("--output", default=RESULTS)
     args = ap.parse_args()
     if args.quick:
@@ -638,12 +726,15 @@ def main() -> int:
 
     threads = cpu_limit()
     kserve_py = None if args.skip_kserve else ensure_kserve_venv()
+    litserve_py = None if args.skip_peers else ensure_peer_venv("litserve", f"litserve=={LITSERVE_VERSION}", "litserve")
     work = tempfile.mkdtemp(prefix="isvc-bench-")
     lua = os.path.join(work, "post.lua")
     with open(lua, "w") as f:
         f.write(WRK_LUA)
     with open(os.path.join(work, "kserve_model.py"), "w") as f:
         f.write(KSERVE_MODEL)
+    with open(os.path.join(work, "litserve_model.py"), "w") as f:
+        f.write(LITSERVE_MODEL)
     with open(os.path.join(work, "bare_asgi.py"), "w") as f:
         f.write(BARE_ASGI)
     models = build_models(work)
@@ -730,6 +821,22 @@ def main() -> int:
                 lua,
                 work,
             )
+        if litserve_py:
+            port = free_port()
+            cmd = [litserve_py, os.path.join(work, "litserve_model.py"), f"--port={port}"]
+            env = {"BENCH_MODEL_DIR": os.path.join(info["dir"], "1"), "BENCH_THREADS": str(threads)}
+            result["servers"][name]["litserve (max_batch_size 64, batch_timeout 10 ms)"] = measure(
+                "litserve",
+                cmd,
+                f"http://127.0.0.1:{port}/health",
+                f"http://127.0.0.1:{port}/predict",
+                info,
+                plan[name],
+                args.duration,
+                lua,
+                work,
+                env=env,
+            )
         if name == "iris":
             port = free_port()
             cmd = [
@@ -778,9 +885,9 @@ def main() -> int:
     return 0
 
 
-def measure(label, cmd, ready_url, url, info, concurrencies, duration, lua, work):
+def measure(label, cmd, ready_url, url, info, concurrencies, duration, lua, work, env=None):
     print(f"bench: {label}: starting {os.path.basename(cmd[0])} ...", flush=True)
-    server = Server(label, cmd, ready_url, url, log_dir=work)
+    server = Server(label, cmd, ready_url, url, env=env, log_dir=work)
     points = []
     try:
         for c in concurrencies:
@@ -839,6 +946,12 @@ def compute_ratios(result, models):
         p = at("mlp", label, 64)
         if p:
             r[f"mlp_c64_{key}_over_floor_best"] = round(p["rows_per_s"] / best_mlp["rows_per_s"], 3)
+    for name, c in (("mlp", 64), ("iris", 32)):
+        lit = at(name, "litserve (max_batch_size 64, batch_timeout 10 ms)", c)
+        if lit:
+            r[f"{name}_c{c}_ours_over_litserve"] = round(
+                at(name, "ours (batching)", c)["req_per_s"] / lit["req_per_s"], 2
+            )
     r["targets"] = {
         "mlp c64 >= 0.7x floor best": r["mlp_c64_ours_over_floor_best"] >= 0.7,
         "mlp c64 gRPC >= 0.7x floor best": r.get("mlp_c64_grpc_over_floor_best", 0) >= 0.7,
