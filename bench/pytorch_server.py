@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark isvc-pytorch-server against KServe's ResolvedRuntime and the in-process floor.
+"""Benchmark isvc-pytorch-server against KServe's ModelServer and the in-process floor.
 
 Run:  servers/pytorch/.venv/bin/python bench/pytorch_server.py          (about 10 minutes)
       servers/pytorch/.venv/bin/python bench/pytorch_server.py --quick  (3 s points: a smoke run)
@@ -7,15 +7,24 @@ Run:  servers/pytorch/.venv/bin/python bench/pytorch_server.py          (about 1
 What it measures, all in one run on this machine, with closed-loop load from ``wrk`` (one
 thread, N connections, only against 127.0.0.1, each point bounded by --duration):
 
-* (a) our server with dynamic batching (default flags) and without (--enable_batching=false);
-* (b) KServe's Python ResolvedRuntime (PyPI ``kserve``) serving the same TorchScript file with a
+* (a) our server with dynamic batching (default flags) and without (--enable_batching=false), JSON
+  over REST; and with batching, the Open Inference Protocol's binary tensors over REST (wrk) and
+  ModelInfer with raw tensors over gRPC (``ghz``: one CPU, one HTTP/2 connection, N calls in
+  flight; built by ``hack/cluster/build.sh ghz``, with a protoset compiled from our protos);
+* (b) KServe's Python ModelServer (PyPI ``kserve``) serving the same TorchScript file with a
   ``kserve.Model`` whose predict is the old pytorchserver's (``torch.tensor(instances)`` ->
-  model -> ``.tolist()``). It runs from its own venv, ``servers/pytorch/.venv-kserve``, created
+  model -> ``.tolist()``), written ``async`` as KServe's docs write custom models, logging at
+  WARNING without per-request latency lines, as ours runs here (``--log_level=warning``). It runs from its own venv, ``servers/pytorch/.venv-kserve``, created
   here on first use (``pip install kserve==0.21.0``); torch comes from the server's venv through a
   ``.pth`` file appended to that venv's path, so the 5 GB torch install is not duplicated;
 * (c) the floor: the same model's forward pass called in-process, per batch size, and for the
   MLP also as one single-threaded pass per core running at once (the better of the two counts);
-* a bare ASGI app on the same uvicorn settings answering a fixed reply (the HTTP ceiling).
+* a bare ASGI app on the same uvicorn settings answering a fixed reply (the HTTP ceiling);
+* a peer with dynamic batching: LitServe (``litserve==0.2.19``, ``max_batch_size=64``,
+  ``batch_timeout=0.01`` s, one CPU worker, the same TorchScript file and row body on ``/predict``),
+  from its own venv under ``~/.cache/isvc-operator/bench-venvs`` created on first use (torch
+  shared through a ``.pth`` file as for KServe); ``--skip-peers`` leaves it out. Its forward pass
+  runs in a worker process, so its CPU column counts that process as idle.
 
 Models: a memory-bound MLP (1024 -> 4096 -> 4096 -> 1000, one row of 1024 floats per request)
 and an iris-sized MLP (4 -> 16 -> 3, two rows per request), both TorchScript.
@@ -28,6 +37,7 @@ Writes bench/results/pytorch_server.json and prints the table.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import platform
@@ -55,6 +65,11 @@ RESULTS = os.path.join(HERE, "results", "pytorch_server.json")
 WRK_LUA = r"""
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+local header_length = os.getenv("BENCH_INFERENCE_HEADER_LENGTH")
+if header_length then  -- the Open Inference Protocol's binary tensor extension
+  wrk.headers["Content-Type"] = "application/octet-stream"
+  wrk.headers["Inference-Header-Content-Length"] = header_length
+end
 local f = io.open(os.getenv("BENCH_BODY"), "rb"); wrk.body = f:read("*a"); f:close()
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -67,11 +82,14 @@ end
 """
 
 KSERVE_MODEL = r'''
-"""KServe ResolvedRuntime serving a TorchScript file the way KServe's pytorchserver did."""
+"""KServe's ModelServer serving a TorchScript file the way KServe's pytorchserver did, with an async
+predict as KServe's custom-model docs write it, logging at WARNING like our server in this bench."""
 import argparse
+import copy
 import os
 
 import kserve
+import kserve.logging
 import torch
 
 
@@ -86,7 +104,7 @@ class TorchScriptModel(kserve.Model):
         self.ready = True
         return self.ready
 
-    def predict(self, payload, headers=None):
+    async def predict(self, payload, headers=None):
         inputs = torch.tensor(payload["instances"], dtype=torch.float32)
         with torch.inference_mode():
             out = self.model(inputs)
@@ -97,8 +115,58 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(parents=[kserve.model_server.parser])
     parser.add_argument("--model_dir", required=True)
     args, _ = parser.parse_known_args()
+    # KServe's own logging config at WARNING (run with --configure_logging=false so that it stays).
+    config = copy.deepcopy(kserve.logging.KSERVE_LOG_CONFIG)
+    for logger in config["loggers"].values():
+        logger["level"] = "WARNING"
+    kserve.logging.configure_logging(config)
     model = TorchScriptModel(args.model_name, args.model_dir)
-    kserve.ResolvedRuntime(http_port=args.http_port, enable_grpc=False).start([model])
+    kserve.ModelServer(http_port=args.http_port, enable_grpc=False, enable_latency_logging=False).start([model])
+'''
+
+LITSERVE_MODEL = r'''
+"""LitServe serving the same TorchScript file with its dynamic batching (max_batch_size,
+batch_timeout), the TF Serving row body in and out, logging at WARNING."""
+import argparse
+import os
+
+import litserve as ls
+import torch
+
+
+class TorchScriptAPI(ls.LitAPI):
+    def setup(self, device):
+        torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+        self.model = torch.jit.load(os.path.join(os.environ["BENCH_MODEL_DIR"], "model.pt")).eval()
+
+    def decode_request(self, request):
+        return torch.tensor(request["instances"], dtype=torch.float32)
+
+    def batch(self, inputs):
+        self.sizes = [len(x) for x in inputs]  # one batch at a time per worker: kept until unbatch
+        return torch.cat(inputs)
+
+    def predict(self, x):
+        with torch.inference_mode(), torch.jit.optimized_execution(False):
+            return self.model(x)
+
+    def unbatch(self, output):
+        return list(torch.split(output, self.sizes))
+
+    def encode_response(self, output):
+        return {"predictions": output.tolist()}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--max_batch_size", type=int, default=64)
+    parser.add_argument("--batch_timeout", type=float, default=0.01)
+    args = parser.parse_args()
+    api = TorchScriptAPI(max_batch_size=args.max_batch_size, batch_timeout=args.batch_timeout)
+    ls.LitServer(api, accelerator="cpu", workers_per_device=1).run(
+        host="127.0.0.1", port=args.port, log_level="warning", generate_client_file=False
+    )
 '''
 
 BARE_ASGI = r'''
@@ -218,11 +286,16 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # Worker processes a server forked (LitServe's inference workers) are in its session.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.log.close()
 
 
-def run_wrk(url: str, body_file: str, conns: int, duration: float, lua: str, pid: int | None) -> dict:
-    env = dict(os.environ, BENCH_BODY=body_file)
+def run_wrk(url: str, body_file: str, conns: int, duration: float, lua: str, pid: int | None, extra_env=None) -> dict:
+    env = dict(os.environ, BENCH_BODY=body_file, **(extra_env or {}))
     base = ["wrk", "-t1", f"-c{conns}", "--timeout", "10s", "-s", lua]
     # warm-up (not counted): fills connection pools, JIT profiling, allocator caches
     subprocess.run(base + [f"-d{max(1, int(duration / 5))}s", url], env=env, capture_output=True, timeout=120)
@@ -279,6 +352,134 @@ def run_wrk(url: str, body_file: str, conns: int, duration: float, lua: str, pid
     }
 
 
+def ghz_path() -> str:
+    """ghz at the version hack/cluster/versions.env pins, built by hack/cluster/build.sh on first use."""
+    with open(os.path.join(ROOT, "hack/cluster/versions.env")) as f:
+        pins = dict(ln.strip().split("=", 1) for ln in f if "=" in ln and not ln.startswith("#"))
+    out = subprocess.run(
+        ["bash", os.path.join(ROOT, "hack/cluster/build.sh"), "ghz"], capture_output=True, text=True, check=True
+    ).stdout
+    return os.path.join(out.strip().splitlines()[-1], f"ghz-{pins['GHZ_VERSION']}")
+
+
+def build_protoset(work: str) -> str:
+    """A descriptor set of the server's protos (what ghz reads), compiled with grpcio-tools."""
+    path = os.path.join(work, "server.protoset")
+    wire = os.path.join("isvc_pytorch_server", "wire")
+    protos = sorted(os.path.join(wire, n) for n in os.listdir(os.path.join(SERVER_DIR, wire)) if n.endswith(".proto"))
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-I.",
+            f"--descriptor_set_out={path}",
+            "--include_imports",
+            *protos,
+        ],
+        cwd=SERVER_DIR,
+        check=True,
+    )
+    return path
+
+
+def run_ghz(ghz: str, protoset: str, port: int, data_file: str, conns: int, duration: float, pid: int) -> dict:
+    """Closed-loop ModelInfer calls from ghz (one CPU, one HTTP/2 connection, N calls in flight),
+    reported like run_wrk's points."""
+    base = [
+        ghz,
+        "--insecure",
+        f"--protoset={protoset}",
+        "--call=inference.GRPCInferenceService.ModelInfer",
+        f"--data-file={data_file}",
+        f"--concurrency={conns}",
+        "--connections=1",
+        "--cpus=1",
+        "--timeout=10s",
+        "--format=json",
+        f"127.0.0.1:{port}",
+    ]
+    # The warm-up's rate sets the call count of the measured run: a run bounded by time (-z) ends
+    # with the calls still in flight failing as Unavailable, which would read as the server's errors.
+    warm = subprocess.run(base + ["-z", f"{max(1, int(duration / 5))}s"], capture_output=True, text=True, timeout=120)
+    total = max(conns * 4, int(json.loads(warm.stdout)["rps"] * duration))
+    cpu0 = cpu_by_thread(pid)
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    out = subprocess.run(base + [f"--total={total}"], capture_output=True, text=True, timeout=duration * 5 + 120)
+    wall = time.perf_counter() - t0
+    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu1 = cpu_by_thread(pid)
+    rss = rss_bytes(pid)
+    r = json.loads(out.stdout)
+    codes = r.get("statusCodeDistribution") or {}
+    ok = codes.get("OK", 0)
+    errors = {k: v for k, v in codes.items() if k != "OK"}
+    lat = {d["percentage"]: d["latency"] for d in r.get("latencyDistribution") or []}
+    secs = r["total"] / 1e9
+    main, other = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+    ghz_cpu = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
+    idle = max(0.0, len(os.sched_getaffinity(0)) * wall - main - other - ghz_cpu)
+    per_req = 1e6 / max(1, ok)
+    return {
+        "concurrency": conns,
+        "requests": ok,
+        "seconds": round(secs, 2),
+        "req_per_s": round(ok / secs, 1),
+        "p50_ms": round(lat.get(50, 0) / 1e6, 2),
+        "p99_ms": round(lat.get(99, 0) / 1e6, 2),
+        "errors": sum(errors.values()),
+        "error_detail": errors,
+        "peak_rss_mib": round(rss / 2**20, 1),
+        "cpu_us_per_request": {
+            "server_main_thread": round(main * per_req),
+            "server_other_threads": round(other * per_req),
+            "wrk": round(ghz_cpu * per_req),  # the load generator: ghz here
+            "idle": round(idle * per_req),
+        },
+    }
+
+
+def measure_binary_and_grpc(ours_bin, name, info, concurrencies, duration, lua, work, ghz, protoset) -> dict:
+    """Our server with --grpc_port: v2 binary tensors over REST (wrk), then ModelInfer over gRPC (ghz)."""
+    port, grpc_port = free_port(), free_port()
+    cmd = [
+        ours_bin,
+        f"--model_name={name}",
+        f"--model_base_path={info['dir']}",
+        f"--rest_api_port={port}",
+        f"--grpc_port={grpc_port}",
+        "--rest_api_host=127.0.0.1",
+        "--log_level=warning",
+    ]
+    data_file = os.path.join(work, f"{name}.ghz.json")
+    with open(data_file, "w") as f:
+        json.dump(info["grpc_data"], f)
+    label_rest, label_grpc = "ours, v2 binary REST (batching)", "ours, gRPC ModelInfer raw (batching; ghz)"
+    print(f"bench: {label_rest} / {label_grpc}: starting", flush=True)
+    server = Server(label_rest, cmd, f"http://127.0.0.1:{port}/v1/models/{name}", "", log_dir=work)
+    points: dict[str, list] = {label_rest: [], label_grpc: []}
+    try:
+        for label in (label_rest, label_grpc):
+            for c in concurrencies:
+                if label == label_rest:
+                    env = {"BENCH_INFERENCE_HEADER_LENGTH": info["binary_header_length"]}
+                    url = f"http://127.0.0.1:{port}/v2/models/{name}/infer"
+                    p = run_wrk(url, info["binary_body"], c, duration, lua, server.proc.pid, env)
+                else:
+                    p = run_ghz(ghz, protoset, grpc_port, data_file, c, duration, server.proc.pid)
+                p["rows_per_s"] = round(p["req_per_s"] * info["rows"], 1)
+                print(
+                    f"bench:   {label[:14]} c={c:<3} {p['req_per_s']:>9.1f} req/s  p50 {p['p50_ms']:>7.2f} ms  "
+                    f"p99 {p['p99_ms']:>7.2f} ms  errors {p['errors']}",
+                    flush=True,
+                )
+                points[label].append(p)
+    finally:
+        server.stop()
+    return points
+
+
 # ---- models and the floor -----------------------------------------------------------------------
 def build_models(root: str):
     import torch
@@ -311,7 +512,33 @@ def build_models(root: str):
         body_file = os.path.join(root, f"{name}.json")
         with open(body_file, "w") as f:
             json.dump(body, f)
-        models[name] = {"dir": os.path.join(root, name), "body": body_file, "rows": rows, "width": width}
+        import numpy as np
+
+        x = np.array(body["instances"], dtype="<f4")
+        tensor = {"name": "input-0", "datatype": "FP32", "shape": list(x.shape)}
+        head = json.dumps(
+            {
+                "inputs": [dict(tensor, parameters={"binary_data_size": x.nbytes})],
+                "parameters": {"binary_data_output": True},
+            }
+        ).encode()
+        binary_file = os.path.join(root, f"{name}.bin")
+        with open(binary_file, "wb") as f:
+            f.write(head + x.tobytes())
+        models[name] = {
+            "dir": os.path.join(root, name),
+            "body": body_file,
+            "rows": rows,
+            "width": width,
+            "binary_body": binary_file,
+            "binary_header_length": str(len(head)),
+            # ModelInfer for ghz (protobuf JSON: bytes as base64), raw tensors both ways.
+            "grpc_data": {
+                "model_name": name,
+                "inputs": [tensor],
+                "raw_input_contents": [base64.b64encode(x.tobytes()).decode()],
+            },
+        }
     return models
 
 
@@ -399,6 +626,38 @@ def ensure_kserve_venv() -> str:
     return py
 
 
+LITSERVE_VERSION = "0.2.19"
+PEER_VENVS = os.path.join(os.path.expanduser("~"), ".cache", "isvc-operator", "bench-venvs")
+
+
+def ensure_peer_venv(name: str, requirement: str, module: str) -> str:
+    """A peer server in its own venv under ~/.cache (not the checkout), torch shared with ours
+    through a .pth file appended to that venv's path."""
+    venv = os.path.join(PEER_VENVS, name)
+    py = os.path.join(venv, "bin", "python")
+    ok = (
+        os.path.exists(py)
+        and subprocess.run([py, "-c", f"import {module}, torch"], capture_output=True).returncode == 0
+    )
+    if not ok:
+        print(f"bench: creating {venv} with {requirement} (first run only)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", requirement], check=True)
+        site, ours = (
+            subprocess.run(
+                [p, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            for p in (py, sys.executable)
+        )
+        with open(os.path.join(site, "zz_isvc_torch.pth"), "w") as f:
+            f.write(ours + "\n")
+        subprocess.run([py, "-c", f"import {module}, torch"], check=True)
+    return py
+
+
 def versions(kserve_py: str | None) -> dict:
     import numpy
     import orjson
@@ -454,6 +713,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per load point (plus a short warm-up)")
     ap.add_argument("--quick", action="store_true", help="3 s points: a smoke run, not a result")
     ap.add_argument("--skip-kserve", action="store_true")
+    ap.add_argument("--skip-peers", action="store_true", help="no dynamic-batching peers (LitServe)")
     ap.add_argument("--output", default=RESULTS)
     args = ap.parse_args()
     if args.quick:
@@ -466,15 +726,20 @@ def main() -> int:
 
     threads = cpu_limit()
     kserve_py = None if args.skip_kserve else ensure_kserve_venv()
+    litserve_py = None if args.skip_peers else ensure_peer_venv("litserve", f"litserve=={LITSERVE_VERSION}", "litserve")
     work = tempfile.mkdtemp(prefix="isvc-bench-")
     lua = os.path.join(work, "post.lua")
     with open(lua, "w") as f:
         f.write(WRK_LUA)
     with open(os.path.join(work, "kserve_model.py"), "w") as f:
         f.write(KSERVE_MODEL)
+    with open(os.path.join(work, "litserve_model.py"), "w") as f:
+        f.write(LITSERVE_MODEL)
     with open(os.path.join(work, "bare_asgi.py"), "w") as f:
         f.write(BARE_ASGI)
     models = build_models(work)
+    ghz = ghz_path()
+    protoset = build_protoset(work)
     plan = {"mlp": [1, 16, 64], "iris": [1, 8, 32]}
     floor_batches = {"mlp": [1, 8, 16, 32, 64, 128], "iris": [2, 16, 64, 256]}
     # The MLP's floor is also taken as one single-threaded pass per core, all at once (see floor()).
@@ -531,6 +796,9 @@ def main() -> int:
                 lua,
                 work,
             )
+        result["servers"][name].update(
+            measure_binary_and_grpc(ours_bin, name, info, plan[name], args.duration, lua, work, ghz, protoset)
+        )
         if kserve_py:
             port = free_port()
             cmd = [
@@ -539,8 +807,10 @@ def main() -> int:
                 f"--model_name={name}",
                 f"--model_dir={os.path.join(info['dir'], '1')}",
                 f"--http_port={port}",
+                "--configure_logging=false",
+                "--enable_latency_logging=false",
             ]
-            result["servers"][name]["kserve ResolvedRuntime"] = measure(
+            result["servers"][name]["kserve ModelServer"] = measure(
                 "kserve",
                 cmd,
                 f"http://127.0.0.1:{port}/v1/models/{name}",
@@ -550,6 +820,22 @@ def main() -> int:
                 args.duration,
                 lua,
                 work,
+            )
+        if litserve_py:
+            port = free_port()
+            cmd = [litserve_py, os.path.join(work, "litserve_model.py"), f"--port={port}"]
+            env = {"BENCH_MODEL_DIR": os.path.join(info["dir"], "1"), "BENCH_THREADS": str(threads)}
+            result["servers"][name]["litserve (max_batch_size 64, batch_timeout 10 ms)"] = measure(
+                "litserve",
+                cmd,
+                f"http://127.0.0.1:{port}/health",
+                f"http://127.0.0.1:{port}/predict",
+                info,
+                plan[name],
+                args.duration,
+                lua,
+                work,
+                env=env,
             )
         if name == "iris":
             port = free_port()
@@ -599,9 +885,9 @@ def main() -> int:
     return 0
 
 
-def measure(label, cmd, ready_url, url, info, concurrencies, duration, lua, work):
+def measure(label, cmd, ready_url, url, info, concurrencies, duration, lua, work, env=None):
     print(f"bench: {label}: starting {os.path.basename(cmd[0])} ...", flush=True)
-    server = Server(label, cmd, ready_url, url, log_dir=work)
+    server = Server(label, cmd, ready_url, url, env=env, log_dir=work)
     points = []
     try:
         for c in concurrencies:
@@ -638,11 +924,11 @@ def compute_ratios(result, models):
     best64 = max((f for f in fl["mlp"] if f["batch"] == 64), key=lambda x: x["rows_per_s"], default=None)
     if best64:
         r["mlp_c64_ours_over_floor_batch64"] = round(ours["rows_per_s"] / best64["rows_per_s"], 3)
-    ks = at("mlp", "kserve ResolvedRuntime", 64)
+    ks = at("mlp", "kserve ModelServer", 64)
     if ks:
         r["mlp_c64_ours_over_kserve"] = round(ours["req_per_s"] / ks["req_per_s"], 2)
     iris = at("iris", "ours (batching)", 32)
-    ks = at("iris", "kserve ResolvedRuntime", 32)
+    ks = at("iris", "kserve ModelServer", 32)
     if ks:
         r["iris_c32_ours_over_kserve"] = round(iris["req_per_s"] / ks["req_per_s"], 2)
     bare = at("iris", "bare ASGI (fixed reply)", 32)
@@ -650,8 +936,26 @@ def compute_ratios(result, models):
         r["iris_c32_ours_over_bare_asgi"] = round(iris["req_per_s"] / bare["req_per_s"], 3)
     best_iris = max(fl["iris"], key=lambda x: x["rows_per_s"])
     r["iris_c32_ours_over_floor_best"] = round(iris["rows_per_s"] / best_iris["rows_per_s"], 3)
+    # The binary protocols: iris over gRPC against our JSON REST; the MLP over gRPC and binary REST
+    # against the in-process best batch.
+    grpc_label, binary_label = "ours, gRPC ModelInfer raw (batching; ghz)", "ours, v2 binary REST (batching)"
+    iris_grpc = at("iris", grpc_label, 32)
+    if iris_grpc:
+        r["iris_c32_grpc_over_rest_json"] = round(iris_grpc["req_per_s"] / iris["req_per_s"], 2)
+    for key, label in (("grpc", grpc_label), ("binary_rest", binary_label)):
+        p = at("mlp", label, 64)
+        if p:
+            r[f"mlp_c64_{key}_over_floor_best"] = round(p["rows_per_s"] / best_mlp["rows_per_s"], 3)
+    for name, c in (("mlp", 64), ("iris", 32)):
+        lit = at(name, "litserve (max_batch_size 64, batch_timeout 10 ms)", c)
+        if lit:
+            r[f"{name}_c{c}_ours_over_litserve"] = round(
+                at(name, "ours (batching)", c)["req_per_s"] / lit["req_per_s"], 2
+            )
     r["targets"] = {
         "mlp c64 >= 0.7x floor best": r["mlp_c64_ours_over_floor_best"] >= 0.7,
+        "mlp c64 gRPC >= 0.7x floor best": r.get("mlp_c64_grpc_over_floor_best", 0) >= 0.7,
+        "mlp c64 binary REST >= 0.7x floor best": r.get("mlp_c64_binary_rest_over_floor_best", 0) >= 0.7,
         "iris c32 >= 5x kserve": r.get("iris_c32_ours_over_kserve", 0) >= 5,
         "no errors (ours)": all(
             p["errors"] == 0 for n in srv for lbl, pts in srv[n].items() if lbl.startswith("ours") for p in pts

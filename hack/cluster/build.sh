@@ -127,6 +127,10 @@ build_actionlint() {
   go_install actionlint "$ACTIONLINT_VERSION" github.com/rhysd/actionlint/cmd/actionlint
 }
 
+build_ghz() {
+  go_install ghz "$GHZ_VERSION" github.com/bojand/ghz/cmd/ghz
+}
+
 what=${1:-all}
 case "$what" in
   all) build_etcd; build_kwok; build_kube; build_helm ;;
@@ -135,6 +139,7 @@ case "$what" in
   kwok) build_kwok ;;
   helm) build_helm ;;
   actionlint) build_actionlint ;;
-  *) echo "usage: $0 [all|kube|etcd|kwok|helm|actionlint]" >&2; exit 2 ;;
+  ghz) build_ghz ;;
+  *) echo "usage: $0 [all|kube|etcd|kwok|helm|actionlint|ghz]" >&2; exit 2 ;;
 esac
 echo "$bin"

@@ -114,7 +114,7 @@ for what in "$@"; do
     operator) build_image operator "$OPERATOR_IMAGE:$IMAGE_VERSION" . \
                 Dockerfile pyproject.toml README.md operator/isvc_operator ;;
     pytorch-server) build_image pytorch-server "$PYTORCH_SERVER_IMAGE:$IMAGE_VERSION" servers/pytorch \
-                servers/pytorch/Dockerfile servers/pytorch/pyproject.toml servers/pytorch/README.md \
+                servers/pytorch/Dockerfile servers/pytorch/pyproject.toml servers/pytorch/README.md servers/pytorch/compile-protos.sh \
                 servers/pytorch/isvc_pytorch_server ;;
     test-server) build_image test-server "localhost/isvc-test-server:1" tests/e2e/test-server tests/e2e/test-server ;;
     *) echo "usage: $0 [--load] pause|operator|pytorch-server|test-server ... | all" >&2; exit 2 ;;

@@ -24,6 +24,8 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
   "$venv/bin/python" -m pip install --disable-pip-version-check -q -e ".[test]"
   echo "$want" > "$stamp"
 fi
+# The gRPC modules are generated from isvc_pytorch_server/wire/*.proto, never committed.
+bash "$here/compile-protos.sh" "$venv/bin/python"
 
 set +e
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests "$@"

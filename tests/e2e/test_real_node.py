@@ -82,6 +82,26 @@ def test_the_operator_runs_as_a_pod_from_its_own_image(kube: Kube, e2e_operator:
     assert lease and lease["spec"].get("holderIdentity", "").startswith(pod["metadata"]["name"]), lease
 
 
+GRPC_PREDICT_SCRIPT = """
+import json, sys
+import grpc, numpy as np
+from isvc_pytorch_server.wire import predict_pb2, prediction_service_pb2_grpc
+rows = np.array(json.loads(sys.argv[1]), dtype="<f4")
+req = predict_pb2.PredictRequest()
+req.model_spec.name = "iris"
+tensor = req.inputs["x"]
+tensor.dtype = 1  # DT_FLOAT
+for d in rows.shape:
+    tensor.tensor_shape.dim.add(size=d)
+tensor.tensor_content = rows.tobytes()
+with grpc.insecure_channel("127.0.0.1:9000") as channel:
+    reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(req, timeout=30)
+out = reply.outputs["output-0"]
+shape = [d.size for d in out.tensor_shape.dim]
+print(json.dumps(np.frombuffer(out.tensor_content, dtype="<f4").reshape(shape).tolist()))
+"""
+
+
 def test_iris_from_an_http_archive_answers_like_the_model_in_process(
     kube: Kube, namespace: str, model_store: str, expected: dict[str, Any]
 ) -> None:
@@ -122,6 +142,21 @@ def test_iris_from_an_http_archive_answers_like_the_model_in_process(
         "import os; print(sorted(os.listdir('/mnt/models')))",
     ).stdout
     assert exec_out.strip() == "['1']", exec_out
+
+    # gRPC in the pod: TF Serving's Predict on the runtime's grpc port, with the stubs the image
+    # compiled from the server's protos, answers as REST does.
+    grpc_out = kube.run(
+        "exec",
+        "-n",
+        namespace,
+        "deployment/iris-predictor",
+        "--",
+        "python",
+        "-c",
+        GRPC_PREDICT_SCRIPT,
+        json.dumps(expected["body"]["instances"]),
+    ).stdout
+    assert float32(json.loads(grpc_out)) == float32(expected["iris-v1"]), grpc_out
 
 
 def test_a_corrupt_archive_is_storage_initializer_failed(kube: Kube, namespace: str, model_store: str) -> None:

@@ -49,8 +49,15 @@ def test_pytorch_and_custom_container_predictors(kube, operator, namespace, mode
     wait_ready(kube, "custom", namespace)
     torch = container_of(kube, "iris", namespace)
     assert torch["image"] == "ghcr.io/isvc-operator/pytorch-server:0.1.0"
-    assert torch["args"] == ["--model_name=iris", "--model_base_path=/mnt/models", "--rest_api_port=8080"]
+    assert torch["args"] == [
+        "--model_name=iris",
+        "--model_base_path=/mnt/models",
+        "--rest_api_port=8080",
+        "--grpc_port=9000",
+    ]
     assert torch["readinessProbe"]["httpGet"]["path"] == "/v1/models/iris"
+    torch_ports = kube.get("service", "iris", namespace)["spec"]["ports"]
+    assert [(p["name"], p["port"]) for p in torch_ports] == [("http", 8080), ("grpc", 9000)]
     custom = container_of(kube, "custom", namespace)
     assert (custom["image"], custom["args"]) == ("example.org/my-server:1.0", ["--port", "8080"])
     assert custom["readinessProbe"]["tcpSocket"]["port"] == 8080

@@ -62,9 +62,22 @@ def test_default_policy_is_the_hand_written_policy_scoped_to_the_model():
     }
 
 
-def test_pytorch_paths_include_the_open_inference_protocol():
+def test_pytorch_paths_are_its_rest_paths_and_exactly_the_grpc_methods_it_serves():
     policy = policy_of(predictor={"pytorch": {"storageUri": "pvc://m"}})
-    assert policy["spec"]["rules"][0]["to"][0]["operation"]["paths"] == ["/v1/models/*", "/v2/models/*", "/v2/health/*"]
+    assert policy["spec"]["rules"][0]["to"][0]["operation"]["paths"] == [
+        "/v1/models/*",
+        "/v2/models/*",
+        "/v2/health/*",
+        "/inference.GRPCInferenceService/ServerLive",
+        "/inference.GRPCInferenceService/ServerReady",
+        "/inference.GRPCInferenceService/ModelReady",
+        "/inference.GRPCInferenceService/ServerMetadata",
+        "/inference.GRPCInferenceService/ModelMetadata",
+        "/inference.GRPCInferenceService/ModelInfer",
+        "/tensorflow.serving.PredictionService/Predict",
+        "/tensorflow.serving.ModelService/GetModelStatus",
+        "/grpc.health.v1.Health/Check",
+    ]
 
 
 def test_sources_principals_extra_paths_and_methods():

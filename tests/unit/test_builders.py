@@ -323,16 +323,28 @@ def test_pvc_storage_has_no_init_container():
     )
 
 
-def test_pytorch_predictor_runs_the_project_server_on_its_http_port():
+def test_pytorch_predictor_runs_the_project_server_on_its_http_and_grpc_ports():
     body = copy.deepcopy(DOGS_VS_CATS)
     body["spec"]["predictor"] = {"pytorch": {"storageUri": "pvc://models/iris"}}
     isvc = parse_inferenceservice(body)
     deployment, service = children_of(isvc)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["isvc-pytorch-server"]
-    assert container["args"] == ["--model_name=dogs-vs-cats", "--model_base_path=/mnt/models", "--rest_api_port=8080"]
+    assert container["args"] == [
+        "--model_name=dogs-vs-cats",
+        "--model_base_path=/mnt/models",
+        "--rest_api_port=8080",
+        "--grpc_port=9000",
+    ]
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [("http", 8080), ("grpc", 9000)]
+    # Probes stay on HTTP: readiness means a version is AVAILABLE, which only the REST status says.
     assert container["readinessProbe"]["httpGet"] == {"path": "/v1/models/dogs-vs-cats", "port": "http"}
-    assert [p["port"] for p in service["spec"]["ports"]] == [8080]
+    assert container["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    assert container["startupProbe"]["tcpSocket"] == {"port": "http"}
+    assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
+        ("http", 8080, "http"),
+        ("grpc", 9000, "grpc"),
+    ]
 
 
 def test_security_context_is_restricted_and_loosened_only_explicitly():

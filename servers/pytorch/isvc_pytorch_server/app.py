@@ -35,6 +35,8 @@ class App:
         self.metrics = metrics
         self.max_request_bytes = max_request_bytes
         self.shutting_down = False
+        self.grpc = None  # a grpc_api.GrpcApi started and drained with this app, when --grpc_port is set
+        self.graceful_shutdown_seconds = 30.0
 
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
@@ -51,12 +53,19 @@ class App:
                 try:
                     self.batcher.start(asyncio.get_running_loop())
                     self.versions.start()
+                    if self.grpc is not None:
+                        await self.grpc.start()
                 except Exception as e:
                     await send({"type": "lifespan.startup.failed", "message": str(e)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif msg["type"] == "lifespan.shutdown":
-                # uvicorn calls this after in-flight requests finished (or the grace period ran out).
+                # uvicorn calls this after in-flight requests finished (or the grace period ran out);
+                # in-flight gRPC calls finish too before the batcher stops.
+                if self.grpc is not None:
+                    draining = self.grpc.begin_shutdown(self.graceful_shutdown_seconds)
+                    if draining is not None:
+                        await draining
                 self.shutting_down = True
                 self.versions.stop()
                 await asyncio.get_running_loop().run_in_executor(None, self.batcher.stop)
@@ -87,11 +96,14 @@ class App:
                 raise ApiError(404, f"no route for {method} {path}; see /v1/models/NAME, /v2/models/NAME, /metrics")
         except ApiError as e:
             status, body = e.status, codec.dumps({"error": e.message})
+            content_type = JSON_HEADERS
         except _Disconnected:
             return
         except Exception as e:  # a bug here must not kill the connection without an answer
             log.exception("unhandled error on %s %s", method, path)
             status, body = 500, codec.dumps({"error": f"internal error: {type(e).__name__}: {e}"})
+        if isinstance(body, tuple):  # a body with its own headers (v2 binary data)
+            body, content_type = body
         headers = content_type + [(b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -219,9 +231,16 @@ class App:
             _want(method, "POST")
             model = self.versions.get(name, version)
             body = await self._read_body(scope, receive)
-            req = codec.decode_v2(codec.loads(body), model)
+            header_length = _header(scope, codec.BINARY_HEADER)
+            doc = codec.loads(body) if header_length is None else codec.split_binary_v2(body, header_length)
+            binary = codec.binary_outputs(doc)
+            req = codec.decode_v2(doc, model)
             outputs = await self._infer(model, req)
-            return "v2_infer", 200, codec.encode_v2(self.versions.name, model.version, outputs, req)
+            if not binary:
+                return "v2_infer", 200, codec.encode_v2(self.versions.name, model.version, outputs, req)
+            payload, json_length = codec.encode_v2_binary(self.versions.name, model.version, outputs, req, binary)
+            headers = [(b"content-type", b"application/octet-stream"), (codec.BINARY_HEADER, b"%d" % json_length)]
+            return "v2_infer", 200, (payload, headers)
         if tail == ["ready"]:
             _want(method, "GET")
             try:
@@ -260,6 +279,13 @@ def _model_path(rest: str) -> tuple[str, int | None, list[str]]:
     if len(tail) >= 2 and tail[0] == "versions":
         return name, _version(tail[1]), tail[2:]
     return name, None, tail
+
+
+def _header(scope, name: bytes) -> bytes | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return v
+    return None
 
 
 def _want(method: str, allowed: str) -> None:

@@ -69,7 +69,7 @@ def cpu_limit() -> int:
     return max(1, n)
 
 
-def _server_class():
+def _server_class(app):
     import uvicorn
 
     class _Server(uvicorn.Server):
@@ -78,6 +78,12 @@ def _server_class():
         async def _serve(self, sockets=None):
             await super()._serve(sockets)
             self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
+
+        async def shutdown(self, sockets=None):
+            # gRPC stops taking calls when HTTP does, and both drain at once.
+            if app.grpc is not None:
+                app.grpc.begin_shutdown(app.graceful_shutdown_seconds)
+            await super().shutdown(sockets)
 
     return _Server
 
@@ -97,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--grpc_port",
         type=int,
         default=0,
-        help="gRPC port; 0 (default) = off. gRPC is not implemented: a non-zero value is an error",
+        help="gRPC port (Open Inference Protocol, TF Serving Predict/GetModelStatus, grpc.health.v1); 0 (default) = off",
     )
     p.add_argument(
         "--file_system_poll_wait_seconds",
@@ -178,13 +184,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    if args.grpc_port:
-        log.error(
-            "--grpc_port=%d: gRPC is not implemented by this server; use the REST API "
-            "(TF Serving v1 or Open Inference Protocol v2) on --rest_api_port",
-            args.grpc_port,
-        )
-        return 2
     port = args.rest_api_port if args.rest_api_port is not None else _default_port()
 
     import torch  # imported here so --help is instant
@@ -239,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         on_unservable=stop_unservable if args.exit_on_load_failure else None,
     )
     app = App(versions, batcher, metrics, max_request_bytes=args.max_request_bytes)
+    app.graceful_shutdown_seconds = args.graceful_shutdown_seconds
+    if args.grpc_port:
+        from .grpc_api import GrpcApi
+
+        app.grpc = GrpcApi(app, args.grpc_port, args.rest_api_host)
     log.info(
         "isvc-pytorch-server %s (torch %s) serving %s from %s on %s:%d; device %s, %d intra-op threads "
         "(CPU limit %d), %d batch threads, batching %s (max %d rows, timeout %d us)",
@@ -273,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=args.graceful_shutdown_seconds,
         timeout_keep_alive=75,
     )
-    server = _server_class()(config)
+    server = _server_class(app)(config)
     server_holder.append(server)
     if unservable:  # failed before the server existed
         server.should_exit = True

@@ -111,6 +111,18 @@ def to_array(value, dtype: np.dtype, what: str) -> np.ndarray:
     return arr
 
 
+def raw_array(data: bytes, dtype: np.dtype, what: str) -> np.ndarray:
+    """Little-endian row-major bytes -> a flat array (the caller checks the shape)."""
+    dtype = np.dtype(dtype).newbyteorder("<")
+    if len(data) % dtype.itemsize:
+        raise ApiError(400, f"{what}: {len(data)} bytes is not a whole number of {dtype.name} values")
+    return np.frombuffer(data, dtype=dtype)
+
+
+def little_endian_bytes(a: np.ndarray) -> bytes:
+    return a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
 def _first_line(e: BaseException) -> str:
     return (str(e).splitlines() or [type(e).__name__])[0]
 
@@ -252,7 +264,11 @@ def decode_v2(doc: dict, model) -> Request:
         if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
             raise ApiError(400, f'input {name!r}: "shape" must be a list of non-negative integers')
         if "data" not in item:
-            raise ApiError(400, f'input {name!r}: "data" is missing (binary tensor data is not supported)')
+            raise ApiError(
+                400,
+                f'input {name!r}: "data" is missing (or send it as binary data: the input\'s '
+                '"parameters": {"binary_data_size": N} and the Inference-Header-Content-Length header)',
+            )
         want = np.dtype(V2_TO_NUMPY[dt])
         model_dt = numpy_dtype(spec.dtype)
         if want.kind == "f" and model_dt.kind == "f":
@@ -287,3 +303,93 @@ def encode_v2(model_name: str, version: int, outputs: dict[str, np.ndarray], req
     if req.id is not None:
         body["id"] = req.id
     return orjson.dumps(body, option=DUMPS_OPTS)
+
+
+# ---- the v2 binary tensor extension --------------------------------------------------------
+BINARY_HEADER = b"inference-header-content-length"
+
+
+def split_binary_v2(body: bytes, header_length: bytes) -> dict:
+    """A binary-extension body (JSON of ``header_length`` bytes, then each binary input's bytes in
+    order of ``inputs``) -> the JSON document with those inputs' ``data`` as flat arrays."""
+    try:
+        n = int(header_length)
+    except ValueError:
+        raise ApiError(400, f"bad Inference-Header-Content-Length {header_length!r}") from None
+    if not 0 < n <= len(body):
+        raise ApiError(400, f"Inference-Header-Content-Length {n} is outside the body of {len(body)} bytes")
+    doc = loads(body[:n])
+    offset = n
+    for item in doc.get("inputs") or []:
+        params = item.get("parameters") if isinstance(item, dict) else None
+        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        if size is None:
+            continue
+        name = item.get("name")
+        if not isinstance(size, int) or size < 0 or offset + size > len(body):
+            raise ApiError(
+                400, f"input {name!r}: binary_data_size {size!r} does not fit the {len(body) - offset} bytes left"
+            )
+        if "data" in item:
+            raise ApiError(400, f'input {name!r}: both "data" and binary_data_size are given; use one')
+        dtype = V2_TO_NUMPY.get(item.get("datatype"))
+        if dtype is not None:
+            item["data"] = raw_array(body[offset : offset + size], np.dtype(dtype), f"input {name!r}")
+        offset += size
+    if offset != len(body):
+        raise ApiError(
+            400, f"{len(body) - offset} bytes after the binary inputs; binary_data_size must add up to the body"
+        )
+    return doc
+
+
+@dataclass
+class BinaryChoice:
+    """Which outputs go back as binary data: each output's ``binary_data`` parameter, else the
+    request's ``binary_data_output`` parameter."""
+
+    default: bool
+    per_output: dict[str, bool]
+
+    def __bool__(self) -> bool:
+        return self.default or any(self.per_output.values())
+
+    def __call__(self, name: str) -> bool:
+        return self.per_output.get(name, self.default)
+
+
+def binary_outputs(doc: dict) -> BinaryChoice:
+    params = doc.get("parameters")
+    default = isinstance(params, dict) and params.get("binary_data_output") is True
+    per_output = {}
+    for o in doc.get("outputs") or []:
+        p = o.get("parameters") if isinstance(o, dict) else None
+        if isinstance(p, dict) and isinstance(p.get("binary_data"), bool):
+            per_output[o.get("name")] = p["binary_data"]
+    return BinaryChoice(default, per_output)
+
+
+def encode_v2_binary(
+    model_name: str, version: int, outputs: dict[str, np.ndarray], req: Request, binary: BinaryChoice
+) -> tuple[bytes, int]:
+    """The v2 response with the chosen outputs as binary data: (body, length of its JSON part)."""
+    names = req.requested_outputs or list(outputs)
+    unknown = [n for n in names if n not in outputs]
+    if unknown:
+        raise ApiError(400, f"unknown output(s) {unknown}; the model's outputs are {list(outputs)}")
+    out, blobs = [], []
+    for n in names:
+        a = outputs[n]
+        entry = {"name": n, "datatype": NUMPY_TO_V2.get(a.dtype, "FP32"), "shape": list(a.shape)}
+        if binary(n):
+            blob = little_endian_bytes(a)
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = a.reshape(-1)
+        out.append(entry)
+    body = {"model_name": model_name, "model_version": str(version), "outputs": out}
+    if req.id is not None:
+        body["id"] = req.id
+    head = orjson.dumps(body, option=DUMPS_OPTS)
+    return b"".join([head, *blobs]), len(head)

@@ -26,8 +26,8 @@ class Metrics:
         PlatformCollector(registry=r)
         self.requests = Counter(
             "isvc_pytorch_requests",
-            "HTTP requests answered, by endpoint and status code",
-            ["endpoint", "code"],
+            "Requests answered, by protocol (rest, grpc), endpoint and status (HTTP code or gRPC status name)",
+            ["protocol", "endpoint", "code"],
             registry=r,
         )
         self.latency = Histogram(
@@ -60,11 +60,11 @@ class Metrics:
         self._children: dict = {}
         self._latency_children: dict = {}
 
-    def observe_request(self, endpoint: str, code: int, seconds: float) -> None:
-        key = (endpoint, code)
+    def observe_request(self, endpoint: str, code: int | str, seconds: float, protocol: str = "rest") -> None:
+        key = (protocol, endpoint, code)
         c = self._children.get(key)
         if c is None:
-            c = self._children[key] = self.requests.labels(endpoint, str(code))
+            c = self._children[key] = self.requests.labels(protocol, endpoint, str(code))
         c.inc()
         h = self._latency_children.get(endpoint)
         if h is None:

@@ -130,9 +130,14 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, base_path: str, name: str = "iris", extra=(), env=None, port=None, use_env_port=False):
+    def __init__(
+        self, base_path: str, name: str = "iris", extra=(), env=None, port=None, use_env_port=False, grpc=False
+    ):
         self.name = name
         self.port = port or free_port()
+        self.grpc_port = free_port() if grpc else None
+        if grpc:
+            extra = (*extra, f"--grpc_port={self.grpc_port}")
         args = [
             sys.executable,
             "-m",

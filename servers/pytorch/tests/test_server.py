@@ -108,7 +108,7 @@ def test_metrics_count_requests(served):
         key = (name, tuple(sorted(labels.items())))
         return after.get(key, 0) - before.get(key, 0)
 
-    assert moved("isvc_pytorch_requests_total", endpoint="v1_predict", code="200") == 5
+    assert moved("isvc_pytorch_requests_total", protocol="rest", endpoint="v1_predict", code="200") == 5
     # A refused request is counted under endpoint "other" today (the endpoint is named on success).
     refused = [k for k in after if k[0] == "isvc_pytorch_requests_total" and ("code", "400") in k[1]]
     assert sum(after[k] - before.get(k, 0) for k in refused) == 2, refused
