@@ -42,6 +42,7 @@ lint: venv
 binaries:
 	bash hack/cluster/build.sh all >/dev/null
 	bash hack/kstatus/build.sh >/dev/null
+	bash hack/cluster/build.sh ghz >/dev/null
 
 # The object-store servers the storage program is tested against (moto, fake-gcs-server, Azurite).
 stores:
