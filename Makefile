@@ -9,7 +9,7 @@ LOCAL_KUBECONFIG := $(CLUSTER_DIR)/kubeconfig
 include hack/cluster/versions.env
 KUBECTL := $(HOME)/.cache/isvc-operator/bin/kubectl-$(KUBE_VERSION)
 
-.PHONY: help venv lint binaries stores node-deps images cluster-up cluster-down dev dev-stop test test-unit test-cluster test-e2e test-pytorch-server manifests render bench bench-pytorch bench-storage chaos
+.PHONY: help venv lint binaries stores node-deps images cluster-up cluster-down dev dev-stop test test-unit test-cluster test-e2e test-pytorch-server manifests render bench bench-pytorch bench-storage bench-storage-cache chaos
 
 help:
 	@echo "make dev           local control plane (unless KUBECONFIG reaches a cluster) + CRD + operator + samples"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench [N=300] [REPEAT=3] operator vs the API server's floor (bench/operator_bench.py)"
 	@echo "make bench-pytorch the PyTorch server vs KServe and the in-process floor"
 	@echo "make bench-storage the storage program vs the stores' reference clients (bench/storage_bench.py)"
+	@echo "make bench-storage-cache  a second replica's Ready time with and without the model cache, on the real node"
 	@echo "make chaos         fault injection and fuzzing figures (bench/chaos.py)"
 
 $(VENV)/.installed: pyproject.toml
@@ -100,6 +101,9 @@ bench-pytorch:
 
 bench-storage: venv stores
 	$(PY) bench/storage_bench.py
+
+bench-storage-cache: venv binaries node-deps stores
+	$(PY) bench/storage_cache.py
 
 chaos: venv binaries
 	$(PY) bench/chaos.py $(if $(QUICK),--quick,)

@@ -132,6 +132,29 @@ def test_azure_keys_and_kserve_legacy_names_become_secret_refs():
     ]
 
 
+def test_gcs_emulator_and_azure_endpoint_are_keys_of_the_same_secret_and_go_to_their_store_only():
+    """KServe has no GCS or Azure endpoint setting: an emulator or private endpoint is a Secret key
+    named as the variable the storage program reads, passed by reference like the credentials."""
+    gcs = secret(
+        "gcs-emulated",
+        data={"gcloud-application-credentials.json": '{"private_key": "VALUE-5"}', "STORAGE_EMULATOR_HOST": "aA=="},
+    )
+    azure = secret(
+        "azurite", data={"AZURE_STORAGE_ACCESS_KEY": "azure-key-VALUE-4", "ISVC_AZURE_BLOB_ENDPOINT": "aA=="}
+    )
+    found = AccountSecrets(account(), (gcs, azure))
+    assert list(build_storage_credentials("gs", found).env) == [
+        {"name": "STORAGE_EMULATOR_HOST", **ref("gcs-emulated", "STORAGE_EMULATOR_HOST")},
+        {"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": "/var/secrets/gcs/gcloud-application-credentials.json"},
+    ]
+    assert list(build_storage_credentials("azure", found).env) == [
+        {"name": "AZURE_STORAGE_ACCESS_KEY", **ref("azurite", "AZURE_STORAGE_ACCESS_KEY")},
+        {"name": "ISVC_AZURE_BLOB_ENDPOINT", **ref("azurite", "ISVC_AZURE_BLOB_ENDPOINT")},
+    ]
+    # Neither endpoint reaches an S3 download.
+    assert build_storage_credentials("s3", found) == NO_CREDENTIALS
+
+
 @pytest.mark.parametrize(
     ("store", "found"),
     [

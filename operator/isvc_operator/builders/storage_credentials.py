@@ -24,14 +24,17 @@ S3_ANNOTATION_ENV = {
     "s3-useanoncredential": "ISVC_S3_ANONYMOUS",
 }
 # Secret key -> the variable it becomes (a secretKeyRef), per store. KServe's legacy AZ_* keys feed
-# the same variables as AZURE_*; the first key found for a variable wins.
+# the same variables as AZURE_*; the first key found for a variable wins. KServe has no setting for
+# a GCS or Azure endpoint other than the public one, so an emulator or private endpoint is a key of
+# the same Secret, named as the variable the storage program reads: STORAGE_EMULATOR_HOST (the
+# google-cloud-storage SDK's own variable) and ISVC_AZURE_BLOB_ENDPOINT (the blob service URL).
 SECRET_KEY_ENV = {
     "s3": {
         "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
         "AWS_SESSION_TOKEN": "AWS_SESSION_TOKEN",
     },
-    "gs": {},
+    "gs": {"STORAGE_EMULATOR_HOST": "STORAGE_EMULATOR_HOST"},
     "azure": {
         "AZURE_STORAGE_ACCESS_KEY": "AZURE_STORAGE_ACCESS_KEY",
         "AZURE_STORAGE_SAS_TOKEN": "AZURE_STORAGE_SAS_TOKEN",
@@ -41,6 +44,7 @@ SECRET_KEY_ENV = {
         "AZ_CLIENT_ID": "AZURE_CLIENT_ID",
         "AZ_CLIENT_SECRET": "AZURE_CLIENT_SECRET",
         "AZ_TENANT_ID": "AZURE_TENANT_ID",
+        "ISVC_AZURE_BLOB_ENDPOINT": "ISVC_AZURE_BLOB_ENDPOINT",
     },
 }
 GCS_KEY_FILE = "gcloud-application-credentials.json"
