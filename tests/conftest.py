@@ -344,10 +344,12 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     kube.run("delete", "pv", "-l", f"isvc-test-namespace={name}", "--wait=false", check=False)
 
 
-@pytest.fixture
-def model_claim(kube: Kube, namespace: str) -> str:
-    """A bound PVC named `models` (static hostPath PV: this cluster has no provisioner)."""
-    pv = f"{namespace}-models"
+def host_path_claim(
+    kube: Kube, namespace: str, name: str, path: str, access_mode: str = "ReadWriteOnce", path_type: str | None = None
+) -> str:
+    """A claim bound to a static hostPath volume (this cluster has no provisioner); returns the volume's name."""
+    pv = f"{namespace}-{name}"
+    host_path = {"path": path, **({"type": path_type} if path_type else {})}
     kube.apply(
         [
             {
@@ -356,18 +358,18 @@ def model_claim(kube: Kube, namespace: str) -> str:
                 "metadata": {"name": pv, "labels": {"isvc-test-namespace": namespace}},
                 "spec": {
                     "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteOnce"],
+                    "accessModes": [access_mode],
                     "storageClassName": "",
-                    "hostPath": {"path": "/tmp/isvc-models"},
-                    "claimRef": {"namespace": namespace, "name": "models"},
+                    "hostPath": host_path,
+                    "claimRef": {"namespace": namespace, "name": name},
                 },
             },
             {
                 "apiVersion": "v1",
                 "kind": "PersistentVolumeClaim",
-                "metadata": {"name": "models", "namespace": namespace},
+                "metadata": {"name": name, "namespace": namespace},
                 "spec": {
-                    "accessModes": ["ReadWriteOnce"],
+                    "accessModes": [access_mode],
                     "storageClassName": "",
                     "volumeName": pv,
                     "resources": {"requests": {"storage": "1Gi"}},
@@ -376,8 +378,15 @@ def model_claim(kube: Kube, namespace: str) -> str:
         ]
     )
     wait_until(
-        lambda: (kube.get("pvc", "models", namespace) or {}).get("status", {}).get("phase") == "Bound",
+        lambda: (kube.get("pvc", name, namespace) or {}).get("status", {}).get("phase") == "Bound",
         30,
-        "PVC models to bind",
+        f"PVC {name} to bind",
     )
+    return pv
+
+
+@pytest.fixture
+def model_claim(kube: Kube, namespace: str) -> str:
+    """A bound PVC named `models`."""
+    host_path_claim(kube, namespace, "models", "/tmp/isvc-models")
     return "models"

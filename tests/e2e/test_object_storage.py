@@ -25,7 +25,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.conftest import ROOT, Kube, wait_until
+from tests.conftest import ROOT, Kube, host_path_claim, wait_until
 from tests.support import reserved_port, shell_vars
 
 from .conftest import NODE, float32, isvc, node_port, post_json, wait_condition
@@ -207,39 +207,7 @@ def cache_claim(kube: Kube, namespace: str) -> Iterator[str]:
     init container's uid."""
     directory = Path(tempfile.mkdtemp(prefix="isvc-e2e-model-cache-"))
     os.chmod(directory, 0o777)
-    pv = f"{namespace}-model-cache"
-    kube.apply(
-        [
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": pv, "labels": {"isvc-test-namespace": namespace}},
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteMany"],
-                    "storageClassName": "",
-                    "hostPath": {"path": str(directory), "type": "Directory"},
-                    "claimRef": {"namespace": namespace, "name": "model-cache"},
-                },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": "model-cache", "namespace": namespace},
-                "spec": {
-                    "accessModes": ["ReadWriteMany"],
-                    "storageClassName": "",
-                    "volumeName": pv,
-                    "resources": {"requests": {"storage": "1Gi"}},
-                },
-            },
-        ]
-    )
-    wait_until(
-        lambda: (kube.get("pvc", "model-cache", namespace) or {}).get("status", {}).get("phase") == "Bound",
-        30,
-        "PVC model-cache to bind",
-    )
+    pv = host_path_claim(kube, namespace, "model-cache", str(directory), "ReadWriteMany", "Directory")
     yield "model-cache"
     kube.run("delete", "pv", pv, "--wait=false", check=False)
     shutil.rmtree(directory, ignore_errors=True)

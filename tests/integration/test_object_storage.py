@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.conftest import condition, operator_events, wait_until
+from tests.conftest import condition, host_path_claim, operator_events, wait_until
 from tests.integration.test_lifecycle import wait_ready
 
 pytestmark = pytest.mark.cluster
@@ -192,19 +192,6 @@ def test_object_store_without_an_account_is_anonymous(kube, operator, namespace)
     assert "serviceAccountName" not in pod
 
 
-def claim(name, namespace):
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "accessModes": ["ReadWriteMany"],
-            "storageClassName": "",
-            "resources": {"requests": {"storage": "1Gi"}},
-        },
-    }
-
-
 def test_model_cache_claim_is_mounted_and_a_missing_one_is_named(kube, operator, namespace):
     kube.apply(
         isvc(
@@ -223,24 +210,7 @@ def test_model_cache_claim_is_mounted_and_a_missing_one_is_named(kube, operator,
     assert {"name": "model-cache", "persistentVolumeClaim": {"claimName": "model-cache"}} in pod["volumes"]
 
     # With the claim there (and bound), the pod is scheduled and the isvc is Ready.
-    pv = f"{namespace}-model-cache"
-    kube.apply(
-        [
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {"name": pv, "labels": {"isvc-test-namespace": namespace}},
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteMany"],
-                    "storageClassName": "",
-                    "hostPath": {"path": "/tmp/isvc-model-cache"},
-                    "claimRef": {"namespace": namespace, "name": "model-cache"},
-                },
-            },
-            claim("model-cache", namespace),
-        ]
-    )
+    host_path_claim(kube, namespace, "model-cache", "/tmp/isvc-model-cache", "ReadWriteMany")
     wait_ready(kube, "cached", namespace, timeout=90)
 
 
