@@ -88,7 +88,7 @@ class GrpcApi:
         self.host = host
         self.server: grpc.aio.Server | None = None
         # grpcio-health-checking's servicer: Check answers from, and Watch streams, the statuses set here.
-        self.health = health.aio.HealthServicer()
+        self.health = _Health()
         self._health_tasks: set[asyncio.Task] = set()
         self._stopping: asyncio.Task | None = None
 
@@ -124,6 +124,7 @@ class GrpcApi:
         return self._stopping
 
     async def _stop(self, grace: float) -> None:
+        self.health.draining = True
         await self.health.enter_graceful_shutdown()  # every status NOT_SERVING, and no more changes
         await self.server.stop(grace)
 
@@ -384,3 +385,39 @@ def _error_code(name: str) -> int:
         return grpc.StatusCode[name].value[0]
     except KeyError:
         return grpc.StatusCode.UNKNOWN.value[0]
+
+
+# ---- grpc.health.v1 ------------------------------------------------------------------------
+class _Drained(Exception):
+    pass
+
+
+class _Health(health.aio.HealthServicer):
+    """grpcio-health-checking's servicer, except that a Watch ends (OK) once it has sent a status
+    while the server drains: an open Watch would otherwise hold the drain for its whole grace period."""
+
+    def __init__(self):
+        super().__init__()
+        self.draining = False
+
+    async def Watch(self, request, context):
+        try:
+            await super().Watch(request, _EndsWhenDraining(self, context))
+        except _Drained:
+            pass
+
+
+class _EndsWhenDraining:
+    """A Watch's context whose write ends the stream after sending, once the server drains."""
+
+    def __init__(self, health: _Health, context):
+        self._health = health
+        self._context = context
+
+    async def write(self, message) -> None:
+        await self._context.write(message)
+        if self._health.draining:
+            raise _Drained
+
+    def __getattr__(self, name):
+        return getattr(self._context, name)
