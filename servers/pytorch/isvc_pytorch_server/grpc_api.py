@@ -87,7 +87,9 @@ class GrpcApi:
         self.port = port
         self.host = host
         self.server: grpc.aio.Server | None = None
-        self.health = _Health(self)
+        # grpcio-health-checking's servicer: Check answers from, and Watch streams, the statuses set here.
+        self.health = _Health()
+        self._health_tasks: set[asyncio.Task] = set()
         self._stopping: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -106,6 +108,10 @@ class GrpcApi:
         address = f"{self.host}:{self.port}"
         if self.server.add_insecure_port(address) == 0:
             raise RuntimeError(f"cannot listen for gRPC on {address}")
+        loop = asyncio.get_running_loop()
+        # The poller thread loads versions; health statuses are set on this loop, in order.
+        self.app.versions.on_serving_changed.append(lambda: loop.call_soon_threadsafe(self._publish_health))
+        await self._set_health()
         await self.server.start()
         log.info("gRPC listening on %s", address)
 
@@ -114,9 +120,24 @@ class GrpcApi:
         if self.server is None:
             return None
         if self._stopping is None:
-            self.health.shutting_down = True
-            self._stopping = asyncio.ensure_future(self.server.stop(grace))
+            self._stopping = asyncio.ensure_future(self._stop(grace))
         return self._stopping
+
+    async def _stop(self, grace: float) -> None:
+        self.health.draining = True
+        await self.health.enter_graceful_shutdown()  # every status NOT_SERVING, and no more changes
+        await self.server.stop(grace)
+
+    def _publish_health(self) -> None:
+        task = asyncio.ensure_future(self._set_health())
+        self._health_tasks.add(task)
+        task.add_done_callback(self._health_tasks.discard)
+
+    async def _set_health(self) -> None:
+        """Overall (""), each service and the model's name: SERVING exactly when ready()."""
+        status = health_pb2.HealthCheckResponse.SERVING if self.ready() else health_pb2.HealthCheckResponse.NOT_SERVING
+        for service in ("", *SERVICE_NAMES, self.app.versions.name):
+            await self.health.set(service, status)
 
     # ---- shared by the servicers -----------------------------------------------------------
     def ready(self) -> bool:
@@ -367,16 +388,36 @@ def _error_code(name: str) -> int:
 
 
 # ---- grpc.health.v1 ------------------------------------------------------------------------
+class _Drained(Exception):
+    pass
+
+
 class _Health(health.aio.HealthServicer):
-    """SERVING while a version is AVAILABLE and the server is not shutting down, for "" and each service."""
+    """grpcio-health-checking's servicer, except that a Watch ends (OK) once it has sent a status
+    while the server drains: an open Watch would otherwise hold the drain for its whole grace period."""
 
-    def __init__(self, api: GrpcApi):
+    def __init__(self):
         super().__init__()
-        self.api = api
-        self.shutting_down = False
+        self.draining = False
 
-    async def Check(self, request, context):
-        if request.service and request.service not in SERVICE_NAMES:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
-        status = health_pb2.HealthCheckResponse
-        return status(status=status.SERVING if self.api.ready() else status.NOT_SERVING)
+    async def Watch(self, request, context):
+        try:
+            await super().Watch(request, _EndsWhenDraining(self, context))
+        except _Drained:
+            pass
+
+
+class _EndsWhenDraining:
+    """A Watch's context whose write ends the stream after sending, once the server drains."""
+
+    def __init__(self, health: _Health, context):
+        self._health = health
+        self._context = context
+
+    async def write(self, message) -> None:
+        await self._context.write(message)
+        if self._health.draining:
+            raise _Drained
+
+    def __getattr__(self, name):
+        return getattr(self._context, name)

@@ -53,6 +53,8 @@ class ModelVersions:
         # Called with the error when the latest version fails and none was ever AVAILABLE: nothing
         # to serve, and (in a pod) better said by an exit the kubelet reports than by a 503 forever.
         self.on_unservable = on_unservable
+        # Called (from the poller thread) after the served version changed: readiness may have.
+        self.on_serving_changed: list = []
         self.base_path = base_path
         self.device = device
         self.poll_wait_seconds = poll_wait_seconds
@@ -136,6 +138,8 @@ class ModelVersions:
         self.states[version] = VersionState(version, "AVAILABLE")
         if self.metrics is not None:
             self.metrics.model_version.set(version)
+        for notify in self.on_serving_changed:
+            notify()
         log.info(
             "version %d of model %s is AVAILABLE (%s, %.2fs, inputs %s)",
             version,

@@ -244,11 +244,40 @@ def test_grpc_health_check(channel):
     stub = health_pb2_grpc.HealthStub(channel)
     serving = health_pb2.HealthCheckResponse.SERVING
     assert stub.Check(health_pb2.HealthCheckRequest(), timeout=10).status == serving
-    for service in ("inference.GRPCInferenceService", "tensorflow.serving.PredictionService"):
+    for service in ("iris", "inference.GRPCInferenceService", "tensorflow.serving.PredictionService"):
         assert stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=10).status == serving
     with pytest.raises(grpc.RpcError) as err:
         stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=10)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_grpc_health_watch_follows_readiness(iris_net, tmp_path):
+    """Watch streams the truth: NOT_SERVING while no version is loaded, SERVING once one is
+    (overall and for the model's name), and NOT_SERVING again once SIGTERM starts the drain; then
+    the streams end, so they do not hold the drain for its (here long) grace period."""
+    base = tmp_path / "models"
+    base.mkdir()
+    s = Server(str(base), grpc=True, extra=["--graceful_shutdown_seconds=600"])
+    not_serving, serving = health_pb2.HealthCheckResponse.NOT_SERVING, health_pb2.HealthCheckResponse.SERVING
+    try:
+        s.wait_status(404)  # up, nothing to serve yet
+        with grpc.insecure_channel(f"127.0.0.1:{s.grpc_port}") as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            overall = stub.Watch(health_pb2.HealthCheckRequest(), timeout=60)
+            model = stub.Watch(health_pb2.HealthCheckRequest(service="iris"), timeout=60)
+            assert next(overall).status == not_serving
+            assert next(model).status == not_serving
+            assert stub.Check(health_pb2.HealthCheckRequest(service="iris"), timeout=10).status == not_serving
+            save_model(iris_net, str(tmp_path / "staged"), "torchscript")
+            os.rename(tmp_path / "staged", base / "1")  # the poller sees the whole version at once
+            assert next(overall).status == serving
+            assert next(model).status == serving
+            s.proc.send_signal(signal.SIGTERM)
+            assert [r.status for r in overall] == [not_serving]  # then the stream ends with OK
+            assert [r.status for r in model] == [not_serving]
+        assert s.proc.wait(60) == 0
+    finally:
+        s.stop()
 
 
 def _scrape(server) -> dict:
