@@ -121,13 +121,15 @@ def test_install_upgrade_uninstall(cluster: Cluster, namespace: str, release: st
         ["patch", "inferenceservices.serving.isvc.dev", "--subresource=status"],
         ["create", "deployments.apps"],
         ["create", "leases.coordination.k8s.io"],
+        ["get", "secrets"],
     ):
         assert (
             cluster.kubectl("auth", "can-i", *allowed, "-n", namespace, "--as", subject, check=False).stdout.strip()
             == "yes"
         ), f"{subject} should be allowed: {allowed}"
     for denied in (
-        ["get", "secrets"],
+        ["list", "secrets"],
+        ["watch", "secrets"],
         ["delete", "inferenceservices.serving.isvc.dev"],
         ["create", "pods"],
         ["update", "clusterroles.rbac.authorization.k8s.io"],

@@ -33,6 +33,7 @@ EXPECTED_RULES = [
     ([""], ["events"], ["create", "patch"]),
     (["events.k8s.io"], ["events"], ["create", "patch"]),
     ([""], ["pods"], ["get", "list", "watch"]),
+    ([""], ["serviceaccounts", "secrets"], ["get"]),
     (["apiextensions.k8s.io"], ["customresourcedefinitions"], ["get", "list", "watch"]),
     ([""], ["namespaces"], ["get", "list", "watch"]),
     (["coordination.k8s.io"], ["leases"], ["get", "list", "watch", "create", "update", "patch"]),
