@@ -247,6 +247,14 @@ class AuditLog:
         """The operator's writes in `namespace` after `since` that are not about the isvc `marker`
         (created after `since` to show the operator got that far), its children (named after it) or
         its Events (created with generateName, so nameless in the log: matched by count)."""
+        # The API server writes its audit log in batches: wait until it holds every Event about the
+        # marker that the API already shows, or a line still in flight would count as -1 Events.
+        marker_events = len(operator_events(kube, marker, namespace))
+        wait_until(
+            lambda: self.writes(since, namespace).count("create events ") >= marker_events,
+            30,
+            f"the audit log to show the {marker_events} Event(s) about '{marker}'",
+        )
         writes = self.writes(since, namespace)
         assert any(w.split(" ", 2)[2].startswith(marker) for w in writes), (
             f"the audit log shows none of the writes for '{marker}' ({writes}), so it cannot show others; "
