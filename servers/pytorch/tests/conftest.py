@@ -6,6 +6,7 @@ then saved in each accepted format: TorchScript, torch.export (.pt2), model.py +
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import importlib.util
 import os
@@ -234,3 +235,15 @@ def start_server():
     yield _start
     for s in started:
         s.stop()
+
+
+@contextlib.contextmanager
+def serving_iris(net: torch.nn.Module, base, fmt: str, **server_options):
+    """A server on one saved version of `net`, answering (HTTP 200) before the body runs; stopped after."""
+    save_model(net, str(base / "1"), fmt)
+    server = Server(str(base), **server_options)
+    try:
+        server.wait_status(200)
+        yield server
+    finally:
+        server.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IRIS_BODY, Server, save_model
+from conftest import IRIS_BODY, serving_iris
 from prometheus_client.parser import text_string_to_metric_families
 
 HERE = Path(__file__).resolve().parent
@@ -52,14 +52,8 @@ def protoset(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def served(iris_net, tmp_path_factory):
-    base = tmp_path_factory.mktemp("ghz-models")
-    save_model(iris_net, str(base / "1"), "torchscript")
-    server = Server(str(base), grpc=True)
-    try:
-        server.wait_status(200)
+    with serving_iris(iris_net, tmp_path_factory.mktemp("ghz-models"), "torchscript", grpc=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import tritonclient.grpc as triton_grpc
-from conftest import IRIS_BODY, Server, expected, save_model
+from conftest import IRIS_BODY, Server, expected, save_model, serving_iris
 from google.protobuf import wrappers_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,14 +32,10 @@ DT_FLOAT, DT_INT32, DT_STRING = 1, 3, 7
 
 @pytest.fixture(scope="module")
 def served(iris_net, tmp_path_factory):
-    base = tmp_path_factory.mktemp("grpc-models")
-    save_model(iris_net, str(base / "1"), "torchscript")
-    server = Server(str(base), grpc=True, extra=["--max_request_bytes=100000"])
-    try:
-        server.wait_status(200)
+    with serving_iris(
+        iris_net, tmp_path_factory.mktemp("grpc-models"), "torchscript", grpc=True, extra=["--max_request_bytes=100000"]
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import numpy as np
 import orjson
 import pytest
 import tritonclient.http as triton_http
-from conftest import IRIS_BODY, Server, expected, save_model
+from conftest import IRIS_BODY, expected, serving_iris
 from tritonclient.utils import InferenceServerException
 
 ROWS = np.array(IRIS_BODY["instances"], dtype=np.float32)
@@ -13,14 +13,8 @@ ROWS = np.array(IRIS_BODY["instances"], dtype=np.float32)
 
 @pytest.fixture(scope="module")
 def served(iris_net, tmp_path_factory):
-    base = tmp_path_factory.mktemp("binary-models")
-    save_model(iris_net, str(base / "1"), "eager")
-    server = Server(str(base))
-    try:
-        server.wait_status(200)
+    with serving_iris(iris_net, tmp_path_factory.mktemp("binary-models"), "eager") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
