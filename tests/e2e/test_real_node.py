@@ -237,6 +237,7 @@ class ClosedLoopClient:
         self.url, self.body, self.limit = url, body, limit
         self.answers: list[Any] = []
         self.failures: list[str] = []
+        self.failed_at: list[float] = []  # wall-clock time of each failure, to place it in the rollout
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -248,9 +249,13 @@ class ClosedLoopClient:
                 if status == 200:
                     self.answers.append(float32(answer["predictions"]))
                 else:
-                    self.failures.append(f"HTTP {status}: {answer}")
+                    self._fail(f"HTTP {status}: {answer}")
             except Exception as exc:  # a refused or reset connection is exactly what this counts
-                self.failures.append(f"{type(exc).__name__}: {exc}")
+                self._fail(f"{type(exc).__name__}: {exc}")
+
+    def _fail(self, what: str) -> None:
+        self.failures.append(what)
+        self.failed_at.append(time.time())
 
     def __enter__(self) -> ClosedLoopClient:
         self._thread.start()
@@ -259,6 +264,24 @@ class ClosedLoopClient:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+
+
+def rollout_timeline(kube: Kube, namespace: str, failed_at: list[float]) -> str:
+    """The namespace's Events and the failures on one clock, to tell a server that stopped too early
+    from a proxy that kept sending to it."""
+    events = json.loads(kube.run("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+    lines = [
+        (
+            _time(e.get("eventTime") or e.get("lastTimestamp") or e["metadata"]["creationTimestamp"]) or 0.0,
+            f"{e['involvedObject']['kind']} {e['involvedObject']['name']}: {e['reason']} {e.get('message', '')[:100]}",
+        )
+        for e in events
+    ]
+    if failed_at:
+        lines.append((failed_at[0], f"first of {len(failed_at)} failures"))
+        lines.append((failed_at[-1], "last failure"))
+    start = min(t for t, _ in lines)
+    return "\n".join(f"{t - start:7.2f} s  {what}" for t, what in sorted(lines))
 
 
 def test_a_rollout_under_traffic_loses_no_request(
@@ -306,7 +329,10 @@ def test_a_rollout_under_traffic_loses_no_request(
         served = len(client.answers)
         wait_until(lambda: len(client.answers) >= served + 20, 60, "traffic after the rollout")
     print(f"\nrollout under traffic: {len(client.answers)} answered, {len(client.failures)} failed")
-    assert not client.failures, f"{len(client.failures)} requests failed during the rollout: {client.failures[:5]}"
+    assert not client.failures, (
+        f"{len(client.failures)} requests failed during the rollout: {client.failures[:5]}\n"
+        + rollout_timeline(kube, namespace, client.failed_at)
+    )
     v1, v2 = float32(expected["iris-v1"]), float32(expected["iris-v2"])
     assert client.answers[0] == v1 and client.answers[-1] == v2
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"] == 2

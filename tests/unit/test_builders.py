@@ -80,7 +80,7 @@ GOLDEN_DEPLOYMENT = {
                         },
                         "terminationMessagePolicy": "FallbackToLogsOnError",
                         # Served on for 5 s after leaving the endpoints, before SIGTERM: no refused requests.
-                        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
+                        "lifecycle": {"preStop": {"sleep": {"seconds": 10}}},
                         "command": ["/usr/bin/tensorflow_model_server"],
                         "args": [
                             "--port=9000",
@@ -91,6 +91,7 @@ GOLDEN_DEPLOYMENT = {
                         "readinessProbe": {
                             "httpGet": {"path": "/v1/models/dogs-vs-cats", "port": "http"},
                             "periodSeconds": 2,
+                            "timeoutSeconds": 5,
                             "failureThreshold": 3,
                         },
                         "livenessProbe": {"tcpSocket": {"port": "grpc"}, "periodSeconds": 30, "failureThreshold": 3},
@@ -103,7 +104,7 @@ GOLDEN_DEPLOYMENT = {
                 ],
                 "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
                 "automountServiceAccountToken": False,
-                "terminationGracePeriodSeconds": 35,
+                "terminationGracePeriodSeconds": 40,
                 "volumes": [
                     {"name": "model", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}},
                     {"name": "scratch", "emptyDir": {}},

@@ -26,7 +26,7 @@ RESTRICTED_CONTAINER_CONTEXT: dict[str, Any] = {
 # until it has seen the change. The model server keeps serving this long before it gets SIGTERM
 # (measured on the local real node without it: 108 of 7,476 requests refused during a rollout), then
 # has the rest of the grace period to finish what is in flight.
-DRAIN_SECONDS = 5
+DRAIN_SECONDS = 10
 TERMINATION_GRACE_SECONDS = DRAIN_SECONDS + 30
 SCRATCH_VOLUME = "scratch"  # an emptyDir at /tmp: the only writable place besides the model volume
 RESTRICTED_POD_CONTEXT: dict[str, Any] = {
