@@ -35,6 +35,7 @@ NODE = shell_vars(ROOT / "hack/node/env.sh")
 IMAGES = shell_vars(ROOT / "hack/images/images.env")
 OPERATOR_IMAGE = f"{IMAGES['OPERATOR_IMAGE']}:{IMAGES['IMAGE_VERSION']}"
 TEST_SERVER_IMAGE = "localhost/isvc-test-server:1"
+PYTORCH_SERVER_IMAGE = f"{IMAGES['PYTORCH_SERVER_IMAGE']}:{IMAGES['IMAGE_VERSION']}"
 E2E_NAMESPACE = "isvc-e2e"
 RELEASE = "isvc-operator"
 # What puts a pod on the real node: its label, and a toleration of its taint.

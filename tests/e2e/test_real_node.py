@@ -20,6 +20,7 @@ from tests.conftest import Kube, condition, wait_until
 from .conftest import (
     E2E_NAMESPACE,
     OPERATOR_IMAGE,
+    PYTORCH_SERVER_IMAGE,
     TEST_SERVER_IMAGE,
     float32,
     isvc,
@@ -94,7 +95,7 @@ tensor.dtype = 1  # DT_FLOAT
 for d in rows.shape:
     tensor.tensor_shape.dim.add(size=d)
 tensor.tensor_content = rows.tobytes()
-with grpc.insecure_channel("127.0.0.1:9000") as channel:
+with grpc.insecure_channel(sys.argv[2]) as channel:
     reply = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(req, timeout=30)
 out = reply.outputs["output-0"]
 shape = [d.size for d in out.tensor_shape.dim]
@@ -143,19 +144,16 @@ def test_iris_from_an_http_archive_answers_like_the_model_in_process(
     ).stdout
     assert exec_out.strip() == "['1']", exec_out
 
-    # gRPC in the pod: TF Serving's Predict on the runtime's grpc port, with the stubs the image
-    # compiled from the server's protos, answers as REST does.
-    grpc_out = kube.run(
-        "exec",
-        "-n",
+    # gRPC through the Service, from another pod: TF Serving's Predict on the Service's grpc port,
+    # with the stubs the server image compiled from its protos, answers as REST does.
+    grpc_port = next(p["port"] for p in kube.get("service", "iris", namespace)["spec"]["ports"] if p["name"] == "grpc")
+    grpc_out = run_pod(
+        kube,
         namespace,
-        "deployment/iris-predictor",
-        "--",
-        "python",
-        "-c",
-        GRPC_PREDICT_SCRIPT,
-        json.dumps(expected["body"]["instances"]),
-    ).stdout
+        "grpc-client",
+        PYTORCH_SERVER_IMAGE,
+        ["python", "-c", GRPC_PREDICT_SCRIPT, json.dumps(expected["body"]["instances"]), f"{cluster_ip}:{grpc_port}"],
+    )
     assert float32(json.loads(grpc_out)) == float32(expected["iris-v1"]), grpc_out
 
 
