@@ -36,7 +36,7 @@ class ResolvedRuntime:
     model_base_path: str
     storage: StorageInitializer = StorageInitializer()
     # HTTP paths (and gRPC service paths) the Istio policy allows by default.
-    authorized_paths: tuple[str, ...] = ("/v1/models/*", "/v2/models/*", "/v2/health/*")
+    authorized_paths: tuple[str, ...] = ("/v1/models/*", "/v2", "/v2/models/*", "/v2/health/*")
 
     @property
     def rest_path_prefix(self) -> str:

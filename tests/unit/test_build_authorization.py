@@ -66,6 +66,7 @@ def test_pytorch_paths_are_its_rest_paths_and_exactly_the_grpc_methods_it_serves
     policy = policy_of(predictor={"pytorch": {"storageUri": "pvc://m"}})
     assert policy["spec"]["rules"][0]["to"][0]["operation"]["paths"] == [
         "/v1/models/*",
+        "/v2",
         "/v2/models/*",
         "/v2/health/*",
         "/inference.GRPCInferenceService/ServerLive",
