@@ -21,9 +21,19 @@ load=0
 [ "${1:-}" = --load ] && { load=1; shift; }
 [ $# -gt 0 ] || set -- all
 
+# The files git would commit (tracked, or new and not ignored): a fresh clone and a working copy with
+# generated files (the server's compiled protos, venvs, caches) give the same key, so neither
+# rebuilds the other's image. Outside a git checkout: every file but the usual caches.
+list_files() {
+  if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git -C "$root" ls-files -z --cached --others --exclude-standard -- "$@"
+  else
+    (cd "$root" && find "$@" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -path '*.egg-info/*' \
+       ! -path '*/.venv/*' -print0)
+  fi
+}
 hash_files() {  # paths relative to the repo root -> one sha256 over names and contents
-  (cd "$root" && find "$@" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -path '*.egg-info/*' \
-     ! -path '*/.venv/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16
+  (cd "$root" && list_files "$@" | LC_ALL=C sort -z | xargs -0 -r sha256sum) | sha256sum | cut -c1-16
 }
 
 # -- the Python base image (debootstrap rootfs, cached as a tarball; then a buildah image)
