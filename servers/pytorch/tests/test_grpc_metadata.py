@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import serving_iris
+from test_grpc import _scrape
 
 from isvc_pytorch_server.wire import get_model_metadata_pb2, prediction_service_pb2
 
@@ -79,6 +80,7 @@ def test_signature_def_equals_rest_metadata(served):
     ids=["unknown_model", "unknown_version", "unsupported_field", "no_field", "no_model_spec"],
 )
 def test_bad_request_gets_status_and_server_keeps_serving(served, call, code, quoted):
+    before = _scrape(served)
     failed, after = upstream_client(
         "call", f"127.0.0.1:{served.grpc_port}", stdin=[call, {"name": "iris", "fields": ["signature_def"]}]
     )
@@ -86,6 +88,10 @@ def test_bad_request_gets_status_and_server_keeps_serving(served, call, code, qu
     assert quoted in failed["details"], f"the message should quote {quoted!r}: {failed['details']!r}"
     assert "reply" in after, f"a good call after {code} failed: {after}"
     assert after["reply"]["model_spec"]["name"] == "iris"
+    counted = _scrape(served)
+    for status in (code, "OK"):
+        key = ("isvc_pytorch_requests_total", (("code", status), ("endpoint", "tf_metadata"), ("protocol", "grpc")))
+        assert counted.get(key, 0) - before.get(key, 0) == 1, f"/metrics should count one {status} call: {key}"
 
 
 def _reachable_messages(descriptor, seen: dict) -> dict:
