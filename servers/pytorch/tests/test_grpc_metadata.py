@@ -1,7 +1,8 @@
 """TF Serving's PredictionService/GetModelMetadata over gRPC, called by a client built from
 modules generated from TensorFlow's and TF Serving's own .proto files (tf_serving_client.py, in a
-process of its own): the signature equals the REST metadata's, bad requests get TF Serving's status codes with a
-message and the server keeps answering, and our wire/*.proto agree with upstream's field numbers."""
+process of its own): the signature equals the REST metadata's, bad requests get TF Serving's
+status codes with a message and the server keeps answering, and our wire/*.proto agree with
+upstream's field numbers."""
 
 import json
 import subprocess
