@@ -76,6 +76,7 @@ def test_pytorch_paths_are_its_rest_paths_and_exactly_the_grpc_methods_it_serves
         "/inference.GRPCInferenceService/ModelMetadata",
         "/inference.GRPCInferenceService/ModelInfer",
         "/tensorflow.serving.PredictionService/Predict",
+        "/tensorflow.serving.PredictionService/GetModelMetadata",
         "/tensorflow.serving.ModelService/GetModelStatus",
         "/grpc.health.v1.Health/Check",
     ]

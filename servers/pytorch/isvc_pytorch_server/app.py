@@ -179,13 +179,16 @@ class App:
         if tail == ["metadata"]:
             _want(method, "GET")
             model = self.versions.get(name, version)
-            return "v1_metadata", 200, codec.dumps(self._tf_metadata(model))
+            return "v1_metadata", 200, codec.dumps(self.tf_metadata(model))
         if not tail:
             _want(method, "GET")
             return "v1_status", 200, codec.dumps({"model_version_status": self.versions.status(name, version)})
         raise ApiError(404, f"no route for {method} /v1/models/{rest}")
 
-    def _tf_metadata(self, model) -> dict:
+    def tf_metadata(self, model) -> dict:
+        """TF Serving's model metadata (GetModelMetadataResponse as JSON): REST answers this
+        document, gRPC's GetModelMetadata parses its signature_def into the protobuf messages."""
+
         def shape(dims):
             if dims is None:
                 return {"dim": [], "unknown_rank": True}

@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--grpc_port",
         type=int,
         default=0,
-        help="gRPC port (Open Inference Protocol, TF Serving Predict/GetModelStatus, grpc.health.v1); 0 (default) = off",
+        help="gRPC port (Open Inference Protocol, TF Serving Predict/GetModelMetadata/GetModelStatus, grpc.health.v1); 0 (default) = off",
     )
     p.add_argument(
         "--file_system_poll_wait_seconds",

@@ -1,5 +1,5 @@
 """The gRPC API: the Open Inference Protocol's GRPCInferenceService, TF Serving's PredictionService
-(Predict) and ModelService (GetModelStatus), and grpc.health.v1.
+(Predict, GetModelMetadata) and ModelService (GetModelStatus), and grpc.health.v1.
 
 It runs as a grpc.aio server in the REST app's event loop and serves the same model registry
 through the same batcher, so gRPC and REST requests share forward passes. Requests are turned
@@ -16,12 +16,13 @@ import time
 
 import grpc
 import numpy as np
-from google.protobuf import wrappers_pb2
+from google.protobuf import json_format, wrappers_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from . import __version__, codec
 from .errors import ApiError
 from .wire import (
+    get_model_metadata_pb2,
     get_model_status_pb2,
     grpc_predict_v2_pb2,
     grpc_predict_v2_pb2_grpc,
@@ -72,6 +73,8 @@ V2_CONTENTS = {
     "FP32": "fp32_contents",
     "FP64": "fp64_contents",
 }
+# The one GetModelMetadataRequest.metadata_field TF Serving (and so this server) answers.
+SIGNATURE_DEF = "signature_def"
 SERVICE_NAMES = (
     "inference.GRPCInferenceService",
     "tensorflow.serving.PredictionService",
@@ -348,6 +351,36 @@ class _Prediction(prediction_service_pb2_grpc.PredictionServiceServicer):
             return reply
 
         return await self.api.call("tf_predict", context, work)
+
+    async def GetModelMetadata(self, request, context):
+        async def work():
+            _check_metadata_request(request)
+            app = self.api.app
+            spec = request.model_spec
+            model = app.versions.get(spec.name, _tf_version(spec))
+            # The REST metadata document, parsed: both protocols describe the model identically.
+            document = app.tf_metadata(model)["metadata"][SIGNATURE_DEF]
+            signatures = json_format.ParseDict(document, get_model_metadata_pb2.SignatureDefMap())
+            reply = get_model_metadata_pb2.GetModelMetadataResponse()
+            reply.model_spec.name = app.versions.name
+            reply.model_spec.version.CopyFrom(wrappers_pb2.Int64Value(value=model.version))
+            reply.metadata[SIGNATURE_DEF].Pack(signatures)
+            return reply
+
+        return await self.api.call("tf_metadata", context, work)
+
+
+def _check_metadata_request(request) -> None:
+    """TF Serving's checks, in its order: a model_spec, then at least one field, each supported."""
+    if not request.HasField("model_spec"):
+        raise ApiError(400, "the request has no model_spec; name the model in model_spec.name")
+    if not request.metadata_field:
+        raise ApiError(
+            400, f"GetModelMetadataRequest must specify at least one metadata_field; supported: {SIGNATURE_DEF!r}"
+        )
+    for field in request.metadata_field:
+        if field != SIGNATURE_DEF:
+            raise ApiError(400, f"metadata_field {field!r} is not supported; supported: {SIGNATURE_DEF!r}")
 
 
 def _check_kind(arr: np.ndarray, model, name: str) -> None:
