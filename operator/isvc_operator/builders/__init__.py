@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ..resolved_runtime import ResolvedRuntime
+from ..revisions import LiveRevision, Revisions, plan_revisions, revision_hash
 from ..spec import InferenceService
 from .authorization import authorization_wanted, build_authorization_policy
 from .autoscaler import build_autoscaler
-from .deployment import build_deployment
+from .deployment import build_deployment, build_pod_template
 from .disruption_budget import build_disruption_budget
+from .metadata import predictor_name
 from .model_config import build_model_config
 from .service import build_service
 from .storage_credentials import AccountSecrets, build_storage_credentials
+
+
+def build_revisions(
+    isvc: InferenceService,
+    server: ResolvedRuntime,
+    live: Iterable[LiveRevision],
+    account_secrets: AccountSecrets | None = None,
+) -> Revisions:
+    """The revisions to run, given the Deployments observed: the spec's revision is its pod template's hash."""
+    storage = isvc.predictor.storage
+    credentials = build_storage_credentials(storage.store if storage else "", account_secrets)
+    revision = revision_hash(build_pod_template(isvc, server, credentials))
+    return plan_revisions(isvc, revision, live, predictor_name(isvc))
 
 
 def build_children(
@@ -21,19 +37,27 @@ def build_children(
     *,
     istio_installed: bool = False,
     account_secrets: AccountSecrets | None = None,
+    revisions: Revisions | None = None,
 ) -> list[dict[str, Any]]:
     """Every child the isvc should have, in the order they are applied.
 
     The AuthorizationPolicy is left out when Istio is not installed, even in mode Enabled: there is
     nowhere to write it, and the AuthorizationReady condition says so. `account_secrets`: the
-    predictor's ServiceAccount and its Secrets, when its model is in an object store.
+    predictor's ServiceAccount and its Secrets, when its model is in an object store. `revisions`:
+    from `build_revisions` (None: the isvc's only Deployment, built from the spec).
     """
     storage = isvc.predictor.storage
     credentials = build_storage_credentials(storage.store if storage else "", account_secrets)
-    children = [build_deployment(isvc, server, credentials), build_service(isvc, server)]
+    if revisions is None:
+        deployments = [build_deployment(isvc, server, credentials)]
+        target = None
+    else:
+        deployments = [build_deployment(isvc, server, credentials, revision) for revision in revisions.all]
+        target = revisions.stable.deployment
+    children = [*deployments, build_service(isvc, server)]
     optional = (
         build_model_config(isvc, server.model_base_path),
-        build_autoscaler(isvc),
+        build_autoscaler(isvc, target),
         build_disruption_budget(isvc),
     )
     children.extend(child for child in optional if child is not None)

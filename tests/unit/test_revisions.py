@@ -1,0 +1,295 @@
+"""Canary revisions as pure functions: the revision of a spec, the replicas that approximate a
+share, which revisions run after each step (start, promote, roll back, return), their status and Events."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from isvc_operator.builders import build_children, build_revisions
+from isvc_operator.resolved_runtime import resolve_runtime
+from isvc_operator.revisions import CANARY, STABLE, LiveRevision, observe_revision, split_replicas
+from isvc_operator.runtimes import load_catalog
+from isvc_operator.spec import InvalidSpec, parse_inferenceservice
+from isvc_operator.status import Observed, canary_events, compute_status
+
+CATALOG = load_catalog()
+BASE = {
+    "apiVersion": "serving.isvc.dev/v1alpha1",
+    "kind": "InferenceService",
+    "metadata": {"name": "m", "namespace": "ns", "uid": "u-1", "generation": 1},
+    "spec": {"predictor": {"tensorflow": {"storageUri": "pvc://models"}, "replicas": 4}},
+}
+
+
+def isvc(version: str = "2.19.0", **predictor: Any):
+    body = copy.deepcopy(BASE)
+    body["spec"]["predictor"]["tensorflow"]["runtimeVersion"] = version
+    body["spec"]["predictor"].update(predictor)
+    return parse_inferenceservice(body)
+
+
+def revisions(spec, live=()):
+    return build_revisions(spec, resolve_runtime(spec, CATALOG), live)
+
+
+def live_of(deployment: dict[str, Any], *, ready_replicas: int | None = None) -> LiveRevision:
+    """The Deployment as the cluster would report it once its replicas are all available (or `ready_replicas`)."""
+    replicas = deployment["spec"].get("replicas", 1)
+    ready = replicas if ready_replicas is None else ready_replicas
+    observed = {
+        **deployment,
+        "metadata": {**deployment["metadata"], "generation": 1},
+        "status": {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+        },
+    }
+    return observe_revision(observed)
+
+
+def deployments(spec, plan):
+    return [
+        c for c in build_children(spec, resolve_runtime(spec, CATALOG), revisions=plan) if c["kind"] == "Deployment"
+    ]
+
+
+def running(spec, live=(), **ready):
+    """Apply `spec` over `live` and report the Deployments as running (ready replicas by name)."""
+    plan = revisions(spec, live)
+    return plan, tuple(live_of(d, ready_replicas=ready.get(d["metadata"]["name"])) for d in deployments(spec, plan))
+
+
+@pytest.mark.parametrize(
+    ("total", "percent", "split"),
+    [
+        (4, 25, (3, 1)),
+        (4, 50, (2, 2)),
+        (10, 10, (9, 1)),
+        (1, 10, (1, 1)),
+        (4, 0, (4, 0)),
+        (4, 100, (0, 4)),
+        (2, 99, (1, 1)),
+        (0, 50, (0, 0)),
+    ],
+)
+def test_split_replicas_approximates_the_share_and_keeps_one_of_each(total, percent, split):
+    assert split_replicas(total, percent) == split
+
+
+def test_a_revision_is_the_hash_of_the_pod_template():
+    assert revisions(isvc()).stable.revision == revisions(isvc()).stable.revision
+    assert revisions(isvc()).stable.revision != revisions(isvc("2.18.0")).stable.revision
+    # replicas are not part of the pod template: scaling is no new revision
+    assert revisions(isvc()).stable.revision == revisions(isvc(replicas=2)).stable.revision
+
+
+@pytest.mark.parametrize("percent", [-1, 101])
+def test_canary_percent_outside_0_to_100_is_invalid(percent):
+    with pytest.raises(InvalidSpec, match="canaryTrafficPercent: .* is not a percentage from 0 to 100"):
+        isvc(canaryTrafficPercent=percent)
+
+
+def test_without_canary_percent_a_change_rolls_the_one_deployment_in_place():
+    _, live = running(isvc())
+    plan = revisions(isvc("2.18.0"), live)
+    assert plan.canary is None
+    assert plan.stable.deployment == "m-predictor"
+    assert plan.stable.revision == revisions(isvc("2.18.0")).stable.revision
+
+
+def test_a_change_with_canary_percent_starts_a_canary_beside_the_stable_revision():
+    _, live = running(isvc())
+    old = live[0]
+    plan = revisions(isvc("2.18.0", canaryTrafficPercent=25), live)
+    assert plan.canary is not None
+    assert (plan.stable.deployment, plan.stable.revision, plan.stable.role) == ("m-predictor", old.revision, STABLE)
+    assert plan.canary.deployment == f"m-predictor-{plan.canary.revision}"
+    assert plan.canary.role == CANARY
+    # not Ready yet: the canary gets nothing, the stable revision keeps every replica meanwhile
+    assert (plan.canary.desired_percent, plan.canary.percent, plan.canary.replicas) == (25, 0, 1)
+    assert (plan.stable.desired_percent, plan.stable.percent, plan.stable.replicas) == (75, 100, 4)
+    stable, canary = deployments(isvc("2.18.0", canaryTrafficPercent=25), plan)
+    assert stable["spec"]["template"] == old.template  # the stable revision is kept as it runs
+    assert canary["spec"]["template"]["metadata"]["labels"]["serving.isvc.dev/revision"] == plan.canary.revision
+    assert stable["spec"]["selector"] == canary["spec"]["selector"]  # one Service selects both
+
+
+def test_a_ready_canary_gets_its_share_and_the_stable_revision_gives_up_replicas():
+    spec = isvc("2.18.0", canaryTrafficPercent=25)
+    _, live = running(isvc())
+    _, live = running(spec, live)
+    plan = revisions(spec, live)
+    assert plan.canary is not None
+    assert (plan.canary.percent, plan.canary.replicas, plan.stable.replicas) == (25, 1, 3)
+
+
+def test_a_canary_that_never_becomes_ready_gets_nothing():
+    spec = isvc("2.18.0", canaryTrafficPercent=50)
+    _, live = running(isvc())
+    plan = revisions(spec, live)
+    assert plan.canary is not None
+    _, live = running(spec, live, **{plan.canary.deployment: 0})
+    plan = revisions(spec, live)
+    assert plan.canary is not None
+    assert (plan.canary.percent, plan.stable.percent, plan.stable.replicas) == (0, 100, 4)
+
+
+@pytest.mark.parametrize("promote", [{"canaryTrafficPercent": 100}, {}])
+def test_promotion_makes_the_ready_canary_the_only_revision(promote):
+    _, live = running(isvc())
+    _, live = running(isvc("2.18.0", canaryTrafficPercent=25), live)
+    canary = next(r for r in live if r.role == CANARY)
+    plan = revisions(isvc("2.18.0", **promote), live)
+    assert plan.canary is None
+    assert (plan.stable.deployment, plan.stable.revision, plan.stable.replicas) == (
+        canary.deployment,
+        canary.revision,
+        4,
+    )
+
+
+def test_promotion_waits_for_the_canary_to_be_ready():
+    _, live = running(isvc())
+    plan = revisions(isvc("2.18.0", canaryTrafficPercent=25), live)
+    _, live = running(isvc("2.18.0", canaryTrafficPercent=25), live, **{plan.canary.deployment: 0})
+    plan = revisions(isvc("2.18.0", canaryTrafficPercent=100), live)
+    assert plan.canary is not None
+    assert (plan.stable.replicas, plan.stable.percent, plan.canary.percent) == (4, 100, 0)
+
+
+def test_rollback_sends_everything_to_the_stable_revision_and_keeps_the_canary_at_zero():
+    _, live = running(isvc())
+    _, live = running(isvc("2.18.0", canaryTrafficPercent=25), live)
+    plan = revisions(isvc("2.18.0", canaryTrafficPercent=0), live)
+    assert plan.canary is not None
+    assert (plan.stable.replicas, plan.stable.percent, plan.canary.replicas, plan.canary.percent) == (4, 100, 0, 0)
+
+
+def test_returning_to_the_stable_predictor_removes_the_canary():
+    _, live = running(isvc())
+    _, live = running(isvc("2.18.0", canaryTrafficPercent=25), live)
+    plan = revisions(isvc(canaryTrafficPercent=25), live)
+    assert plan.canary is None
+    assert plan.stable.deployment == "m-predictor"
+
+
+def test_a_further_change_replaces_the_canary_never_edits_it():
+    _, live = running(isvc())
+    first, live = running(isvc("2.18.0", canaryTrafficPercent=25), live)
+    plan = revisions(isvc("2.17.0", canaryTrafficPercent=25), live)
+    assert plan.canary is not None and first.canary is not None
+    assert plan.canary.deployment != first.canary.deployment
+    assert plan.stable.deployment == "m-predictor"
+    assert len(plan.all) == 2
+
+
+def test_no_earlier_ready_revision_means_no_canary():
+    plan = revisions(isvc(canaryTrafficPercent=25))
+    assert plan.canary is None and "no earlier revision" in plan.note
+    _, live = running(isvc(), **{"m-predictor": 0})
+    plan = revisions(isvc("2.18.0", canaryTrafficPercent=25), live)
+    assert plan.canary is None and "no ready replicas" in plan.note
+
+
+def test_the_autoscaler_follows_the_stable_revision():
+    base = {"replicas": None, "minReplicas": 2, "maxReplicas": 5}
+    _, live = running(isvc(**base))
+    spec = isvc("2.18.0", canaryTrafficPercent=25, **base)
+    _, live = running(spec, live)
+    promoted = isvc("2.18.0", **base)
+    plan = revisions(promoted, live)
+    children = {c["kind"]: c for c in build_children(promoted, resolve_runtime(promoted, CATALOG), revisions=plan)}
+    assert children["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == plan.stable.deployment
+    assert plan.stable.deployment != "m-predictor"
+
+
+def _status(spec, live, previous=None):
+    plan = revisions(spec, live)
+    by_name = {r.deployment: r for r in live}
+    docs = {d["metadata"]["name"]: d for d in deployments(spec, plan)}
+
+    def observed(name):
+        if name not in docs:
+            return None
+        return {
+            **docs[name],
+            "metadata": {**docs[name]["metadata"], "generation": 1},
+            "status": {
+                "observedGeneration": 1,
+                "replicas": docs[name]["spec"]["replicas"],
+                "updatedReplicas": docs[name]["spec"]["replicas"],
+                "readyReplicas": by_name[name].ready_replicas if name in by_name else 0,
+                "availableReplicas": by_name[name].ready_replicas if name in by_name else 0,
+            },
+        }
+
+    return compute_status(
+        generation=1,
+        observed=Observed(
+            deployment=observed(plan.stable.deployment),
+            canary_deployment=observed(plan.canary.deployment) if plan.canary else None,
+            service={"spec": {"type": "NodePort", "ports": []}},
+        ),
+        deployment_name=plan.stable.deployment,
+        service_name="m",
+        url="http://m",
+        previous=previous,
+        now="T",
+        revisions=plan,
+    )
+
+
+def test_status_during_a_canary_keeps_ready_and_tells_the_share():
+    before = _status(isvc(), running(isvc())[1])
+    _, live = running(isvc())
+    spec = isvc("2.18.0", canaryTrafficPercent=25)
+    _, live = running(spec, live)  # the canary becomes Ready beside 4 stable replicas (1 of 5: 20%) ...
+    _, live = running(spec, live)  # ... then the stable revision gives one up
+    status = _status(spec, live, before)
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["CanaryReady"]["status"] == "True"
+    assert conditions["Reconciling"]["status"] == "True"  # Argo CD shows Progressing while a canary runs
+    predictor = status["components"]["predictor"]
+    assert predictor["canaryPercent"] == 25  # 1 of 4 ready replicas
+    assert predictor["trafficSplit"] == "ReadyReplicas" and predictor["message"].startswith("approximate")
+    assert predictor["latestCreatedRevision"] == predictor["latestReadyRevision"] != predictor["stableRevision"]
+    assert [(t["role"], t["desiredPercent"], t["percent"]) for t in predictor["traffic"]] == [
+        ("stable", 75, 75),
+        ("canary", 25, 25),
+    ]
+    assert [reason for reason, _ in canary_events(before, status)] == ["CanaryStarted"]
+
+
+def test_status_of_a_canary_that_is_not_ready_says_why_it_gets_nothing():
+    _, live = running(isvc())
+    spec = isvc("2.18.0", canaryTrafficPercent=50)
+    plan = revisions(spec, live)
+    _, live = running(spec, live, **{plan.canary.deployment: 0})
+    status = _status(spec, live)
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["CanaryReady"]["status"] != "True"
+    assert "gets 0% of traffic until it is Ready (50% asked)" in conditions["CanaryReady"]["message"]
+    assert status["components"]["predictor"]["canaryPercent"] == 0
+
+
+def test_events_for_rollback_and_promotion():
+    _, live = running(isvc())
+    spec = isvc("2.18.0", canaryTrafficPercent=25)
+    _, live = running(spec, live)
+    started = _status(spec, live)
+    rolled_back = _status(isvc("2.18.0", canaryTrafficPercent=0), live, started)
+    assert [r for r, _ in canary_events(started, rolled_back)] == ["CanaryRolledBack"]
+    assert {c["type"]: c["reason"] for c in rolled_back["conditions"]}["CanaryReady"] == "RolledBack"
+    promoted = _status(isvc("2.18.0", canaryTrafficPercent=100), live, started)
+    assert "canaryPercent" not in promoted["components"]["predictor"]
+    assert [r for r, _ in canary_events(started, promoted)] == ["CanaryPromoted"]
+    back = _status(isvc(canaryTrafficPercent=25), live, started)
+    assert [r for r, _ in canary_events(started, back)] == ["CanaryRemoved"]
