@@ -30,6 +30,7 @@ from .status import (
     invalid_spec_status,
     rejected_condition,
     status_changed,
+    status_patch,
 )
 from .storage_access import StorageAccounts, StorageCredentialsNotFound
 
@@ -171,7 +172,8 @@ async def reconcile(
         authorization_mode=isvc.authorization.mode,
         revisions=revisions,
     )
-    isvc_response = await _write_status(api, body, status) if status_changed(previous, status) else None
+    changed = status_changed(previous, status)
+    isvc_response = await _write_status(api, body, status_patch(previous, status)) if changed else None
     if rejected:
         # Retried with backoff: a conflict (e.g. a node port held by another Service) can clear up.
         raise ChildrenRejected("; ".join(c["message"] for c in rejected.values()))

@@ -483,6 +483,17 @@ def invalid_spec_status(
     }
 
 
+def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any]:
+    """`desired` as a merge patch over `current`: a field of components.predictor it no longer has
+    (canaryPercent once a canary is gone) is sent as null, which removes it."""
+    old = (((current or {}).get("components") or {}).get("predictor")) or {}
+    new = (desired.get("components") or {}).get("predictor")
+    if new is None:
+        return dict(desired)
+    gone = {key: None for key in old if key not in new}
+    return {**desired, "components": {**desired["components"], "predictor": {**new, **gone}}}
+
+
 def status_changed(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:
     """Whether writing `desired` would change anything (timestamps come from `current` when equal)."""
     current = current or {}

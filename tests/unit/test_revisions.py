@@ -13,7 +13,7 @@ from isvc_operator.resolved_runtime import resolve_runtime
 from isvc_operator.revisions import CANARY, STABLE, LiveRevision, observe_revision, split_replicas
 from isvc_operator.runtimes import load_catalog
 from isvc_operator.spec import InvalidSpec, parse_inferenceservice
-from isvc_operator.status import Observed, canary_events, compute_status
+from isvc_operator.status import Observed, canary_events, compute_status, status_patch
 
 CATALOG = load_catalog()
 BASE = {
@@ -293,3 +293,14 @@ def test_events_for_rollback_and_promotion():
     assert [r for r, _ in canary_events(started, promoted)] == ["CanaryPromoted"]
     back = _status(isvc(canaryTrafficPercent=25), live, started)
     assert [r for r, _ in canary_events(started, back)] == ["CanaryRemoved"]
+
+
+def test_the_status_patch_removes_what_a_promotion_leaves_out():
+    _, live = running(isvc())
+    spec = isvc("2.18.0", canaryTrafficPercent=25)
+    _, live = running(spec, live)
+    started = _status(spec, live)
+    promoted = _status(isvc("2.18.0", canaryTrafficPercent=100), live, started)
+    patch = status_patch(started, promoted)
+    assert patch["components"]["predictor"]["canaryPercent"] is None
+    assert status_patch(promoted, promoted) == promoted
