@@ -171,6 +171,7 @@ async def reconcile(
         rejected=rejected,
         authorization_mode=isvc.authorization.mode,
         revisions=revisions,
+        exact_split=istio_installed and canary is not None,
     )
     changed = status_changed(previous, status)
     isvc_response = await _write_status(api, body, status_patch(previous, status)) if changed else None

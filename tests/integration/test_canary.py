@@ -5,10 +5,12 @@ promotion, rollback, a return to the stable predictor, an operator restart mid-c
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import Kube, condition, operator_events, wait_until
+from tests.conftest import Kube, condition, operator_events, wait_established, wait_until
+from tests.integration.test_authorization import ISTIO_CRD
 from tests.integration.test_lifecycle import isvc, wait_ready
 from tests.integration.test_rollout_and_disruption import patch_predictor
 
@@ -233,3 +235,74 @@ def test_the_api_server_rejects_a_share_outside_0_to_100(kube, namespace, percen
     result = kube.apply(isvc("bad-share", namespace, canaryTrafficPercent=percent), check=False)
     assert result.returncode != 0
     assert "spec.predictor.canaryTrafficPercent must be a percentage from 0 to 100" in result.stderr, result.stderr
+
+
+ISTIO_NETWORKING_CRDS = Path(__file__).resolve().parents[1] / "fixtures/istio-networking-crds.yaml"
+NETWORKING = ("virtualservices.networking.istio.io", "destinationrules.networking.istio.io")
+AUTHORIZATION = "authorizationpolicies.security.istio.io"
+
+
+@pytest.fixture
+def istio(kube, operator):
+    """Istio's CRDs, AuthorizationPolicy last: its arrival restarts the operator's watches, which
+    then cover the VirtualServices and DestinationRules too. On teardown the AuthorizationPolicy
+    CRD goes (the operator reads Istio as gone); the other two stay, as nothing else reads them."""
+    kube.run("delete", "crd", AUTHORIZATION, "--ignore-not-found", "--wait=true")
+    kube.run("apply", "--server-side", "-f", "-", input=ISTIO_NETWORKING_CRDS.read_text())
+    for crd in NETWORKING:
+        wait_established(kube, crd)
+    kube.apply(ISTIO_CRD.read_text())
+    wait_established(kube, AUTHORIZATION)
+    yield
+    seen = len(operator.log())
+    kube.run("delete", "crd", AUTHORIZATION, "--ignore-not-found", "--wait=true")
+    # Its watches restart; a SIGTERM in the middle of that (the session ending) would kill it.
+    wait_until(
+        lambda: "Istio not installed" in operator.log()[seen:], 60, "the operator to restart its watches without Istio"
+    )
+
+
+def weights(kube: Kube, name: str, namespace: str) -> dict[str, list[tuple[str, int]]]:
+    service = kube.get("virtualservices.networking.istio.io", name, namespace) or {}
+    return {
+        route["name"]: [(r["destination"]["subset"], r["weight"]) for r in route["route"]]
+        for route in (service.get("spec") or {}).get("http") or []
+    }
+
+
+def test_with_istio_a_canary_gets_exact_weights(kube, operator, namespace, model_claim, istio):
+    kube.apply(isvc("mesh", namespace, replicas=2))
+    # The policy shows the operator has seen Istio arrive.
+    wait_until(lambda: kube.get(AUTHORIZATION, "mesh", namespace), 60, "the AuthorizationPolicy of 'mesh'")
+    wait_ready(kube, "mesh", namespace)
+    assert kube.get("virtualservices.networking.istio.io", "mesh", namespace) is None  # no canary, no split
+
+    start_canary(kube, "mesh", namespace, 20)
+    wait_until(
+        lambda: weights(kube, "mesh", namespace)
+        == {"http": [("stable", 80), ("canary", 20)], "grpc": [("stable", 80), ("canary", 20)]},
+        90,
+        "the VirtualService to weigh the Ready canary 20",
+    )
+    roles = by_role(kube, "mesh", namespace)
+    rule = kube.get("destinationrules.networking.istio.io", "mesh", namespace)
+    assert rule["spec"]["host"] == f"mesh.{namespace}.svc.cluster.local"
+    assert {s["name"]: s["labels"] for s in rule["spec"]["subsets"]} == {
+        role: {"serving.isvc.dev/revision": d["metadata"]["labels"]["serving.isvc.dev/revision"]}
+        for role, d in roles.items()
+    }
+    predictor = predictor_status(kube, "mesh", namespace)
+    assert (predictor["trafficSplit"], predictor["canaryPercent"]) == ("IstioWeights", 20)
+    policy = kube.get(AUTHORIZATION, "mesh", namespace)
+    for deployment in roles.values():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert policy["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+    patch_predictor(kube, "mesh", namespace, {"canaryTrafficPercent": 100})
+    wait_until(
+        lambda: kube.get("virtualservices.networking.istio.io", "mesh", namespace) is None
+        and kube.get("destinationrules.networking.istio.io", "mesh", namespace) is None
+        and len(deployments(kube, "mesh", namespace)) == 1,
+        90,
+        "the split removed after promotion",
+    )

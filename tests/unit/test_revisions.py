@@ -304,3 +304,56 @@ def test_the_status_patch_removes_what_a_promotion_leaves_out():
     patch = status_patch(started, promoted)
     assert patch["components"]["predictor"]["canaryPercent"] is None
     assert status_patch(promoted, promoted) == promoted
+
+
+def istio_children(spec, plan):
+    children = build_children(spec, resolve_runtime(spec, CATALOG), istio_installed=True, revisions=plan)
+    return {c["kind"]: c for c in children}
+
+
+def test_with_istio_a_canary_gets_exact_weights_by_subset():
+    _, live = running(isvc())
+    spec = isvc("2.18.0", canaryTrafficPercent=10)
+    plan = revisions(spec, live)
+    children = istio_children(spec, plan)
+    host = "m.ns.svc.cluster.local"
+    assert children["DestinationRule"]["spec"] == {
+        "host": host,
+        "subsets": [
+            {"name": "stable", "labels": {"serving.isvc.dev/revision": plan.stable.revision}},
+            {"name": "canary", "labels": {"serving.isvc.dev/revision": plan.canary.revision}},
+        ],
+    }
+
+    def weights(children):
+        return {
+            r["name"]: [
+                (d["destination"]["subset"], d["destination"]["port"]["number"], d["weight"]) for d in r["route"]
+            ]
+            for r in children["VirtualService"]["spec"]["http"]
+        }
+
+    # Not Ready yet: nothing for the canary, on the REST and the gRPC port.
+    assert weights(children) == {
+        "http": [("stable", 8500, 100), ("canary", 8500, 0)],
+        "grpc": [("stable", 9000, 100), ("canary", 9000, 0)],
+    }
+    assert children["VirtualService"]["spec"]["hosts"] == [host]
+    _, live = running(spec, live)
+    assert weights(istio_children(spec, revisions(spec, live)))["http"] == [("stable", 8500, 90), ("canary", 8500, 10)]
+    # The policy selects the pods of both revisions.
+    selector = children["AuthorizationPolicy"]["spec"]["selector"]["matchLabels"]
+    for deployment in (
+        c for c in build_children(spec, resolve_runtime(spec, CATALOG), revisions=plan) if c["kind"] == "Deployment"
+    ):
+        assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_without_a_canary_or_without_istio_there_is_no_virtual_service():
+    _, live = running(isvc())
+    assert "VirtualService" not in istio_children(
+        isvc(canaryTrafficPercent=10), revisions(isvc(canaryTrafficPercent=10), live)
+    )
+    spec = isvc("2.18.0", canaryTrafficPercent=10)
+    kinds = {c["kind"] for c in build_children(spec, resolve_runtime(spec, CATALOG), revisions=revisions(spec, live))}
+    assert kinds.isdisjoint({"VirtualService", "DestinationRule"})

@@ -11,11 +11,13 @@ from ..spec import InferenceService
 from .authorization import authorization_wanted, build_authorization_policy
 from .autoscaler import build_autoscaler
 from .deployment import build_deployment, build_pod_template
+from .destination_rule import build_destination_rule
 from .disruption_budget import build_disruption_budget
 from .metadata import predictor_name
 from .model_config import build_model_config
 from .service import build_service
 from .storage_credentials import AccountSecrets, build_storage_credentials
+from .virtual_service import build_virtual_service
 
 
 def build_revisions(
@@ -41,7 +43,7 @@ def build_children(
 ) -> list[dict[str, Any]]:
     """Every child the isvc should have, in the order they are applied.
 
-    The AuthorizationPolicy is left out when Istio is not installed, even in mode Enabled: there is
+    The AuthorizationPolicy, VirtualService and DestinationRule are left out when Istio is not installed, even in mode Enabled: there is
     nowhere to write it, and the AuthorizationReady condition says so. `account_secrets`: the
     predictor's ServiceAccount and its Secrets, when its model is in an object store. `revisions`:
     from `build_revisions` (None: the isvc's only Deployment, built from the spec).
@@ -63,4 +65,8 @@ def build_children(
     children.extend(child for child in optional if child is not None)
     if istio_installed and authorization_wanted(isvc, istio_installed):
         children.append(build_authorization_policy(isvc, server))
+    if istio_installed and revisions is not None:
+        # While a canary runs: exact weights per revision (the policy above selects both revisions' pods).
+        split = (build_destination_rule(isvc, revisions), build_virtual_service(isvc, server, revisions))
+        children.extend(child for child in split if child is not None)
     return children
