@@ -357,3 +357,22 @@ def test_without_a_canary_or_without_istio_there_is_no_virtual_service():
     spec = isvc("2.18.0", canaryTrafficPercent=10)
     kinds = {c["kind"] for c in build_children(spec, resolve_runtime(spec, CATALOG), revisions=revisions(spec, live))}
     assert kinds.isdisjoint({"VirtualService", "DestinationRule"})
+
+
+def test_argocd_shows_progressing_while_a_canary_runs_and_healthy_once_promoted():
+    from tests.unit.test_argocd_health import HEALTH_LUA, run_health
+
+    script = HEALTH_LUA.read_text(encoding="utf-8")
+
+    def health(status):
+        return run_health(script, {"metadata": {"name": "m", "generation": 1}, "status": status})
+
+    _, live = running(isvc())
+    spec = isvc("2.18.0", canaryTrafficPercent=25)
+    _, live = running(spec, live)
+    running_canary = health(_status(spec, live))
+    assert running_canary["status"] == "Progressing" and running_canary["message"].startswith("CanaryInProgress: ")
+    promoted = isvc("2.18.0", canaryTrafficPercent=100)
+    _, scaled = running(promoted, live)  # the promoted revision scales up to every replica
+    assert health(_status(promoted, scaled))["status"] == "Healthy"
+    assert health(_status(isvc("2.18.0", canaryTrafficPercent=0), live))["status"] == "Healthy"  # rolled back
