@@ -230,6 +230,37 @@ def test_an_operator_restart_mid_canary_keeps_the_split_and_writes_nothing(
     assert predictor_status(kube, "steady-canary", namespace) == status_before
 
 
+def test_a_canary_that_switches_frameworks_is_explained_and_touches_nothing(kube, operator, namespace, model_claim):
+    kube.apply(isvc("switch", namespace, replicas=2))
+    wait_ready(kube, "switch", namespace)
+    before = deployments(kube, "switch", namespace)["switch-predictor"]["metadata"]["resourceVersion"]
+    kube.run(
+        "patch",
+        "isvc",
+        "switch",
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        json.dumps(
+            [
+                {"op": "remove", "path": "/spec/predictor/tensorflow"},
+                {"op": "add", "path": "/spec/predictor/pytorch", "value": {"storageUri": "pvc://models"}},
+                {"op": "add", "path": "/spec/predictor/canaryTrafficPercent", "value": 10},
+            ]
+        ),
+    )
+    ready = wait_until(
+        lambda: (c := condition(kube.get("isvc", "switch", namespace), "Ready")).get("reason") == "InvalidSpec" and c,
+        30,
+        "Ready=False InvalidSpec",
+    )
+    assert ready["status"] == "False"
+    assert "a canary cannot change the model server's ports" in ready["message"], ready["message"]
+    assert list(deployments(kube, "switch", namespace)) == ["switch-predictor"]
+    assert deployments(kube, "switch", namespace)["switch-predictor"]["metadata"]["resourceVersion"] == before
+
+
 @pytest.mark.parametrize("percent", [-1, 101])
 def test_the_api_server_rejects_a_share_outside_0_to_100(kube, namespace, percent):
     result = kube.apply(isvc("bad-share", namespace, canaryTrafficPercent=percent), check=False)

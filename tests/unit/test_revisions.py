@@ -376,3 +376,15 @@ def test_argocd_shows_progressing_while_a_canary_runs_and_healthy_once_promoted(
     _, scaled = running(promoted, live)  # the promoted revision scales up to every replica
     assert health(_status(promoted, scaled))["status"] == "Healthy"
     assert health(_status(isvc("2.18.0", canaryTrafficPercent=0), live))["status"] == "Healthy"  # rolled back
+
+
+def test_a_canary_that_switches_frameworks_is_invalid():
+    _, live = running(isvc())
+    body = copy.deepcopy(BASE)
+    body["spec"]["predictor"] = {"pytorch": {"storageUri": "pvc://models"}, "replicas": 4, "canaryTrafficPercent": 10}
+    with pytest.raises(
+        InvalidSpec, match=r"a canary cannot change the model server's ports \(http 8500, grpc 9000 -> http 8080"
+    ):
+        revisions(parse_inferenceservice(body), live)
+    body["spec"]["predictor"].pop("canaryTrafficPercent")
+    assert revisions(parse_inferenceservice(body), live).canary is None  # replaced in place, as without a canary

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..resolved_runtime import ResolvedRuntime
 from ..revisions import LiveRevision, Revisions, plan_revisions, revision_hash
-from ..spec import InferenceService
+from ..spec import InferenceService, InvalidSpec
 from .authorization import authorization_wanted, build_authorization_policy
 from .autoscaler import build_autoscaler
 from .deployment import build_deployment, build_pod_template
@@ -29,8 +29,23 @@ def build_revisions(
     """The revisions to run, given the Deployments observed: the spec's revision is its pod template's hash."""
     storage = isvc.predictor.storage
     credentials = build_storage_credentials(storage.store if storage else "", account_secrets)
-    revision = revision_hash(build_pod_template(isvc, server, credentials))
-    return plan_revisions(isvc, revision, live, predictor_name(isvc))
+    template = build_pod_template(isvc, server, credentials)
+    revisions = plan_revisions(isvc, revision_hash(template), live, predictor_name(isvc))
+    if revisions.canary is not None and revisions.stable.template is not None:
+        # One Service serves both revisions: its ports are the new spec's, so they must be the stable one's too.
+        before, after = _ports(revisions.stable.template), _ports(template)
+        if before != after:
+            raise InvalidSpec(
+                f"spec.predictor: a canary cannot change the model server's ports ({before or 'none'} -> "
+                f"{after or 'none'}, e.g. by switching frameworks): both revisions share one Service. "
+                "Remove canaryTrafficPercent to replace the running revision, or deploy the new one as its own isvc"
+            )
+    return revisions
+
+
+def _ports(template: Mapping[str, Any]) -> str:
+    containers = (template.get("spec") or {}).get("containers") or [{}]
+    return ", ".join(f"{p.get('name')} {p.get('containerPort')}" for p in containers[0].get("ports") or [])
 
 
 def build_children(
