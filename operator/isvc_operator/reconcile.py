@@ -20,7 +20,7 @@ from .drift import needs_apply
 from .kinds import AUTHORIZATION_POLICY, DEPLOYMENT, SERVICE, ObjectKey, kind_of
 from .kube_api import KubeApi
 from .plan import Plan, Plans, make_plan
-from .revisions import observe_revisions
+from .revisions import canary_requested, observe_revisions
 from .runtimes import Catalog
 from .spec import InvalidSpec, storage_account
 from .status import (
@@ -121,7 +121,10 @@ async def reconcile(
             if account is not None
             else None
         )
-        live = observe_revisions(child for (_, kind, _), child in live_children.items() if kind == DEPLOYMENT.kind)
+        live = observe_revisions(
+            (child for (_, kind, _), child in live_children.items() if kind == DEPLOYMENT.kind),
+            canary=canary_requested(body),
+        )
         plan = (
             plans.get(body, catalog, istio_installed=istio_installed, account_secrets=account_secrets, live=live)
             if plans is not None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .constants import LABEL_REVISION, LABEL_ROLE
@@ -60,8 +60,19 @@ def observe_revision(deployment: Mapping[str, Any]) -> LiveRevision:
     )
 
 
-def observe_revisions(deployments: Iterable[Mapping[str, Any]]) -> tuple[LiveRevision, ...]:
-    return tuple(sorted((observe_revision(d) for d in deployments), key=lambda r: r.deployment))
+def canary_requested(body: Mapping[str, Any]) -> bool:
+    predictor = (body.get("spec") or {}).get("predictor") or {}
+    return predictor.get("canaryTrafficPercent") is not None
+
+
+def observe_revisions(deployments: Iterable[Mapping[str, Any]], *, canary: bool = True) -> tuple[LiveRevision, ...]:
+    """The isvc's Deployments as `plan_revisions` reads them. `canary`: whether the spec asks for one;
+    if not, and one Deployment runs, its readiness cannot change the plan and is left out, so the
+    plan memo (plan.Plans) is not recomputed on every step of a rollout."""
+    live = sorted((observe_revision(d) for d in deployments), key=lambda r: r.deployment)
+    if not canary and len(live) <= 1:
+        live = [replace(r, ready=False, ready_replicas=0) for r in live]
+    return tuple(live)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,15 @@ import pytest
 
 from isvc_operator.builders import build_children, build_revisions
 from isvc_operator.resolved_runtime import resolve_runtime
-from isvc_operator.revisions import CANARY, STABLE, LiveRevision, observe_revision, split_replicas
+from isvc_operator.revisions import (
+    CANARY,
+    STABLE,
+    LiveRevision,
+    canary_requested,
+    observe_revision,
+    observe_revisions,
+    split_replicas,
+)
 from isvc_operator.runtimes import load_catalog
 from isvc_operator.spec import InvalidSpec, parse_inferenceservice
 from isvc_operator.status import Observed, canary_events, compute_status, status_patch
@@ -388,3 +396,14 @@ def test_a_canary_that_switches_frameworks_is_invalid():
         revisions(parse_inferenceservice(body), live)
     body["spec"]["predictor"].pop("canaryTrafficPercent")
     assert revisions(parse_inferenceservice(body), live).canary is None  # replaced in place, as without a canary
+
+
+def test_without_a_canary_the_plan_does_not_read_readiness():
+    """So the plan memo is not recomputed on each step of a rollout of an isvc without a canary."""
+    deployment = deployments(isvc(), revisions(isvc()))[0]
+    rolling = {**deployment, "status": {"readyReplicas": 1}}
+    ready = {**deployment, "status": {"readyReplicas": 4}}
+    assert observe_revisions([rolling], canary=False) == observe_revisions([ready], canary=False)
+    assert observe_revisions([rolling], canary=True) != observe_revisions([ready], canary=True)
+    assert canary_requested({"spec": {"predictor": {"canaryTrafficPercent": 0}}})
+    assert not canary_requested({"spec": {"predictor": {}}})
