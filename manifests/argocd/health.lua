@@ -5,6 +5,8 @@
 --   Stalled=True -> Degraded;  Reconciling=True -> Progressing  ("Reason: message")
 --   Ready=True -> Healthy;  Ready=False -> Degraded;  Ready=Unknown -> Progressing
 -- (Ready=False without Stalled comes from operators older than these conditions.)
+-- A canary that asks for traffic keeps Ready=True (the stable revision serves) and sets
+-- Reconciling=True, reason CanaryInProgress: Progressing until it is promoted, rolled back or removed.
 local hs = {}
 hs.status = "Progressing"
 hs.message = "Waiting for the isvc-operator to report status"

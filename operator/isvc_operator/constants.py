@@ -17,6 +17,11 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_ISVC = f"{GROUP}/inferenceservice"
 
+# Which revision of the predictor a Deployment (and its pods) runs, and whether it is the stable
+# revision or the canary: recorded on the objects, so an operator restart finds them again.
+LABEL_REVISION = f"{GROUP}/revision"
+LABEL_ROLE = f"{GROUP}/role"
+
 # Hash of the desired object, so an unchanged child is never written again.
 ANNOTATION_SPEC_HASH = f"{GROUP}/desired-hash"
 

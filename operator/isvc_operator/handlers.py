@@ -18,7 +18,7 @@ import kopf
 
 from . import metrics
 from .caches import WatchCaches
-from .constants import GROUP, LABEL_ISVC, LABEL_MANAGED_BY, OPERATOR_NAME, PLURAL, VERSION
+from .constants import GROUP, LABEL_ISVC, LABEL_MANAGED_BY, LABEL_REVISION, OPERATOR_NAME, PLURAL, VERSION
 from .controller import Controller
 from .istio import ISTIO_CRD, IstioPresence, crd_established, istio_served, wait_for_discovery
 from .kinds import CHILD_KINDS, POD, IsvcKey, without_managed_fields
@@ -144,7 +144,12 @@ async def model_pods(
     """Only what failure reasons need, so thousands of pods stay cheap to hold."""
     return {
         (namespace or "", labels[LABEL_ISVC]): {
-            "metadata": {"name": name, "deletionTimestamp": meta.get("deletionTimestamp")},
+            "metadata": {
+                "name": name,
+                "deletionTimestamp": meta.get("deletionTimestamp"),
+                # Which revision's pod it is, so a failing canary's pods never explain the stable one's state.
+                "labels": {LABEL_REVISION: labels.get(LABEL_REVISION, "")},
+            },
             "status": {key: status.get(key) for key in ("conditions", "initContainerStatuses", "containerStatuses")},
         }
     }

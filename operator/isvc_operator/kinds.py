@@ -41,6 +41,9 @@ DISRUPTION_BUDGET = Kind("policy", "v1", "PodDisruptionBudget", "poddisruptionbu
 AUTHORIZATION_POLICY = Kind(
     "security.istio.io", "v1", "AuthorizationPolicy", "authorizationpolicies", "AuthorizationReady"
 )
+# A canary's exact traffic split (only while a canary runs, and only where Istio is installed).
+VIRTUAL_SERVICE = Kind("networking.istio.io", "v1", "VirtualService", "virtualservices", "ServiceReady")
+DESTINATION_RULE = Kind("networking.istio.io", "v1", "DestinationRule", "destinationrules", "ServiceReady")
 
 CHILD_KINDS: tuple[Kind, ...] = (
     DEPLOYMENT,
@@ -49,6 +52,8 @@ CHILD_KINDS: tuple[Kind, ...] = (
     AUTOSCALER,
     DISRUPTION_BUDGET,
     AUTHORIZATION_POLICY,
+    VIRTUAL_SERVICE,
+    DESTINATION_RULE,
 )
 INFERENCE_SERVICE = Kind(GROUP, VERSION, KIND, PLURAL)
 POD = Kind("", "v1", "Pod", "pods")

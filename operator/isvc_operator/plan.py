@@ -16,11 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .builders import build_children
+from .builders import build_children, build_revisions
 from .builders.storage_credentials import AccountSecrets
 from .drift import desired_hash, with_hash
 from .kinds import IsvcKey, ObjectKey, object_key
 from .resolved_runtime import ResolvedRuntime, resolve_runtime
+from .revisions import LiveRevision, Revisions
 from .runtimes import Catalog
 from .spec import InferenceService, InvalidSpec, parse_inferenceservice
 
@@ -41,21 +42,35 @@ class Plan:
     isvc: InferenceService
     server: ResolvedRuntime
     children: tuple[Child, ...]
+    revisions: Revisions
 
 
 def make_plan(
-    body: Mapping[str, Any], catalog: Catalog, *, istio_installed: bool, account_secrets: AccountSecrets | None = None
+    body: Mapping[str, Any],
+    catalog: Catalog,
+    *,
+    istio_installed: bool,
+    account_secrets: AccountSecrets | None = None,
+    live: tuple[LiveRevision, ...] = (),
 ) -> Plan:
     """Raises InvalidSpec with the message for the isvc's status. `account_secrets`: the predictor's
-    ServiceAccount and its Secrets (without values), read when the model is in an object store."""
+    ServiceAccount and its Secrets (without values), read when the model is in an object store.
+    `live`: the isvc's Deployments as observed, which decide the stable and canary revisions."""
     isvc = parse_inferenceservice(body)
     server = resolve_runtime(isvc, catalog)
-    desired = build_children(isvc, server, istio_installed=istio_installed, account_secrets=account_secrets)
-    return Plan(isvc, server, tuple(Child(object_key(obj), obj, desired_hash(obj)) for obj in desired))
+    revisions = build_revisions(isvc, server, live, account_secrets)
+    desired = build_children(
+        isvc, server, istio_installed=istio_installed, account_secrets=account_secrets, revisions=revisions
+    )
+    return Plan(isvc, server, tuple(Child(object_key(obj), obj, desired_hash(obj)) for obj in desired), revisions)
 
 
 def _inputs(
-    body: Mapping[str, Any], catalog: Catalog, istio_installed: bool, account_secrets: AccountSecrets | None
+    body: Mapping[str, Any],
+    catalog: Catalog,
+    istio_installed: bool,
+    account_secrets: AccountSecrets | None,
+    live: tuple[LiveRevision, ...],
 ) -> tuple[Any, ...]:
     """Everything `make_plan` reads. Status and resourceVersion are not inputs (they change on
     every status patch)."""
@@ -71,6 +86,7 @@ def _inputs(
         istio_installed,
         id(catalog),
         account_secrets,
+        live,
     )
 
 
@@ -90,10 +106,11 @@ class Plans:
         *,
         istio_installed: bool,
         account_secrets: AccountSecrets | None = None,
+        live: tuple[LiveRevision, ...] = (),
     ) -> Plan:
         metadata = body.get("metadata") or {}
         key = (metadata.get("namespace", ""), metadata.get("name", ""))
-        inputs = _inputs(body, catalog, istio_installed, account_secrets)
+        inputs = _inputs(body, catalog, istio_installed, account_secrets, live)
         entry = self._entries.get(key)
         if entry is not None and entry[0] == inputs:
             self.hits += 1
@@ -102,7 +119,9 @@ class Plans:
         else:
             self.misses += 1
             try:
-                result = make_plan(body, catalog, istio_installed=istio_installed, account_secrets=account_secrets)
+                result = make_plan(
+                    body, catalog, istio_installed=istio_installed, account_secrets=account_secrets, live=live
+                )
             except InvalidSpec as exc:
                 result = exc
             # A copy: the cached bodies are never mutated today, but a stale plan must not follow if one is.

@@ -14,15 +14,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .api_errors import ApiError, ApiNotFound
-from .builders.metadata import predictor_name, service_name
+from .builders.metadata import service_name
 from .builders.service import model_url
 from .drift import needs_apply
 from .kinds import AUTHORIZATION_POLICY, DEPLOYMENT, SERVICE, ObjectKey, kind_of
 from .kube_api import KubeApi
 from .plan import Plan, Plans, make_plan
+from .revisions import canary_requested, observe_revisions
 from .runtimes import Catalog
 from .spec import InvalidSpec, storage_account
-from .status import Observed, compute_status, invalid_spec_status, rejected_condition, status_changed
+from .status import (
+    Observed,
+    canary_events,
+    compute_status,
+    invalid_spec_status,
+    rejected_condition,
+    status_changed,
+    status_patch,
+)
 from .storage_access import StorageAccounts, StorageCredentialsNotFound
 
 
@@ -50,6 +59,8 @@ class Outcome:
     # The objects as our writes returned them, so the caches can use them until the watch catches up.
     responses: dict[ObjectKey, Mapping[str, Any]] = field(default_factory=dict)
     isvc_response: Mapping[str, Any] | None = None
+    # (reason, message) of each canary step the written status shows (started, promoted, ...).
+    canary_events: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def summary(self) -> str:
@@ -110,10 +121,14 @@ async def reconcile(
             if account is not None
             else None
         )
+        live = observe_revisions(
+            (child for (_, kind, _), child in live_children.items() if kind == DEPLOYMENT.kind),
+            canary=canary_requested(body),
+        )
         plan = (
-            plans.get(body, catalog, istio_installed=istio_installed, account_secrets=account_secrets)
+            plans.get(body, catalog, istio_installed=istio_installed, account_secrets=account_secrets, live=live)
             if plans is not None
-            else make_plan(body, catalog, istio_installed=istio_installed, account_secrets=account_secrets)
+            else make_plan(body, catalog, istio_installed=istio_installed, account_secrets=account_secrets, live=live)
         )
     except (InvalidSpec, StorageCredentialsNotFound) as exc:
         missing = isinstance(exc, StorageCredentialsNotFound)
@@ -138,9 +153,11 @@ async def reconcile(
 
     applied, observed_children, rejected = await _apply_children(plan, live_children, api)
     deleted = await _prune(plan, live_children, api, metadata.get("namespace", ""))
-    isvc, server = plan.isvc, plan.server
+    isvc, server, revisions = plan.isvc, plan.server, plan.revisions
+    canary = revisions.canary
     observed = Observed(
-        deployment=observed_children.get(DEPLOYMENT.key(predictor_name(isvc))),
+        deployment=observed_children.get(DEPLOYMENT.key(revisions.stable.deployment)),
+        canary_deployment=observed_children.get(DEPLOYMENT.key(canary.deployment)) if canary else None,
         service=observed_children.get(SERVICE.key(service_name(isvc))),
         authorization_policy=observed_children.get(AUTHORIZATION_POLICY.key(service_name(isvc))),
         istio_installed=istio_installed,
@@ -149,15 +166,18 @@ async def reconcile(
     status = compute_status(
         generation=generation,
         observed=observed,
-        deployment_name=predictor_name(isvc),
+        deployment_name=revisions.stable.deployment,
         service_name=service_name(isvc),
         url=model_url(isvc, server),
         previous=previous,
         now=now(),
         rejected=rejected,
         authorization_mode=isvc.authorization.mode,
+        revisions=revisions,
+        exact_split=istio_installed and canary is not None,
     )
-    isvc_response = await _write_status(api, body, status) if status_changed(previous, status) else None
+    changed = status_changed(previous, status)
+    isvc_response = await _write_status(api, body, status_patch(previous, status)) if changed else None
     if rejected:
         # Retried with backoff: a conflict (e.g. a node port held by another Service) can clear up.
         raise ChildrenRejected("; ".join(c["message"] for c in rejected.values()))
@@ -172,6 +192,7 @@ async def reconcile(
         status_written=isvc_response is not None,
         responses={key: observed_children[key] for key in applied},
         isvc_response=isvc_response,
+        canary_events=canary_events(previous, status) if isvc_response is not None else [],
     )
 
 

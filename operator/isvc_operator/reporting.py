@@ -59,6 +59,8 @@ class OutcomeReporter:
                 outcome.summary,
                 seconds,
             )
+        for reason, message in outcome.canary_events:
+            kopf.event(cast(kopf.Body, dict(body)), type="Normal", reason=reason, message=message[:1024])
         if outcome.ready_changed and outcome.ready_after is not None:
             ready = outcome.ready_after
             kopf.event(

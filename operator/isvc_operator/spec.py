@@ -134,6 +134,9 @@ class Predictor:
     # Rollouts and voluntary disruptions (node drains): see _rollout_and_disruption.
     deployment_strategy: DeploymentStrategy = field(default_factory=DeploymentStrategy)
     disruption_budget: DisruptionBudget | None = None
+    # The share of traffic a changed predictor gets while the last Ready revision keeps the rest
+    # (None: a change replaces the running revision in place).
+    canary_traffic_percent: int | None = None
 
     @property
     def uses_model_config(self) -> bool:
@@ -323,7 +326,11 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
 
     version_policy, version_labels = _versions(framework, body)
     deployment_strategy, disruption_budget = _rollout_and_disruption(predictor)
+    canary = _int_or_none(predictor.get("canaryTrafficPercent"), "spec.predictor.canaryTrafficPercent")
+    if canary is not None and not 0 <= canary <= 100:
+        raise InvalidSpec(f"spec.predictor.canaryTrafficPercent: {canary} is not a percentage from 0 to 100")
     return Predictor(
+        canary_traffic_percent=canary,
         deployment_strategy=deployment_strategy,
         disruption_budget=disruption_budget,
         framework=framework,

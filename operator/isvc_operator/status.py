@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .constants import LABEL_REVISION
+
+if TYPE_CHECKING:  # revisions reads Deployments through this module's predictor_condition
+    from .revisions import Revision, Revisions
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 
@@ -24,6 +29,7 @@ class Observed:
     authorization_policy: Mapping[str, Any] | None = None
     pods: Sequence[Mapping[str, Any]] = ()
     istio_installed: bool = False
+    canary_deployment: Mapping[str, Any] | None = None  # while a canary revision runs
 
 
 def condition(type_: str, status: str, reason: str, message: str) -> dict[str, Any]:
@@ -268,12 +274,15 @@ def compute_status(
     now: str,
     rejected: Mapping[str, Mapping[str, Any]] | None = None,
     authorization_mode: str = "Auto",
+    revisions: Revisions | None = None,
+    exact_split: bool = False,
 ) -> dict[str, Any]:
-    """`rejected` maps a condition type to the failure that replaces it (the API server refused a child)."""
+    """`rejected` maps a condition type to the failure that replaces it (the API server refused a child).
+    `revisions`: the stable (and canary) revision the pass applied; `exact_split`: traffic is split
+    by weights (Istio) rather than by ready replicas."""
     rejected = rejected or {}
-    predictor = rejected.get("PredictorReady") or predictor_condition(
-        observed.deployment, deployment_name, observed.pods
-    )
+    stable_pods = observed.pods if revisions is None else pods_of(observed.pods, revisions.stable, revisions)
+    predictor = rejected.get("PredictorReady") or predictor_condition(observed.deployment, deployment_name, stable_pods)
     service = rejected.get("ServiceReady") or service_condition(observed.service, service_name)
     authorization = rejected.get("AuthorizationReady") or authorization_condition(
         authorization_mode, observed.istio_installed, observed.authorization_policy, service_name
@@ -283,25 +292,177 @@ def compute_status(
     desired = (deployment.get("spec") or {}).get("replicas")
     ready_replicas = (deployment.get("status") or {}).get("readyReplicas") or 0
     desired = 0 if desired is None else desired
-    return {
+    extra: list[dict[str, Any]] = []
+    kstatus = kstatus_conditions(ready, deadline_exceeded=progress_deadline_exceeded(observed.deployment))
+    status: dict[str, Any] = {
         "observedGeneration": generation,
         "url": url,
         "replicas": desired,
         "readyReplicas": ready_replicas,
         "replicasSummary": f"{ready_replicas}/{desired}",
-        "conditions": stamp_conditions(
-            [
-                ready,
-                predictor,
-                service,
-                authorization,
-                *kstatus_conditions(ready, deadline_exceeded=progress_deadline_exceeded(observed.deployment)),
-            ],
-            (previous or {}).get("conditions") or [],
-            generation,
-            now,
-        ),
     }
+    if revisions is not None:
+        canary = revisions.canary
+        canary_ready = None
+        if canary is not None:
+            canary_ready = canary_condition(
+                canary, observed.canary_deployment, pods_of(observed.pods, canary, revisions), revisions.stable
+            )
+            extra.append(canary_ready)
+            if ready["status"] == TRUE and canary.desired_percent > 0:
+                kstatus = [
+                    condition("Reconciling", TRUE, "CanaryInProgress", canary_ready["message"]),
+                    condition("Stalled", FALSE, "Reconciling", "still converging: see Reconciling"),
+                ]
+        status["components"] = {
+            "predictor": predictor_component(revisions, observed, predictor, canary_ready, exact_split=exact_split)
+        }
+    status["conditions"] = stamp_conditions(
+        [ready, predictor, service, authorization, *extra, *kstatus],
+        (previous or {}).get("conditions") or [],
+        generation,
+        now,
+    )
+    return status
+
+
+def pods_of(pods: Sequence[Mapping[str, Any]], revision: Revision, revisions: Revisions) -> list[Mapping[str, Any]]:
+    """The pods of one revision; pods without a revision label (older ones) count as the stable's."""
+    wanted = {revision.revision} | ({""} if revision is revisions.stable else set())
+    return [p for p in pods if ((p.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION, "") in wanted]
+
+
+def canary_condition(
+    canary: Revision, deployment: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]], stable: Revision
+) -> dict[str, Any]:
+    """CanaryReady: whether the canary revision can take its share, and why it gets none if not.
+    It does not feed Ready: the stable revision serves meanwhile."""
+    kind = "CanaryReady"
+    if canary.desired_percent == 0:
+        return condition(
+            kind,
+            FALSE,
+            "RolledBack",
+            f"canaryTrafficPercent is 0: all traffic goes to stable revision {stable.name}; set the predictor "
+            f"back to it to remove canary {canary.name}, or raise canaryTrafficPercent to try it again",
+        )
+    state = predictor_condition(deployment, canary.deployment, pods)
+    if state["status"] == TRUE and canary.ready:
+        return condition(
+            kind,
+            TRUE,
+            "Serving",
+            f"canary {canary.name} gets {canary.desired_percent}% of traffic, stable {stable.name} the rest",
+        )
+    return condition(
+        kind,
+        state["status"] if state["status"] == FALSE else UNKNOWN,
+        state["reason"],
+        f"canary {canary.name} gets 0% of traffic until it is Ready ({canary.desired_percent}% asked): "
+        f"{state['message']}",
+    )
+
+
+def _ready_replicas(deployment: Mapping[str, Any] | None) -> int:
+    return int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
+
+
+def predictor_component(
+    revisions: Revisions,
+    observed: Observed,
+    stable_ready: Mapping[str, Any],
+    canary_ready: Mapping[str, Any] | None,
+    *,
+    exact_split: bool,
+) -> dict[str, Any]:
+    """status.components.predictor: the revisions, their shares (asked for and effective) and
+    which one is the latest created, latest ready and stable (as KServe names them)."""
+    stable, canary = revisions.stable, revisions.canary
+    ready = {stable.name: _ready_replicas(observed.deployment)}
+    deployments = {stable.name: observed.deployment}
+    if canary is not None:
+        ready[canary.name] = _ready_replicas(observed.canary_deployment)
+        deployments[canary.name] = observed.canary_deployment
+    total_ready = sum(ready.values())
+    if canary is None:
+        percents = {stable.name: 100}
+    elif exact_split:
+        percents = {stable.name: stable.percent, canary.name: canary.percent}
+    else:
+        # Every ready pod of either revision is an endpoint of the Service: the share is theirs.
+        canary_share = round(100 * ready[canary.name] / total_ready) if total_ready else 0
+        percents = {stable.name: 100 - canary_share if total_ready else 0, canary.name: canary_share}
+    traffic = []
+    for revision in revisions.all:
+        spec = (deployments[revision.name] or {}).get("spec") or {}
+        traffic.append(
+            {
+                "revisionName": revision.name,
+                "deployment": revision.deployment,
+                "role": revision.role,
+                "desiredPercent": revision.desired_percent,
+                "percent": percents[revision.name],
+                "replicas": int(spec.get("replicas") or 0),
+                "readyReplicas": ready[revision.name],
+            }
+        )
+    component: dict[str, Any] = {
+        "stableRevision": stable.name,
+        "latestCreatedRevision": (canary or stable).name,
+        "trafficSplit": "IstioWeights" if exact_split else "ReadyReplicas",
+        "traffic": traffic,
+    }
+    if canary is not None and canary_ready is not None and canary_ready["status"] == TRUE:
+        component["latestReadyRevision"] = canary.name
+    elif stable_ready["status"] == TRUE:
+        component["latestReadyRevision"] = stable.name
+    if canary is not None:
+        component["canaryPercent"] = percents[canary.name]
+        if exact_split:
+            component["message"] = "exact: an Istio VirtualService sends each revision its weight"
+        else:
+            component["message"] = (
+                f"approximate: the Service sends requests to every ready pod of both revisions; "
+                f"{ready[canary.name]} of {total_ready} ready replicas are the canary's"
+            )
+    elif revisions.note:
+        component["message"] = revisions.note
+    return component
+
+
+def canary_events(previous: Mapping[str, Any] | None, status: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(reason, message) of each step of a canary between two statuses: started, replaced,
+    rolled back, promoted or removed."""
+
+    def roles(st: Mapping[str, Any] | None) -> dict[str, Mapping[str, Any]]:
+        traffic = (((st or {}).get("components") or {}).get("predictor") or {}).get("traffic") or []
+        return {t.get("role", ""): t for t in traffic}
+
+    before, after = roles(previous), roles(status)
+    old, new = before.get("canary"), after.get("canary")
+    stable = (after.get("stable") or {}).get("revisionName", "?")
+    if new is not None and (old is None or old.get("revisionName") != new.get("revisionName")):
+        what = "started" if old is None else f"replaces canary {old.get('revisionName')}"
+        return [
+            (
+                "CanaryStarted",
+                f"canary {new.get('revisionName')} {what}: {new.get('desiredPercent')}% of traffic once Ready, "
+                f"stable {stable} keeps the rest",
+            )
+        ]
+    if new is not None and old is not None and new.get("desiredPercent") == 0 and old.get("desiredPercent") != 0:
+        return [("CanaryRolledBack", f"canary {new.get('revisionName')} gets no traffic: all of it goes to {stable}")]
+    if new is not None and old is not None and old.get("desiredPercent") == 0 and new.get("desiredPercent") != 0:
+        return [("CanaryResumed", f"canary {new.get('revisionName')} asks for {new.get('desiredPercent')}% again")]
+    if new is None and old is not None:
+        if old.get("revisionName") == stable:
+            return [
+                ("CanaryPromoted", f"canary {stable} is promoted: it serves all traffic, the old revision is removed")
+            ]
+        return [
+            ("CanaryRemoved", f"canary {old.get('revisionName')} is removed: the predictor is back to stable {stable}")
+        ]
+    return []
 
 
 def invalid_spec_status(
@@ -320,6 +481,17 @@ def invalid_spec_status(
         "observedGeneration": generation,
         "conditions": conditions + kept,
     }
+
+
+def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any]:
+    """`desired` as a merge patch over `current`: a field of components.predictor it no longer has
+    (canaryPercent once a canary is gone) is sent as null, which removes it."""
+    old = (((current or {}).get("components") or {}).get("predictor")) or {}
+    new = (desired.get("components") or {}).get("predictor")
+    if new is None:
+        return dict(desired)
+    gone = {key: None for key in old if key not in new}
+    return {**desired, "components": {**desired["components"], "predictor": {**new, **gone}}}
 
 
 def status_changed(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> bool:

@@ -30,6 +30,7 @@ EXPECTED_RULES = [
     (["autoscaling"], ["horizontalpodautoscalers"], CHILD_VERBS),
     (["policy"], ["poddisruptionbudgets"], CHILD_VERBS),
     (["security.istio.io"], ["authorizationpolicies"], CHILD_VERBS),
+    (["networking.istio.io"], ["virtualservices", "destinationrules"], CHILD_VERBS),
     ([""], ["events"], ["create", "patch"]),
     (["events.k8s.io"], ["events"], ["create", "patch"]),
     ([""], ["pods"], ["get", "list", "watch"]),

@@ -103,3 +103,22 @@ def test_a_missing_claim_is_failed(kube, operator, namespace):
     assert 'persistentvolumeclaim "missing-claim" not found' in message, message
     stalled = next(c for c in obj["status"]["conditions"] if c["type"] == "Stalled")
     assert stalled["reason"] == "PersistentVolumeClaimNotFound", stalled
+
+
+def test_a_canary_is_in_progress_until_promoted_and_current_after(kube, operator, namespace, model_claim):
+    """Ready stays True throughout (kubectl wait keeps working); kstatus and Argo CD read the running
+    canary as in progress, a rolled-back one and a promoted one as done."""
+    kube.apply(isvc("gitops-canary", namespace, replicas=2))
+    wait_ready(kube, "gitops-canary", namespace)
+    wait_health(kube, "gitops-canary", namespace, "Current", "Healthy", generation=1)
+    canary = {"tensorflow": {"storageUri": "pvc://models", "runtimeVersion": "2.18.0"}, "canaryTrafficPercent": 50}
+    patch_predictor(kube, "gitops-canary", namespace, canary)
+    message, obj = wait_health(kube, "gitops-canary", namespace, "InProgress", "Progressing", generation=2)
+    assert "canary" in message, message
+    wait_ready(kube, "gitops-canary", namespace, generation=2)
+    patch_predictor(kube, "gitops-canary", namespace, {"canaryTrafficPercent": 0})
+    wait_health(kube, "gitops-canary", namespace, "Current", "Healthy", generation=3)
+    patch_predictor(kube, "gitops-canary", namespace, {"canaryTrafficPercent": 100})
+    wait_health(kube, "gitops-canary", namespace, "Current", "Healthy", generation=4)
+    promoted = kube.get("isvc", "gitops-canary", namespace)
+    assert "canaryPercent" not in promoted["status"]["components"]["predictor"]

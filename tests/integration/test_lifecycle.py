@@ -77,7 +77,7 @@ def test_tensorflow_isvc_becomes_ready_with_the_hand_written_children(kube, oper
     assert (status["replicas"], status["readyReplicas"]) == (1, 1)
 
     table = kube.run("get", "isvc", "-n", namespace).stdout.splitlines()
-    assert table[0].split() == ["NAME", "READY", "REASON", "URL", "REPLICAS", "AGE"]
+    assert table[0].split() == ["NAME", "READY", "REASON", "URL", "REPLICAS", "CANARY", "AGE"]
     assert table[1].split()[:5] == ["dogs-vs-cats", "True", "Ready", status["url"], "1/1"]
 
 

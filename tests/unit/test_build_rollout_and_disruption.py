@@ -86,7 +86,7 @@ def test_budget_for_several_replicas_defaults_to_one_unavailable():
         "metadata": {
             "name": "m-predictor",
             "namespace": "ns",
-            "labels": children(replicas=3)["Deployment"]["metadata"]["labels"],
+            "labels": children(replicas=3)["Service"]["metadata"]["labels"],
             "ownerReferences": [
                 {
                     "apiVersion": "serving.isvc.dev/v1alpha1",

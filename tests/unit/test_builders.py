@@ -10,6 +10,7 @@ from isvc_operator.builders import build_children
 from isvc_operator.builders.deployment import build_deployment
 from isvc_operator.builders.service import build_service, model_url
 from isvc_operator.resolved_runtime import resolve_runtime
+from isvc_operator.revisions import revision_hash
 from isvc_operator.runtimes import load_catalog
 from isvc_operator.spec import InvalidSpec, parse_inferenceservice
 
@@ -152,7 +153,13 @@ def _isvc(**spec_changes):
 
 def test_dogs_vs_cats_renders_the_hand_written_deployment_and_service():
     deployment, service = children_of(parse_inferenceservice(DOGS_VS_CATS))
-    assert deployment == GOLDEN_DEPLOYMENT
+    # Beyond the hand-written Deployment: its revision (the hash of the hand-written pod template)
+    # and its role, on the Deployment and (the revision) on its pods.
+    golden = copy.deepcopy(GOLDEN_DEPLOYMENT)
+    revision = revision_hash(golden["spec"]["template"])
+    golden["metadata"]["labels"] = {**LABELS, "serving.isvc.dev/revision": revision, "serving.isvc.dev/role": "stable"}
+    golden["spec"]["template"]["metadata"]["labels"] = {**LABELS, "serving.isvc.dev/revision": revision}
+    assert deployment == golden
     assert service == GOLDEN_SERVICE
 
 

@@ -11,7 +11,8 @@ from .metadata import child_metadata, predictor_name
 DEFAULT_CPU_TARGET = 80
 
 
-def build_autoscaler(isvc: InferenceService) -> dict[str, Any] | None:
+def build_autoscaler(isvc: InferenceService, target: str | None = None) -> dict[str, Any] | None:
+    """`target`: the stable revision's Deployment (default: the isvc's first one)."""
     predictor = isvc.predictor
     if predictor.max_replicas is None:
         return None
@@ -23,7 +24,7 @@ def build_autoscaler(isvc: InferenceService) -> dict[str, Any] | None:
             "scaleTargetRef": {
                 "apiVersion": DEPLOYMENT.api_version,
                 "kind": DEPLOYMENT.kind,
-                "name": predictor_name(isvc),
+                "name": target or predictor_name(isvc),
             },
             "minReplicas": predictor.min_replicas or 1,
             "maxReplicas": predictor.max_replicas,

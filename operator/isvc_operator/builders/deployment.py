@@ -3,11 +3,13 @@ an object store or an http archive, the storage init container that fetches it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from ..constants import MODEL_MOUNT_PATH, MODEL_VOLUME
+from ..constants import LABEL_REVISION, LABEL_ROLE, MODEL_MOUNT_PATH, MODEL_VOLUME
 from ..kinds import DEPLOYMENT
 from ..resolved_runtime import CONTAINER_NAME, ResolvedRuntime
+from ..revisions import STABLE, Revision, revision_hash
 from ..spec import InferenceService
 from .metadata import child_labels, child_metadata, predictor_name, selector_labels
 from .model_config import MODEL_CONFIG_DIR, MODEL_CONFIG_VOLUME, model_config_name
@@ -145,10 +147,10 @@ def build_strategy(isvc: InferenceService) -> dict[str, Any]:
     }
 
 
-def build_deployment(
+def build_pod_template(
     isvc: InferenceService, server: ResolvedRuntime, credentials: StorageCredentials = NO_CREDENTIALS
 ) -> dict[str, Any]:
-    """One Deployment per isvc; `replicas` is left out when an HPA owns it."""
+    """The pod template the spec asks for, without its revision label (the revision is its hash)."""
     volumes, _ = _model_volume(isvc)
     initializer = build_storage_initializer(isvc, server, credentials)
     volumes = [*volumes, {"name": SCRATCH_VOLUME, "emptyDir": {}}]
@@ -179,17 +181,44 @@ def build_deployment(
     template_metadata: dict[str, Any] = {"labels": child_labels(isvc)}
     if isvc.annotations:
         template_metadata["annotations"] = dict(isvc.annotations)
+    return {"metadata": template_metadata, "spec": pod_spec}
+
+
+def with_revision_label(template: Mapping[str, Any], revision: str) -> dict[str, Any]:
+    metadata = dict(template.get("metadata") or {})
+    metadata["labels"] = {**(metadata.get("labels") or {}), LABEL_REVISION: revision}
+    return {**template, "metadata": metadata}
+
+
+def build_deployment(
+    isvc: InferenceService,
+    server: ResolvedRuntime,
+    credentials: StorageCredentials = NO_CREDENTIALS,
+    revision: Revision | None = None,
+) -> dict[str, Any]:
+    """The Deployment of one revision (by default: the isvc's only one, built from the spec).
+
+    Every revision's Deployment selects the isvc's pods by the labels they all share (a selector is
+    immutable, and the stable Deployment is rolled in place when no canary is asked for); each
+    Deployment owns its ReplicaSets, so the two never take each other's pods. `replicas` is left
+    out when an HPA owns it.
+    """
+    template = build_pod_template(isvc, server, credentials)
+    if revision is None:
+        replicas = None if isvc.autoscaled else (1 if isvc.predictor.replicas is None else isvc.predictor.replicas)
+        hash_ = revision_hash(template)
+        name, role = predictor_name(isvc), STABLE
+    else:
+        replicas, hash_, name, role = revision.replicas, revision.revision, revision.deployment, revision.role
+        if revision.template is not None:
+            template = dict(revision.template)
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(isvc)},
         "strategy": build_strategy(isvc),
-        "template": {"metadata": template_metadata, "spec": pod_spec},
+        "template": with_revision_label(template, hash_),
     }
-    if not isvc.autoscaled:
-        replicas = isvc.predictor.replicas
-        spec["replicas"] = 1 if replicas is None else replicas
-    return {
-        "apiVersion": DEPLOYMENT.api_version,
-        "kind": DEPLOYMENT.kind,
-        "metadata": child_metadata(isvc, name=predictor_name(isvc)),
-        "spec": spec,
-    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    metadata = child_metadata(isvc, name=name)
+    metadata["labels"] = {**metadata["labels"], LABEL_REVISION: hash_, LABEL_ROLE: role}
+    return {"apiVersion": DEPLOYMENT.api_version, "kind": DEPLOYMENT.kind, "metadata": metadata, "spec": spec}
