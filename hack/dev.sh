@@ -102,7 +102,9 @@ if [ $real_node = 1 ]; then
   body='{"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}'
   echo
   echo "\$ curl -s -X POST http://127.0.0.1:$port/v1/models/iris:predict -d '$body'"
-  curl -sS --max-time 10 -X POST "http://127.0.0.1:$port/v1/models/iris:predict" -d "$body"
+  # kube-proxy programs the node port on its own schedule after Ready: retry refusals for a while.
+  curl -sS --max-time 10 --retry 20 --retry-delay 1 --retry-connrefused \
+    -X POST "http://127.0.0.1:$port/v1/models/iris:predict" -d "$body"
   echo
 fi
 echo

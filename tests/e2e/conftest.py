@@ -13,6 +13,7 @@ import http.server
 import json
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import tempfile
@@ -209,8 +210,24 @@ def wait_condition(
 
 
 def node_port(kube: Kube, namespace: str, name: str, port: str = "http") -> int:
+    """The Service's node port on 127.0.0.1, once kube-proxy has programmed it.
+
+    Ready says the pods are ready and in the Service's endpoints; kube-proxy writes its rules for
+    them afterwards, on its own schedule (up to 3 s here on a quiet machine, more under load).
+    Until then a connection is refused, so a request sent the moment Ready turns True may fail
+    although nothing is wrong: wait for a TCP connection to be accepted, then test the model."""
     service = kube.get("service", name, namespace)
-    return next(p["nodePort"] for p in service["spec"]["ports"] if p["name"] == port)
+    number = next(p["nodePort"] for p in service["spec"]["ports"] if p["name"] == port)
+
+    def accepts() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", number), timeout=2).close()
+            return True
+        except OSError:
+            return False
+
+    wait_until(accepts, 60, f"kube-proxy to program node port {number} of {namespace}/{name}")
+    return number
 
 
 def post_json(url: str, body: Any, timeout: float = 10) -> tuple[int, Any]:
