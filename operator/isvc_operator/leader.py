@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -58,35 +59,45 @@ class FollowerLiveness:
             self.server = None
 
 
+class WriteGate:
+    """Writes that end for good at `close()`, which returns once none is in flight: the election
+    renews the Lease from its own thread, and one more renewal after the release would take the
+    empty Lease back (an empty holder is free for anyone, this process included)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def write(self, call: Callable[[], Any]) -> bool:
+        """`call()`'s truth, or False without calling it once the gate is closed."""
+        with self._lock:
+            return not self._closed and bool(call())
+
+    def close(self, timeout: float) -> bool:
+        """True once closed; False if a write in flight outlasts `timeout` (then it stays open)."""
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        self._closed = True
+        self._lock.release()
+        return True
+
+
 class StoppableLeaseLock:
-    """The client's LeaseLock, whose writes end for good at `stop_renewing()`: the election renews
-    from its own thread, and one more renewal after the release would take the empty Lease back (an
-    empty holder is free for anyone, this process included)."""
+    """The client's LeaseLock, as the election uses it, with its writes behind a `WriteGate`."""
 
     def __init__(self, name: str, namespace: str, identity: str) -> None:
         self._lease = LeaseLock(name, namespace, identity)
         self.name, self.namespace, self.identity = name, namespace, self._lease.identity
-        self._writes = threading.Lock()
-        self._stopped = False
+        self.renewals = WriteGate()
 
     def get(self, name: str, namespace: str) -> Any:
         return self._lease.get(name, namespace)
 
     def create(self, name: str, namespace: str, election_record: Any) -> bool:
-        with self._writes:
-            return not self._stopped and bool(self._lease.create(name, namespace, election_record))
+        return self.renewals.write(lambda: self._lease.create(name, namespace, election_record))
 
     def update(self, name: str, namespace: str, updated_record: Any) -> bool:
-        with self._writes:
-            return not self._stopped and bool(self._lease.update(name, namespace, updated_record))
-
-    def stop_renewing(self, timeout: float) -> bool:
-        """True once no write is in flight and none will follow; False if one in flight outlasts `timeout`."""
-        if not self._writes.acquire(timeout=timeout):
-            return False
-        self._stopped = True
-        self._writes.release()
-        return True
+        return self.renewals.write(lambda: self._lease.update(name, namespace, updated_record))
 
 
 def identity() -> str:
@@ -139,7 +150,7 @@ def run_as_leader(
 
     def hand_over_and_exit(code: int) -> None:
         finished.set()
-        if lock.stop_renewing(RELEASE_TIMEOUT_SECONDS):
+        if lock.renewals.close(RELEASE_TIMEOUT_SECONDS):
             release_lease(namespace, name, me)
         else:
             logger.warning("leader election: a renewal of Lease %s/%s hangs: not released; it expires", namespace, name)
@@ -169,11 +180,15 @@ def run_as_leader(
         hand_over_and_exit(code)
 
     def stopped_leading() -> None:
-        if not finished.is_set():
-            logger.error(
-                "leader election: %s lost Lease %s/%s; exiting so that only one replica reconciles", me, namespace, name
-            )
+        if finished.is_set():
+            # The renewals stopped for the hand-over, whose thread ends the process (within its
+            # bounded calls): returning here would end it first, with status 0.
+            time.sleep(3 * RELEASE_TIMEOUT_SECONDS + 10)  # the hand-over's bound, with margin
             os._exit(1)
+        logger.error(
+            "leader election: %s lost Lease %s/%s; exiting so that only one replica reconciles", me, namespace, name
+        )
+        os._exit(1)
 
     def on_sigterm(signum: int, frame: object) -> None:
         """In the main thread, which renews the Lease: it must not wait here (it may hold the lock's
