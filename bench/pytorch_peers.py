@@ -7,8 +7,9 @@ dynamic batching. A peer is described by a ``Launch``: the command, its environm
 answers 200 once it serves, and the URL and body its load goes to. What starts, loads, times and
 stops it is the bench's own (``Server``, ``run_wrk``, ``run_ghz``).
 
-TorchServe is not here: it is archived upstream and needs a JDK and a model archive step; see the
-``TORCHSERVE_NOTE`` below for what was found on this machine.
+TorchServe (archived upstream; its frontend is Java, here Debian's OpenJDK 17) runs the same file
+from a model archive made by ``torch-model-archiver``, with its server-side batching (batchSize,
+maxBatchDelay) and one or more Python backend workers.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def stop_leftovers(launch: Launch) -> None:
     shutil.rmtree(launch.marker, ignore_errors=True)
 
 
-def ensure_peer_venv(name: str, requirement: str, module: str) -> str:
+def ensure_peer_venv(name: str, requirement: str | list[str], module: str) -> str:
     """A peer's venv, created on first use; the .pth that lends it torch is rewritten every time, so
     that it always names the venv this bench runs from (a venv it named may have been removed)."""
     venv = os.path.join(PEER_VENVS, name)
@@ -79,7 +80,8 @@ def ensure_peer_venv(name: str, requirement: str, module: str) -> str:
     if not installed:
         print(f"bench: creating {venv} with {requirement} (first run only)", flush=True)
         subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-        subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", requirement], check=True)
+        requirements = [requirement] if isinstance(requirement, str) else requirement
+        subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements], check=True)
     site, ours = (
         subprocess.run(
             [p, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -175,7 +177,9 @@ def mlserver_launch(
         ready_url=f"http://127.0.0.1:{http}/v2/models/{name}/ready",
         predict_url=f"http://127.0.0.1:{http}/v2/models/{name}/infer",
         body=v2_body,
-        env={"BENCH_THREADS": str(threads), "PYTHONPATH": root},
+        # Each inference worker process gets its share of the cores (all of them when the model
+        # runs in the server's own process), as the floor's parallel passes do.
+        env={"BENCH_THREADS": str(max(1, threads // max(1, s.parallel_workers))), "PYTHONPATH": root},
         grpc_port=grpc,
     )
 
@@ -292,4 +296,125 @@ def ray_launch(py: str, work: str, name: str, model_file: str, rows_body: str, t
         # No usage-stats report (there is no network) and no metrics export agent work.
         env={"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"},
         marker=temp_dir,
+    )
+
+
+# ---- TorchServe -----------------------------------------------------------------------------------
+TORCHSERVE_VERSION = "0.12.0"
+# torchserve 0.12.0's backend worker imports yaml without declaring it (ModuleNotFoundError: yaml).
+TORCHSERVE_REQUIREMENTS = [
+    f"torchserve=={TORCHSERVE_VERSION}",
+    f"torch-model-archiver=={TORCHSERVE_VERSION}",
+    "pyyaml==6.0.3",
+]
+TORCHSERVE_HANDLER = r'''
+"""A TorchServe handler for a TorchScript file: the frontend hands it up to batchSize requests,
+each with the TF Serving row body; one forward pass; one answer per request, in order."""
+import json
+import os
+
+import torch
+from ts.torch_handler.base_handler import BaseHandler
+
+
+class TorchScriptHandler(BaseHandler):
+    def initialize(self, context):
+        torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
+        model_dir = context.system_properties["model_dir"]
+        self.model = torch.jit.load(os.path.join(model_dir, "model.pt")).eval()
+        self.initialized = True
+
+    def handle(self, data, context):
+        bodies = [r.get("body") or r.get("data") for r in data]
+        if not all(bodies):  # the bench's readiness check: a GET with no body
+            return [{"ready": True} for _ in bodies]
+        xs = [
+            torch.tensor((json.loads(b) if isinstance(b, (bytes, bytearray)) else b)["instances"], dtype=torch.float32)
+            for b in bodies
+        ]
+        with torch.inference_mode():
+            out = self.model(torch.cat(xs))
+        # A string goes out as it is (a dict would be pretty-printed by TorchServe).
+        return [json.dumps({"predictions": o.tolist()}) for o in torch.split(out, [len(x) for x in xs])]
+'''
+
+
+@dataclass(frozen=True)
+class TorchServeSetting:
+    """TorchServe's documented knobs: backend workers per model and its batching (batchSize,
+    maxBatchDelay in ms)."""
+
+    workers: int
+    batch_size: int
+    max_batch_delay_ms: int
+
+    @property
+    def label(self) -> str:
+        return (
+            f"torchserve (workers {self.workers}, batchSize {self.batch_size}, "
+            f"maxBatchDelay {self.max_batch_delay_ms} ms)"
+        )
+
+
+def torchserve_launch(
+    py: str, work: str, name: str, model_file: str, rows_body: str, threads: int, s: TorchServeSetting
+) -> Launch:
+    """A model store with the archive and a config.properties (loopback addresses, no token
+    auth, the model's batching and workers), started with ``torchserve --start --foreground``."""
+    root = os.path.join(work, f"torchserve-{name}-{s.workers}-{s.batch_size}-{s.max_batch_delay_ms}")
+    store = os.path.join(root, "store")
+    os.makedirs(store, exist_ok=True)
+    handler = os.path.join(root, "handler.py")
+    with open(handler, "w") as f:
+        f.write(TORCHSERVE_HANDLER)
+    bin_dir = os.path.dirname(py)
+    subprocess.run(
+        [
+            os.path.join(bin_dir, "torch-model-archiver"),
+            f"--model-name={name}",
+            "--version=1.0",
+            f"--serialized-file={model_file}",
+            f"--handler={handler}",
+            f"--export-path={store}",
+            "--force",
+        ],
+        check=True,
+    )
+    http, management, metrics = free_port(), free_port(), free_port()
+    model = {
+        name: {
+            "1.0": {
+                "defaultVersion": True,
+                "marName": f"{name}.mar",
+                "minWorkers": s.workers,
+                "maxWorkers": s.workers,
+                "batchSize": s.batch_size,
+                "maxBatchDelay": s.max_batch_delay_ms,
+                "responseTimeout": 120,
+            }
+        }
+    }
+    config = os.path.join(root, "config.properties")
+    with open(config, "w") as f:
+        f.write(
+            f"inference_address=http://127.0.0.1:{http}\n"
+            f"management_address=http://127.0.0.1:{management}\n"
+            f"metrics_address=http://127.0.0.1:{metrics}\n"
+            "disable_token_authorization=true\n"
+            "install_py_dep_per_model=false\n"
+            f"model_store={store}\n"
+            f"load_models={name}.mar\n"
+            f"models={json.dumps(model)}\n"
+        )
+    return Launch(
+        cmd=[os.path.join(bin_dir, "torchserve"), "--start", "--foreground", "--ncs", f"--ts-config={config}"],
+        ready_url=f"http://127.0.0.1:{http}/predictions/{name}",
+        predict_url=f"http://127.0.0.1:{http}/predictions/{name}",
+        body=rows_body,
+        env={
+            "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),  # its frontend starts `python` workers
+            "LOG_LOCATION": os.path.join(root, "logs"),
+            "METRICS_LOCATION": os.path.join(root, "logs"),
+            "BENCH_THREADS": str(max(1, threads // s.workers)),
+        },
     )

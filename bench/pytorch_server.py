@@ -20,11 +20,17 @@ thread, N connections, only against 127.0.0.1, each point bounded by --duration)
 * (c) the floor: the same model's forward pass called in-process, per batch size, and for the
   MLP also as one single-threaded pass per core running at once (the better of the two counts);
 * a bare ASGI app on the same uvicorn settings answering a fixed reply (the HTTP ceiling);
-* a peer with dynamic batching: LitServe (``litserve==0.2.19``, ``max_batch_size=64``,
-  ``batch_timeout=0.01`` s, one CPU worker, the same TorchScript file and row body on ``/predict``),
-  from its own venv under ``~/.cache/isvc-operator/bench-venvs`` created on first use (torch
-  shared through a ``.pth`` file as for KServe); ``--skip-peers`` leaves it out. Its forward pass
-  runs in a worker process, so its CPU column counts that process as idle.
+* the peers with dynamic batching, each from its own venv under ``~/.cache/isvc-operator/bench-venvs``
+  created on first use (torch shared through a ``.pth`` file as for KServe; bench/pytorch_peers.py):
+  LitServe (``litserve==0.2.19``, ``max_batch_size=64``, ``batch_timeout=0.01`` s, one CPU worker,
+  the same TorchScript file and row body on ``/predict``; its forward pass runs in a worker
+  process, so its CPU column counts that process as idle); MLServer (adaptive batching, a custom
+  runtime, the Open Inference Protocol's JSON body over REST and ModelInfer over gRPC, against
+  which ours is also measured over the same two); Ray Serve (``@serve.batch``, one replica, the
+  row body); TorchServe (batchSize/maxBatchDelay, the row body). ``--tune`` first tries each one's
+  documented knobs (see MLSERVER_GRID, RAY_GRID, TORCHSERVE_GRID) at the headline concurrency and
+  measures the best setting found; without it the settings the last tuning run found are used.
+  ``--skip-peers`` leaves them all out; ``--servers`` and ``--models`` select what runs.
 
 Models: a memory-bound MLP (1024 -> 4096 -> 4096 -> 1000, one row of 1024 floats per request)
 and an iris-sized MLP (4 -> 16 -> 3, two rows per request), both TorchScript.
@@ -641,7 +647,7 @@ def ensure_kserve_venv() -> str:
 LITSERVE_VERSION = "0.2.19"
 
 # The labels of the peers' rows start with these (the best peer is picked among them).
-PEER_PREFIXES = ("kserve", "litserve", "mlserver", "ray serve")
+PEER_PREFIXES = ("kserve", "litserve", "mlserver", "ray serve", "torchserve")
 # What --servers selects. ours (batching) always runs: every ratio is against it, from the same run.
 SERVER_GROUPS = {
     "ours-nobatch": "ours with --enable_batching=false",
@@ -650,6 +656,7 @@ SERVER_GROUPS = {
     "litserve": "LitServe",
     "mlserver": "MLServer, adaptive batching, V2 REST and gRPC",
     "ray": "Ray Serve, @serve.batch",
+    "torchserve": "TorchServe, batchSize and maxBatchDelay",
     "bare": "a bare ASGI app with a fixed reply (iris only)",
 }
 # The knobs tried by --tune: MLServer's inference worker processes and adaptive batching, Ray
@@ -660,6 +667,10 @@ MLSERVER_GRID = [
 ]
 RAY_GRID = [peers.RaySetting(size, ms) for size in (16, 64) for ms in (1, 10)]
 MLSERVER_BEST = {"mlp": peers.MLServerSetting(0, 64, 10), "iris": peers.MLServerSetting(0, 64, 10)}
+TORCHSERVE_GRID = [
+    peers.TorchServeSetting(workers, size, ms) for workers in (1, 2) for size in (16, 64) for ms in (1, 10)
+]
+TORCHSERVE_BEST = {"mlp": peers.TorchServeSetting(1, 64, 10), "iris": peers.TorchServeSetting(1, 64, 10)}
 RAY_BEST = {"mlp": peers.RaySetting(64, 10), "iris": peers.RaySetting(64, 10)}
 
 
@@ -730,22 +741,26 @@ def main() -> int:
     ap.add_argument("--models", default="mlp,iris", help="comma-separated subset of: mlp, iris")
     ap.add_argument(
         "--tune",
-        action="store_true",
-        help="first try each of MLServer's and Ray Serve's settings at the headline concurrency "
-        "(--tune-duration s each), then measure the best one found",
+        nargs="?",
+        const="mlserver,ray,torchserve",
+        default="",
+        help="first try each setting of these peers (comma-separated; mlserver, ray and torchserve when none "
+        "are named) at the headline concurrency (--tune-duration s each), then measure the best one found",
     )
     ap.add_argument("--tune-duration", type=float, default=3.0)
     ap.add_argument("--output", default=RESULTS)
     args = ap.parse_args()
     if args.quick:
         args.duration = 3.0
+    # SIGTERM unwinds like Ctrl-C, so that every server started is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     chosen = set(args.servers.split(","))
     if unknown := chosen - set(SERVER_GROUPS):
         ap.error(f"unknown --servers {sorted(unknown)}; known: {', '.join(SERVER_GROUPS)}")
     if args.skip_kserve:
         chosen.discard("kserve")
     if args.skip_peers:
-        chosen -= {"litserve", "mlserver", "ray"}
+        chosen -= {"litserve", "mlserver", "ray", "torchserve"}
     model_names = args.models.split(",")
     if unknown := set(model_names) - {"mlp", "iris"}:
         ap.error(f"unknown --models {sorted(unknown)}; known: mlp, iris")
@@ -766,6 +781,9 @@ def main() -> int:
         else None
     )
     ray_py = ensure_peer_venv("ray", f"ray[serve]=={peers.RAY_VERSION}", "ray.serve") if "ray" in chosen else None
+    torchserve_py = (
+        ensure_peer_venv("torchserve", peers.TORCHSERVE_REQUIREMENTS, "ts") if "torchserve" in chosen else None
+    )
     work = tempfile.mkdtemp(prefix="isvc-bench-")
     lua = os.path.join(work, "post.lua")
     with open(lua, "w") as f:
@@ -786,7 +804,9 @@ def main() -> int:
     ours_bin = os.path.join(os.path.dirname(sys.executable), "isvc-pytorch-server")
     result = {
         "machine": machine(),
-        "versions": versions(kserve_py, {"litserve": litserve_py, "mlserver": mlserver_py, "ray": ray_py}),
+        "versions": versions(
+            kserve_py, {"litserve": litserve_py, "mlserver": mlserver_py, "ray": ray_py, "torchserve": torchserve_py}
+        ),
         "servers_run": sorted(chosen),
         "duration_s": args.duration,
         "floor": {},
@@ -879,7 +899,7 @@ def main() -> int:
             )
         model_file = os.path.join(info["dir"], "1", "model.pt")
         headline = plan[name][-1]
-        for kind, py in (("mlserver", mlserver_py), ("ray", ray_py)):
+        for kind, py in (("mlserver", mlserver_py), ("ray", ray_py), ("torchserve", torchserve_py)):
             if not py:
                 continue
             if kind == "mlserver":
@@ -887,13 +907,18 @@ def main() -> int:
 
                 def launch_of(st, py=py):
                     return peers.mlserver_launch(py, work, name, model_file, info["v2_body"], threads, st)
+            elif kind == "torchserve":
+                grid, setting = TORCHSERVE_GRID, TORCHSERVE_BEST[name]
+
+                def launch_of(st, py=py):
+                    return peers.torchserve_launch(py, work, name, model_file, info["body"], threads, st)
             else:
                 grid, setting = RAY_GRID, RAY_BEST[name]
 
                 def launch_of(st, py=py):
                     return peers.ray_launch(py, work, name, model_file, info["body"], threads, st)
 
-            if args.tune:
+            if kind in args.tune.split(","):
                 print(f"bench: tuning {kind} on {name} at c={headline}", flush=True)
                 setting, tried = tune_peer(grid, launch_of, info, headline, args.tune_duration, lua, work)
                 result.setdefault("tuning", {}).setdefault(name, {})[kind] = tried
