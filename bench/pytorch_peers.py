@@ -25,6 +25,10 @@ from dataclasses import dataclass, field
 
 PEER_VENVS = os.path.join(os.path.expanduser("~"), ".cache", "isvc-operator", "bench-venvs")
 MLSERVER_VERSION = "1.7.1"
+# With uvloop 0.22 and later, MLServer 1.7.1's inference workers (parallel_workers >= 1) die at
+# start ("RuntimeError: There is no current event loop in thread 'MainThread'") and are restarted
+# for ever; 0.21.0 is the last uvloop they start with.
+MLSERVER_REQUIREMENTS = [f"mlserver=={MLSERVER_VERSION}", "uvloop==0.21.0"]
 RAY_VERSION = "2.60.0"
 
 

@@ -278,7 +278,11 @@ class Server:
         e = dict(os.environ)
         e.update(env or {})
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=e, start_new_session=True)
-        wait_http(ready_url, self.proc)
+        try:
+            wait_http(ready_url, self.proc)
+        except BaseException:
+            self.stop()  # a server that never answered is stopped too
+            raise
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -667,9 +671,7 @@ MLSERVER_GRID = [
 ]
 RAY_GRID = [peers.RaySetting(size, ms) for size in (16, 64) for ms in (1, 10)]
 MLSERVER_BEST = {"mlp": peers.MLServerSetting(0, 64, 10), "iris": peers.MLServerSetting(0, 64, 10)}
-TORCHSERVE_GRID = [
-    peers.TorchServeSetting(workers, size, ms) for workers in (1, 2) for size in (16, 64) for ms in (1, 10)
-]
+TORCHSERVE_GRID = [peers.TorchServeSetting(workers, size, ms) for workers in (1, 2) for size, ms in ((16, 1), (64, 10))]
 TORCHSERVE_BEST = {"mlp": peers.TorchServeSetting(1, 64, 10), "iris": peers.TorchServeSetting(1, 64, 10)}
 RAY_BEST = {"mlp": peers.RaySetting(64, 10), "iris": peers.RaySetting(64, 10)}
 
@@ -776,9 +778,7 @@ def main() -> int:
         ensure_peer_venv("litserve", f"litserve=={LITSERVE_VERSION}", "litserve") if "litserve" in chosen else None
     )
     mlserver_py = (
-        ensure_peer_venv("mlserver", f"mlserver=={peers.MLSERVER_VERSION}", "mlserver")
-        if "mlserver" in chosen
-        else None
+        ensure_peer_venv("mlserver", peers.MLSERVER_REQUIREMENTS, "mlserver") if "mlserver" in chosen else None
     )
     ray_py = ensure_peer_venv("ray", f"ray[serve]=={peers.RAY_VERSION}", "ray.serve") if "ray" in chosen else None
     torchserve_py = (
