@@ -366,8 +366,9 @@ def torchserve_launch(
     """A model store with the archive and a config.properties (loopback addresses, no token
     auth, the model's batching and workers), started with ``torchserve --start --foreground``."""
     root = os.path.join(work, f"torchserve-{name}-{s.workers}-{s.batch_size}-{s.max_batch_delay_ms}")
-    store = os.path.join(root, "store")
+    store, tmp = os.path.join(root, "store"), os.path.join(root, "tmp")
     os.makedirs(store, exist_ok=True)
+    os.makedirs(tmp, exist_ok=True)
     handler = os.path.join(root, "handler.py")
     with open(handler, "w") as f:
         f.write(TORCHSERVE_HANDLER)
@@ -420,5 +421,7 @@ def torchserve_launch(
             "LOG_LOCATION": os.path.join(root, "logs"),
             "METRICS_LOCATION": os.path.join(root, "logs"),
             "BENCH_THREADS": str(max(1, threads // s.workers)),
+            # It unpacks each archive under java.io.tmpdir/models and leaves it there: in the bench's dir.
+            "JAVA_TOOL_OPTIONS": f"-Djava.io.tmpdir={tmp}",
         },
     )
