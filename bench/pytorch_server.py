@@ -763,6 +763,9 @@ def main() -> int:
         chosen.discard("kserve")
     if args.skip_peers:
         chosen -= {"litserve", "mlserver", "ray", "torchserve"}
+    if "torchserve" in chosen and not shutil.which("java"):
+        print("bench: TorchServe skipped: its frontend needs a JDK (apt-get install default-jdk-headless)", flush=True)
+        chosen.discard("torchserve")
     model_names = args.models.split(",")
     if unknown := set(model_names) - {"mlp", "iris"}:
         ap.error(f"unknown --models {sorted(unknown)}; known: mlp, iris")
