@@ -150,5 +150,7 @@ def test_a_canary_the_server_cannot_load_gets_no_traffic(
         assert ready_split(kube, namespace) == [2, 0]  # the stable revision keeps both replicas
         during = answers_from(client, len(client.answers), 60, "60 answers while the canary crashes")
     print(f"\ncrashing canary: {len(client.answers)} answered, {len(client.failures)} failed")
-    assert not client.failures, f"{len(client.failures)} requests failed: {client.failures[:5]}"
+    assert not client.failures, f"{len(client.failures)} requests failed: {client.failures[:5]}\n" + rollout_timeline(
+        kube, namespace, client.failed_at
+    )
     assert all(a == v1 for a in during) and all(a == v1 for a in client.answers)
