@@ -86,6 +86,22 @@ def holder(kube, namespace):
     return (lease or {}).get("spec", {}).get("holderIdentity")
 
 
+def assert_handed_over(kube, namespace, exited, successor):
+    """Read at once after the leader exited: the Lease is released (empty) or already the
+    successor's, never the exited leader's; then the successor holds it and says it leads."""
+    after_exit = holder(kube, namespace)
+    assert not (after_exit or "").endswith(f"_{exited[0].pid}"), (
+        f"the Lease still names {after_exit} after its leader exited: not released, so the other "
+        f"replica waits out the lease duration; see {exited[1]}"
+    )
+    wait_until(
+        lambda: (holder(kube, namespace) or "").endswith(f"_{successor[0].pid}"),
+        LEASE_SECONDS * 4,
+        "the other replica to hold the released Lease",
+    )
+    wait_until(lambda: leading(successor[1]), 30, "the other replica to say it leads")
+
+
 def test_one_leader_reconciles_and_the_follower_takes_over(kube, replicas, namespace, model_claim):
     pair = [replicas(), replicas()]
     wait_until(lambda: any(leading(log) for _, log in pair), 30, "one replica to take the Lease")
@@ -131,18 +147,7 @@ def test_a_rolling_update_hands_the_lease_over_without_a_gap(kube, replicas, nam
     old[0].send_signal(signal.SIGTERM)
     assert old[0].wait(timeout=20) == 0, "the old leader must exit cleanly on SIGTERM"
     assert "released Lease" in old[1].read_text()
-    # Read at once after the exit: released (empty) or already the new replica's, never the old one's.
-    after_exit = holder(kube, namespace)
-    assert not (after_exit or "").endswith(f"_{old[0].pid}"), (
-        f"the Lease still names the exited leader ({after_exit}): it was not released, so the new "
-        f"replica waits out the lease duration; see {old[1]}"
-    )
-    wait_until(
-        lambda: (holder(kube, namespace) or "").endswith(f"_{new[0].pid}"),
-        LEASE_SECONDS * 4,
-        "the new replica to hold the released Lease",
-    )
-    wait_until(lambda: leading(new[1]), 30, "the new replica to say it leads")
+    assert_handed_over(kube, namespace, old, new)
 
     kube.apply(isvc("rolled", namespace))
     wait_ready(kube, "rolled", namespace)
@@ -213,17 +218,6 @@ def test_a_leader_whose_operator_fails_releases_the_lease_and_exits_1(kube, repl
     text = log.read_text()
     assert proc.returncode == 1, f"expected exit code 1, got {proc.returncode}; see {log}"
     assert "the operator failed; releasing Lease" in text, f"the leader did not say why it exited: see {log}"
-    # Read at once after the exit: released (empty) or already the follower's, never the exited leader's.
-    after_exit = holder(kube, namespace)
-    assert not (after_exit or "").endswith(f"_{proc.pid}"), (
-        f"the Lease still names {after_exit} after its leader exited: not released, so the follower "
-        f"waits out the lease duration; see {log}"
-    )
-    wait_until(
-        lambda: (holder(kube, namespace) or "").endswith(f"_{follower[0].pid}"),
-        LEASE_SECONDS * 4,
-        "the follower to hold the released Lease",
-    )
-    wait_until(lambda: leading(follower[1]), 30, "the follower to say it leads")
+    assert_handed_over(kube, namespace, (proc, log), follower)
     kube.apply(isvc("after-failure", namespace))
     wait_ready(kube, "after-failure", namespace)
