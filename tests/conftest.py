@@ -111,6 +111,16 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any]:
     return {}
 
 
+def wait_reason(kube: Kube, name: str, namespace: str, type_: str, reason: str, timeout: float) -> dict[str, Any]:
+    """The isvc once its `type_` condition has `reason`."""
+    obj: dict[str, Any] = wait_until(
+        lambda: (o := kube.get("isvc", name, namespace)) and condition(o, type_).get("reason") == reason and o,
+        timeout,
+        f"{type_} of {namespace}/{name} to be {reason}",
+    )
+    return obj
+
+
 @pytest.fixture(scope="session")
 def kube() -> Iterator[Kube]:
     kubeconfig = CLUSTER_DIR / "kubeconfig"

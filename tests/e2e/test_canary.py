@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Kube, condition, wait_until
+from tests.conftest import Kube, condition, wait_reason, wait_until
 
 from .conftest import float32, isvc, node_port, wait_condition
 from .test_real_node import ClosedLoopClient, predict_url, rollout_timeline
@@ -137,13 +137,7 @@ def test_a_canary_the_server_cannot_load_gets_no_traffic(
     with ClosedLoopClient(url, expected["body"], limit=600) as client:
         answers_from(client, 0, 20, "traffic to flow before the canary")
         kube.apply(iris(model_store, "unloadable.tar.gz", replicas=2, canaryTrafficPercent=50), namespace)
-        obj = wait_until(
-            lambda: (o := kube.get("isvc", "iris", namespace))
-            and condition(o, "CanaryReady").get("reason") == "CrashLoopBackOff"
-            and o,
-            240,
-            "CanaryReady to say the canary keeps crashing",
-        )
+        obj = wait_reason(kube, "iris", namespace, "CanaryReady", "CrashLoopBackOff", 240)
         message = condition(obj, "CanaryReady")["message"]
         assert "gets 0% of traffic until it is Ready (50% asked)" in message and "model.pt" in message, message
         assert condition(obj, "Ready")["status"] == "True"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Kube, condition, operator_events, wait_established, wait_until
+from tests.conftest import Kube, condition, operator_events, wait_established, wait_reason, wait_until
 from tests.integration.test_authorization import ISTIO_CRD
 from tests.integration.test_lifecycle import isvc, wait_ready
 from tests.integration.test_rollout_and_disruption import patch_predictor
@@ -155,13 +155,7 @@ def test_a_canary_that_is_never_ready_gets_nothing_then_rolls_back_and_goes(kube
     wait_ready(kube, "unready", namespace)
     # No node has this label: the canary's pod stays Pending (Unschedulable) for good.
     start_canary(kube, "unready", namespace, 50, nodeSelector={"example.com/no-such-node": "x"})
-    obj = wait_until(
-        lambda: (o := kube.get("isvc", "unready", namespace))
-        and condition(o, "CanaryReady").get("reason") == "Unschedulable"
-        and o,
-        60,
-        "CanaryReady to say the canary cannot be scheduled",
-    )
+    obj = wait_reason(kube, "unready", namespace, "CanaryReady", "Unschedulable", 60)
     assert "gets 0% of traffic until it is Ready (50% asked)" in condition(obj, "CanaryReady")["message"]
     assert condition(obj, "Ready")["status"] == "True"
     assert condition(obj, "PredictorReady")["status"] == "True"  # the canary's pods never explain the stable one
@@ -180,13 +174,7 @@ def test_a_canary_that_is_never_ready_gets_nothing_then_rolls_back_and_goes(kube
         30,
         "the rolled-back canary scaled to 0 but kept",
     )
-    obj = wait_until(
-        lambda: (o := kube.get("isvc", "unready", namespace))
-        and condition(o, "CanaryReady").get("reason") == "RolledBack"
-        and o,
-        30,
-        "CanaryReady RolledBack",
-    )
+    obj = wait_reason(kube, "unready", namespace, "CanaryReady", "RolledBack", 30)
     assert condition(obj, "Reconciling")["status"] == "False" and condition(obj, "Ready")["status"] == "True"
     wait_until(lambda: "CanaryRolledBack" in reasons(kube, "unready", namespace), 30, "a CanaryRolledBack Event")
 
