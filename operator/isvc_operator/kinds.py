@@ -44,6 +44,8 @@ AUTHORIZATION_POLICY = Kind(
 # A canary's exact traffic split (only while a canary runs, and only where Istio is installed).
 VIRTUAL_SERVICE = Kind("networking.istio.io", "v1", "VirtualService", "virtualservices", "ServiceReady")
 DESTINATION_RULE = Kind("networking.istio.io", "v1", "DestinationRule", "destinationrules", "ServiceReady")
+# The Gateway API's route from a Gateway the spec names (only where its CRD is installed).
+HTTP_ROUTE = Kind("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes", "ServiceReady")
 
 CHILD_KINDS: tuple[Kind, ...] = (
     DEPLOYMENT,
