@@ -21,7 +21,7 @@ help:
 	@echo "make dev-stop      stop the operator started by make dev"
 	@echo "make manifests     regenerate manifests/install.yaml from the Helm chart"
 	@echo "make bench [N=300] [REPEAT=3] operator vs the API server's floor (bench/operator_bench.py)"
-	@echo "make bench-pytorch the PyTorch server vs KServe and the in-process floor"
+	@echo "make bench-pytorch the PyTorch server vs KServe, LitServe, MLServer, Ray Serve, TorchServe and the in-process floor"
 	@echo "make bench-storage the storage program vs the stores' reference clients (bench/storage_bench.py)"
 	@echo "make bench-storage-cache  a second replica's Ready time with and without the model cache, on the real node"
 	@echo "make chaos         fault injection and fuzzing figures (bench/chaos.py)"

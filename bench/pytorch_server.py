@@ -20,11 +20,17 @@ thread, N connections, only against 127.0.0.1, each point bounded by --duration)
 * (c) the floor: the same model's forward pass called in-process, per batch size, and for the
   MLP also as one single-threaded pass per core running at once (the better of the two counts);
 * a bare ASGI app on the same uvicorn settings answering a fixed reply (the HTTP ceiling);
-* a peer with dynamic batching: LitServe (``litserve==0.2.19``, ``max_batch_size=64``,
-  ``batch_timeout=0.01`` s, one CPU worker, the same TorchScript file and row body on ``/predict``),
-  from its own venv under ``~/.cache/isvc-operator/bench-venvs`` created on first use (torch
-  shared through a ``.pth`` file as for KServe); ``--skip-peers`` leaves it out. Its forward pass
-  runs in a worker process, so its CPU column counts that process as idle.
+* the peers with dynamic batching, each from its own venv under ``~/.cache/isvc-operator/bench-venvs``
+  created on first use (torch shared through a ``.pth`` file as for KServe; bench/pytorch_peers.py):
+  LitServe (``litserve==0.2.19``, ``max_batch_size=64``, ``batch_timeout=0.01`` s, one CPU worker,
+  the same TorchScript file and row body on ``/predict``; its forward pass runs in a worker
+  process, so its CPU column counts that process as idle); MLServer (adaptive batching, a custom
+  runtime, the Open Inference Protocol's JSON body over REST and ModelInfer over gRPC, against
+  which ours is also measured over the same two); Ray Serve (``@serve.batch``, one replica, the
+  row body); TorchServe (batchSize/maxBatchDelay, the row body). ``--tune`` first tries each one's
+  documented knobs (see MLSERVER_GRID, RAY_GRID, TORCHSERVE_GRID) at the headline concurrency and
+  measures the best setting found; without it the settings the last tuning run found are used.
+  ``--skip-peers`` leaves them all out; ``--servers`` and ``--models`` select what runs.
 
 Models: a memory-bound MLP (1024 -> 4096 -> 4096 -> 1000, one row of 1024 floats per request)
 and an iris-sized MLP (4 -> 16 -> 3, two rows per request), both TorchScript.
@@ -46,7 +52,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,6 +59,9 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+import pytorch_peers as peers
+from pytorch_peers import ensure_peer_venv, free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -187,12 +195,6 @@ async def app(scope, receive, send):
 
 
 # ---- helpers --------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -276,7 +278,11 @@ class Server:
         e = dict(os.environ)
         e.update(env or {})
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=e, start_new_session=True)
-        wait_http(ready_url, self.proc)
+        try:
+            wait_http(ready_url, self.proc)
+        except BaseException:
+            self.stop()  # a server that never answered is stopped too
+            raise
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -440,8 +446,14 @@ def run_ghz(ghz: str, protoset: str, port: int, data_file: str, conns: int, dura
     }
 
 
+V2_JSON_LABEL = "ours, v2 JSON REST (batching)"
+BINARY_LABEL = "ours, v2 binary REST (batching)"
+GRPC_LABEL = "ours, gRPC ModelInfer raw (batching; ghz)"
+
+
 def measure_binary_and_grpc(ours_bin, name, info, concurrencies, duration, lua, work, ghz, protoset) -> dict:
-    """Our server with --grpc_port: v2 binary tensors over REST (wrk), then ModelInfer over gRPC (ghz)."""
+    """Our server with --grpc_port: the Open Inference Protocol's JSON over REST (the body MLServer
+    takes: like for like with it), its binary tensors over REST (wrk), then ModelInfer over gRPC (ghz)."""
     port, grpc_port = free_port(), free_port()
     cmd = [
         ours_bin,
@@ -455,14 +467,17 @@ def measure_binary_and_grpc(ours_bin, name, info, concurrencies, duration, lua, 
     data_file = os.path.join(work, f"{name}.ghz.json")
     with open(data_file, "w") as f:
         json.dump(info["grpc_data"], f)
-    label_rest, label_grpc = "ours, v2 binary REST (batching)", "ours, gRPC ModelInfer raw (batching; ghz)"
-    print(f"bench: {label_rest} / {label_grpc}: starting", flush=True)
+    label_v2, label_rest, label_grpc = V2_JSON_LABEL, BINARY_LABEL, GRPC_LABEL
+    print(f"bench: {label_v2} / {label_rest} / {label_grpc}: starting", flush=True)
     server = Server(label_rest, cmd, f"http://127.0.0.1:{port}/v1/models/{name}", "", log_dir=work)
-    points: dict[str, list] = {label_rest: [], label_grpc: []}
+    points: dict[str, list] = {label_v2: [], label_rest: [], label_grpc: []}
     try:
-        for label in (label_rest, label_grpc):
+        for label in points:
             for c in concurrencies:
-                if label == label_rest:
+                if label == label_v2:
+                    url = f"http://127.0.0.1:{port}/v2/models/{name}/infer"
+                    p = run_wrk(url, info["v2_body"], c, duration, lua, server.proc.pid)
+                elif label == label_rest:
                     env = {"BENCH_INFERENCE_HEADER_LENGTH": info["binary_header_length"]}
                     url = f"http://127.0.0.1:{port}/v2/models/{name}/infer"
                     p = run_wrk(url, info["binary_body"], c, duration, lua, server.proc.pid, env)
@@ -522,14 +537,21 @@ def build_models(root: str):
                 "parameters": {"binary_data_output": True},
             }
         ).encode()
+        # The Open Inference Protocol's JSON body (what MLServer takes): the same numbers as written in
+        # the rows body, flat, with a shape.
+        v2_file = os.path.join(root, f"{name}.v2.json")
+        with open(v2_file, "w") as f:
+            json.dump({"inputs": [dict(tensor, data=[v for row in body["instances"] for v in row])]}, f)
         binary_file = os.path.join(root, f"{name}.bin")
         with open(binary_file, "wb") as f:
             f.write(head + x.tobytes())
         models[name] = {
+            "name": name,
             "dir": os.path.join(root, name),
             "body": body_file,
             "rows": rows,
             "width": width,
+            "v2_body": v2_file,
             "binary_body": binary_file,
             "binary_header_length": str(len(head)),
             # ModelInfer for ghz (protobuf JSON: bytes as base64), raw tensors both ways.
@@ -627,38 +649,34 @@ def ensure_kserve_venv() -> str:
 
 
 LITSERVE_VERSION = "0.2.19"
-PEER_VENVS = os.path.join(os.path.expanduser("~"), ".cache", "isvc-operator", "bench-venvs")
+
+# The labels of the peers' rows start with these (the best peer is picked among them).
+PEER_PREFIXES = ("kserve", "litserve", "mlserver", "ray serve", "torchserve")
+# What --servers selects. ours (batching) always runs: every ratio is against it, from the same run.
+SERVER_GROUPS = {
+    "ours-nobatch": "ours with --enable_batching=false",
+    "ours-protocols": "ours over v2 JSON REST, v2 binary REST and gRPC",
+    "kserve": "KServe's ModelServer",
+    "litserve": "LitServe",
+    "mlserver": "MLServer, adaptive batching, V2 REST and gRPC",
+    "ray": "Ray Serve, @serve.batch",
+    "torchserve": "TorchServe, batchSize and maxBatchDelay",
+    "bare": "a bare ASGI app with a fixed reply (iris only)",
+}
+# The knobs tried by --tune: MLServer's inference worker processes and adaptive batching, Ray
+# Serve's @serve.batch; the BEST settings (what a run without --tune measures) are the ones the
+# last --tune run on this machine found, per model (see servers/pytorch/README.md).
+MLSERVER_GRID = [
+    peers.MLServerSetting(workers, size, ms) for workers in (0, 1, 2) for size in (16, 64) for ms in (1, 10)
+]
+RAY_GRID = [peers.RaySetting(size, ms) for size in (16, 64) for ms in (1, 10)]
+MLSERVER_BEST = {"mlp": peers.MLServerSetting(2, 64, 1), "iris": peers.MLServerSetting(2, 64, 1)}
+TORCHSERVE_GRID = [peers.TorchServeSetting(workers, size, ms) for workers in (1, 2) for size, ms in ((16, 1), (64, 10))]
+TORCHSERVE_BEST = {"mlp": peers.TorchServeSetting(2, 16, 1), "iris": peers.TorchServeSetting(2, 16, 1)}
+RAY_BEST = {"mlp": peers.RaySetting(64, 10), "iris": peers.RaySetting(64, 10)}
 
 
-def ensure_peer_venv(name: str, requirement: str, module: str) -> str:
-    """A peer server in its own venv under ~/.cache (not the checkout), torch shared with ours
-    through a .pth file appended to that venv's path."""
-    venv = os.path.join(PEER_VENVS, name)
-    py = os.path.join(venv, "bin", "python")
-    ok = (
-        os.path.exists(py)
-        and subprocess.run([py, "-c", f"import {module}, torch"], capture_output=True).returncode == 0
-    )
-    if not ok:
-        print(f"bench: creating {venv} with {requirement} (first run only)", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-        subprocess.run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", requirement], check=True)
-        site, ours = (
-            subprocess.run(
-                [p, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            for p in (py, sys.executable)
-        )
-        with open(os.path.join(site, "zz_isvc_torch.pth"), "w") as f:
-            f.write(ours + "\n")
-        subprocess.run([py, "-c", f"import {module}, torch"], check=True)
-    return py
-
-
-def versions(kserve_py: str | None) -> dict:
+def versions(kserve_py: str | None, peer_pys: dict[str, str | None]) -> dict:
     import numpy
     import orjson
     import torch
@@ -677,12 +695,13 @@ def versions(kserve_py: str | None) -> dict:
         v["isvc_pytorch_server"] = ours
     except ImportError:
         pass
-    if kserve_py:
-        v["kserve"] = subprocess.run(
-            [kserve_py, "-c", "import importlib.metadata as m; print(m.version('kserve'))"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+    for dist, py in {"kserve": kserve_py, **peer_pys}.items():
+        if py:
+            v[dist] = subprocess.run(
+                [py, "-c", f"import importlib.metadata as m; print(m.version('{dist}'))"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
     v["wrk"] = (wrk.stdout + wrk.stderr).split("Copyright")[0].strip()
     return v
@@ -713,11 +732,43 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per load point (plus a short warm-up)")
     ap.add_argument("--quick", action="store_true", help="3 s points: a smoke run, not a result")
     ap.add_argument("--skip-kserve", action="store_true")
-    ap.add_argument("--skip-peers", action="store_true", help="no dynamic-batching peers (LitServe)")
+    ap.add_argument(
+        "--skip-peers", action="store_true", help="no dynamic-batching peers (LitServe, MLServer, Ray Serve)"
+    )
+    ap.add_argument(
+        "--servers",
+        default=",".join(SERVER_GROUPS),
+        help="comma-separated subset of: " + ", ".join(f"{k} ({v})" for k, v in SERVER_GROUPS.items()),
+    )
+    ap.add_argument("--models", default="mlp,iris", help="comma-separated subset of: mlp, iris")
+    ap.add_argument(
+        "--tune",
+        nargs="?",
+        const="mlserver,ray,torchserve",
+        default="",
+        help="first try each setting of these peers (comma-separated; mlserver, ray and torchserve when none "
+        "are named) at the headline concurrency (--tune-duration s each), then measure the best one found",
+    )
+    ap.add_argument("--tune-duration", type=float, default=3.0)
     ap.add_argument("--output", default=RESULTS)
     args = ap.parse_args()
     if args.quick:
         args.duration = 3.0
+    # SIGTERM unwinds like Ctrl-C, so that every server started is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    chosen = set(args.servers.split(","))
+    if unknown := chosen - set(SERVER_GROUPS):
+        ap.error(f"unknown --servers {sorted(unknown)}; known: {', '.join(SERVER_GROUPS)}")
+    if args.skip_kserve:
+        chosen.discard("kserve")
+    if args.skip_peers:
+        chosen -= {"litserve", "mlserver", "ray", "torchserve"}
+    if "torchserve" in chosen and not shutil.which("java"):
+        print("bench: TorchServe skipped: its frontend needs a JDK (apt-get install default-jdk-headless)", flush=True)
+        chosen.discard("torchserve")
+    model_names = args.models.split(",")
+    if unknown := set(model_names) - {"mlp", "iris"}:
+        ap.error(f"unknown --models {sorted(unknown)}; known: mlp, iris")
     if not shutil.which("wrk"):
         print("bench: wrk not found; install it with: apt-get install wrk", file=sys.stderr)
         return 2
@@ -725,8 +776,17 @@ def main() -> int:
     from isvc_pytorch_server.cli import cpu_limit
 
     threads = cpu_limit()
-    kserve_py = None if args.skip_kserve else ensure_kserve_venv()
-    litserve_py = None if args.skip_peers else ensure_peer_venv("litserve", f"litserve=={LITSERVE_VERSION}", "litserve")
+    kserve_py = ensure_kserve_venv() if "kserve" in chosen else None
+    litserve_py = (
+        ensure_peer_venv("litserve", f"litserve=={LITSERVE_VERSION}", "litserve") if "litserve" in chosen else None
+    )
+    mlserver_py = (
+        ensure_peer_venv("mlserver", peers.MLSERVER_REQUIREMENTS, "mlserver") if "mlserver" in chosen else None
+    )
+    ray_py = ensure_peer_venv("ray", f"ray[serve]=={peers.RAY_VERSION}", "ray.serve") if "ray" in chosen else None
+    torchserve_py = (
+        ensure_peer_venv("torchserve", peers.TORCHSERVE_REQUIREMENTS, "ts") if "torchserve" in chosen else None
+    )
     work = tempfile.mkdtemp(prefix="isvc-bench-")
     lua = os.path.join(work, "post.lua")
     with open(lua, "w") as f:
@@ -737,7 +797,7 @@ def main() -> int:
         f.write(LITSERVE_MODEL)
     with open(os.path.join(work, "bare_asgi.py"), "w") as f:
         f.write(BARE_ASGI)
-    models = build_models(work)
+    models = {k: v for k, v in build_models(work).items() if k in model_names}
     ghz = ghz_path()
     protoset = build_protoset(work)
     plan = {"mlp": [1, 16, 64], "iris": [1, 8, 32]}
@@ -747,7 +807,10 @@ def main() -> int:
     ours_bin = os.path.join(os.path.dirname(sys.executable), "isvc-pytorch-server")
     result = {
         "machine": machine(),
-        "versions": versions(kserve_py),
+        "versions": versions(
+            kserve_py, {"litserve": litserve_py, "mlserver": mlserver_py, "ray": ray_py, "torchserve": torchserve_py}
+        ),
+        "servers_run": sorted(chosen),
         "duration_s": args.duration,
         "floor": {},
         "servers": {},
@@ -769,10 +832,9 @@ def main() -> int:
 
         print(f"bench: floor {name} (before)", flush=True)
         before = floor_rows()
-        servers = {
-            "ours (batching)": [],
-            "ours (no batching)": ["--enable_batching=false"],
-        }
+        servers = {"ours (batching)": []}
+        if "ours-nobatch" in chosen:
+            servers["ours (no batching)"] = ["--enable_batching=false"]
         result["servers"][name] = {}
         for label, extra in servers.items():
             port = free_port()
@@ -796,9 +858,10 @@ def main() -> int:
                 lua,
                 work,
             )
-        result["servers"][name].update(
-            measure_binary_and_grpc(ours_bin, name, info, plan[name], args.duration, lua, work, ghz, protoset)
-        )
+        if "ours-protocols" in chosen:
+            result["servers"][name].update(
+                measure_binary_and_grpc(ours_bin, name, info, plan[name], args.duration, lua, work, ghz, protoset)
+            )
         if kserve_py:
             port = free_port()
             cmd = [
@@ -837,7 +900,37 @@ def main() -> int:
                 work,
                 env=env,
             )
-        if name == "iris":
+        model_file = os.path.join(info["dir"], "1", "model.pt")
+        headline = plan[name][-1]
+        for kind, py in (("mlserver", mlserver_py), ("ray", ray_py), ("torchserve", torchserve_py)):
+            if not py:
+                continue
+            if kind == "mlserver":
+                grid, setting = MLSERVER_GRID, MLSERVER_BEST[name]
+
+                def launch_of(st, py=py):
+                    return peers.mlserver_launch(py, work, name, model_file, info["v2_body"], threads, st)
+            elif kind == "torchserve":
+                grid, setting = TORCHSERVE_GRID, TORCHSERVE_BEST[name]
+
+                def launch_of(st, py=py):
+                    return peers.torchserve_launch(py, work, name, model_file, info["body"], threads, st)
+            else:
+                grid, setting = RAY_GRID, RAY_BEST[name]
+
+                def launch_of(st, py=py):
+                    return peers.ray_launch(py, work, name, model_file, info["body"], threads, st)
+
+            if kind in args.tune.split(","):
+                print(f"bench: tuning {kind} on {name} at c={headline}", flush=True)
+                setting, tried = tune_peer(grid, launch_of, info, headline, args.tune_duration, lua, work)
+                result.setdefault("tuning", {}).setdefault(name, {})[kind] = tried
+            result["servers"][name].update(
+                measure_peer(
+                    setting.label, launch_of(setting), info, plan[name], args.duration, lua, work, ghz, protoset
+                )
+            )
+        if name == "iris" and "bare" in chosen:
             port = free_port()
             cmd = [
                 sys.executable,
@@ -904,6 +997,69 @@ def measure(label, cmd, ready_url, url, info, concurrencies, duration, lua, work
     return points
 
 
+def measure_peer(label, launch: peers.Launch, info, concurrencies, duration, lua, work, ghz=None, protoset=None):
+    """One peer started from its Launch: its REST points from wrk and, when it serves the Open
+    Inference Protocol's gRPC service, ModelInfer with raw tensors from ghz, as for ours."""
+    print(f"bench: {label}: starting ...", flush=True)
+    server = Server(label, launch.cmd, launch.ready_url, launch.predict_url, env=launch.env, log_dir=work)
+    grpc_label = f"{label}, gRPC ModelInfer raw (ghz)"
+    points: dict[str, list] = {label: []}
+    try:
+        for c in concurrencies:
+            p = run_wrk(launch.predict_url, launch.body, c, duration, lua, server.proc.pid)
+            points[label].append(point_done(label, p, info, c))
+        if launch.grpc_port and ghz:
+            points[grpc_label] = []
+            data_file = os.path.join(work, f"{info['name']}.ghz.json")
+            with open(data_file, "w") as f:
+                json.dump(info["grpc_data"], f)
+            for c in concurrencies:
+                p = run_ghz(ghz, protoset, launch.grpc_port, data_file, c, duration, server.proc.pid)
+                points[grpc_label].append(point_done(grpc_label, p, info, c))
+    finally:
+        server.stop()
+        peers.stop_leftovers(launch)
+    return points
+
+
+def point_done(label, p, info, c):
+    p["rows_per_s"] = round(p["req_per_s"] * info["rows"], 1)
+    print(
+        f"bench:   {label[:24]} c={c:<3} {p['req_per_s']:>9.1f} req/s  p50 {p['p50_ms']:>7.2f} ms  "
+        f"p99 {p['p99_ms']:>7.2f} ms  errors {p['errors']}  rss {p['peak_rss_mib']} MiB",
+        flush=True,
+    )
+    return p
+
+
+def tune_peer(settings, launch_of, info, c, duration, lua, work) -> tuple[object, list[dict]]:
+    """Each of a peer's settings at the headline concurrency, one short point each; the best is
+    the one with the most requests per second and no errors (the first setting if none is clean)."""
+    rows = []
+    for setting in settings:
+        launch = launch_of(setting)
+        try:
+            server = Server(
+                setting.label, launch.cmd, launch.ready_url, launch.predict_url, env=launch.env, log_dir=work
+            )
+        except RuntimeError as e:
+            print(f"bench:   tune {setting.label}: did not start: {e}", flush=True)
+            peers.stop_leftovers(launch)
+            rows.append({"setting": setting.label, "error": str(e)})
+            continue
+        try:
+            p = run_wrk(launch.predict_url, launch.body, c, duration, lua, server.proc.pid)
+        finally:
+            server.stop()
+            peers.stop_leftovers(launch)
+        point_done(f"tune {setting.label}", p, info, c)
+        rows.append({"setting": setting.label, "config": vars(setting), **p})
+    clean = [(r["req_per_s"], i) for i, r in enumerate(rows) if "error" not in r and r["errors"] == 0]
+    best = settings[max(clean)[1]] if clean else settings[0]
+    print(f"bench:   best: {best.label}", flush=True)
+    return best, rows
+
+
 def compute_ratios(result, models):
     r = result["ratios"]
     fl = result["floor"]
@@ -915,6 +1071,32 @@ def compute_ratios(result, models):
                 return p
         return None
 
+    # Ours against each model's best peer over JSON REST (any batching or not, from this run).
+    for name, c in (("mlp", 64), ("iris", 32)):
+        ours_json = at(name, "ours (batching)", c)
+        peer_rows = [
+            (p["req_per_s"], label)
+            for label in srv.get(name, {})
+            if label.startswith(PEER_PREFIXES) and "gRPC" not in label
+            for p in srv[name][label]
+            if p["concurrency"] == c and p["errors"] == 0
+        ]
+        if ours_json and peer_rows:
+            best_rps, best_label = max(peer_rows)
+            r[f"{name}_c{c}_ours_over_best_peer"] = round(ours_json["req_per_s"] / best_rps, 2)
+            r[f"{name}_c{c}_best_peer"] = best_label
+        # Like for like with MLServer: both over the Open Inference Protocol (JSON REST, then gRPC).
+        for label in srv.get(name, {}):
+            if label.startswith("mlserver"):
+                theirs, ours_same = at(name, label, c), at(name, GRPC_LABEL if "gRPC" in label else V2_JSON_LABEL, c)
+                if theirs and ours_same and theirs["req_per_s"]:
+                    key = "grpc" if "gRPC" in label else "v2_json"
+                    r[f"{name}_c{c}_ours_{key}_over_mlserver_{key}"] = round(
+                        ours_same["req_per_s"] / theirs["req_per_s"], 2
+                    )
+    if "mlp" not in fl or "iris" not in fl:
+        r["targets"] = {}
+        return
     best_mlp = max(fl["mlp"], key=lambda x: x["rows_per_s"])
     ours = at("mlp", "ours (batching)", 64)
     r["mlp_c64_ours_over_floor_best"] = round(ours["rows_per_s"] / best_mlp["rows_per_s"], 3)
@@ -938,7 +1120,7 @@ def compute_ratios(result, models):
     r["iris_c32_ours_over_floor_best"] = round(iris["rows_per_s"] / best_iris["rows_per_s"], 3)
     # The binary protocols: iris over gRPC against our JSON REST; the MLP over gRPC and binary REST
     # against the in-process best batch.
-    grpc_label, binary_label = "ours, gRPC ModelInfer raw (batching; ghz)", "ours, v2 binary REST (batching)"
+    grpc_label, binary_label = GRPC_LABEL, BINARY_LABEL
     iris_grpc = at("iris", grpc_label, 32)
     if iris_grpc:
         r["iris_c32_grpc_over_rest_json"] = round(iris_grpc["req_per_s"] / iris["req_per_s"], 2)
@@ -956,11 +1138,16 @@ def compute_ratios(result, models):
         "mlp c64 >= 0.7x floor best": r["mlp_c64_ours_over_floor_best"] >= 0.7,
         "mlp c64 gRPC >= 0.7x floor best": r.get("mlp_c64_grpc_over_floor_best", 0) >= 0.7,
         "mlp c64 binary REST >= 0.7x floor best": r.get("mlp_c64_binary_rest_over_floor_best", 0) >= 0.7,
-        "iris c32 >= 5x kserve": r.get("iris_c32_ours_over_kserve", 0) >= 5,
         "no errors (ours)": all(
             p["errors"] == 0 for n in srv for lbl, pts in srv[n].items() if lbl.startswith("ours") for p in pts
         ),
     }
+    # Targets against servers this run measured (--servers may leave them out).
+    for name, c in (("mlp", 64), ("iris", 32)):
+        if f"{name}_c{c}_ours_over_best_peer" in r:
+            r["targets"][f"{name} c{c} >= 2x best peer (JSON REST)"] = r[f"{name}_c{c}_ours_over_best_peer"] >= 2
+    if "iris_c32_ours_over_kserve" in r:
+        r["targets"]["iris c32 >= 5x kserve"] = r["iris_c32_ours_over_kserve"] >= 5
 
 
 def cpu_cell(p: dict) -> str:
@@ -1009,6 +1196,20 @@ def render(result, models) -> str:
                 f"| floor: {how}, batch {f['batch']} | - | {f['rows_per_s'] / rows:.0f} | "
                 f"{f['rows_per_s']:.0f} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} | - | - | {core_us} |"
             )
+        lines.append("")
+    for name, kinds in result.get("tuning", {}).items():
+        lines.append(f"Settings tried ({name}, --tune, one short point each at the headline concurrency):")
+        lines.append("")
+        lines.append("| setting | req/s | p50 ms | p99 ms | errors |")
+        lines.append("|---|---:|---:|---:|---:|")
+        for tried in kinds.values():
+            for t in tried:
+                if "error" in t:
+                    lines.append(f"| {t['setting']} | did not start: {t['error']} | | | |")
+                else:
+                    lines.append(
+                        f"| {t['setting']} | {t['req_per_s']:.0f} | {t['p50_ms']:.2f} | {t['p99_ms']:.2f} | {t['errors']} |"
+                    )
         lines.append("")
     lines.append(
         "Ratios (same run): " + ", ".join(f"{k} = {val}" for k, val in result["ratios"].items() if k != "targets")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 
 import yaml
 
@@ -21,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
         handlers,  # noqa: F401 - importing registers the handlers
         metrics,
     )
-    from .runner import OperatorRunner
+    from .runner import OperatorRunner, exit_wedged
 
     kopf.configure(verbose=args.verbose, debug=args.debug, log_format=kopf.LogFormat[args.log_format.upper()])
     if not (args.verbose or args.debug):
@@ -31,9 +33,13 @@ def _run(args: argparse.Namespace) -> int:
         metrics.serve(args.metrics_port)
 
     runner = OperatorRunner()
+    # `kill -USR1 <pid>` logs where every thread and asyncio task waits (to diagnose a hang). The
+    # dump runs in a thread of its own: it waits for the loop, which may run in this (the main) one.
+    signal.signal(signal.SIGUSR1, lambda *_: threading.Thread(target=runner.dump_stacks, daemon=True).start())
 
-    def run_operator() -> None:
+    def run_operator(on_wedged: Callable[[str], None] = exit_wedged) -> None:
         runner.run(
+            on_wedged=on_wedged,
             memo=kopf.Memo(metrics_port=args.metrics_port, runner=runner),
             standalone=True,
             clusterwide=not args.namespace,
