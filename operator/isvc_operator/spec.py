@@ -38,6 +38,8 @@ AUTHORIZATION_MODES = ("Auto", "Enabled", "Disabled")
 STRATEGY_TYPES = ("RollingUpdate", "Recreate")
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# A namespace's name (RFC 1123 label): unlike a Service's, it may start with a digit.
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -109,6 +111,11 @@ class GatewayRef:
     name: str
     namespace: str | None = None  # None: the isvc's namespace
     section_name: str | None = None  # None: every listener that allows the route
+
+    def describe(self, isvc_namespace: str) -> str:
+        """`NAMESPACE/NAME` (and the listener), as status messages name it."""
+        listener = f" (listener {self.section_name})" if self.section_name is not None else ""
+        return f"{self.namespace or isvc_namespace}/{self.name}{listener}"
 
 
 @dataclass(frozen=True)
@@ -390,7 +397,7 @@ def _gateway(value: Any) -> GatewayRef | None:
     if not isinstance(name, str) or not _DNS_SUBDOMAIN.fullmatch(name) or len(name) > 253:
         raise InvalidSpec(f"{where}.name: {name!r} is not a Gateway name (a DNS subdomain)")
     if namespace is not None and (
-        not isinstance(namespace, str) or not _DNS_LABEL.fullmatch(namespace) or len(namespace) > 63
+        not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace) or len(namespace) > 63
     ):
         raise InvalidSpec(f"{where}.namespace: {namespace!r} is not a namespace name (a DNS label)")
     if section is not None and (

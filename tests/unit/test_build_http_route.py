@@ -3,6 +3,10 @@ attaches, its backendRefs without and with a canary (weights as for Istio), and 
 
 from __future__ import annotations
 
+import hashlib
+import re
+from pathlib import Path
+
 import pytest
 
 from isvc_operator.builders.http_route import build_http_route, build_revision_services
@@ -11,6 +15,7 @@ from isvc_operator.spec import InvalidSpec
 from tests.unit.test_revisions import CATALOG, isvc, revisions, running
 
 GATEWAY = {"name": "web", "namespace": "gateways", "sectionName": "http"}
+HTTP_ROUTE_CRD = Path(__file__).resolve().parents[1] / "fixtures/gateway-api-httproute-crd.yaml"
 
 
 def route_and_services(spec, plan):
@@ -87,3 +92,24 @@ def test_a_canary_gets_a_service_per_revision_and_weights_as_for_istio():
 def test_a_bad_gateway_reference_is_an_invalid_spec_naming_the_field(gateway, message):
     with pytest.raises(InvalidSpec, match=message):
         isvc(gateway=gateway)
+
+
+def test_a_gateway_namespace_may_start_with_a_digit_as_any_namespace_may():
+    spec = isvc(gateway={"name": "web", "namespace": "1-edge"})
+    route, _ = route_and_services(spec, revisions(spec))
+    assert route["spec"]["parentRefs"][0]["namespace"] == "1-edge"
+    assert spec.predictor.gateway.describe("ns") == "1-edge/web"
+    assert isvc(gateway=GATEWAY).predictor.gateway.describe("ns") == "gateways/web (listener http)"
+
+
+def test_the_httproute_crd_fixture_is_upstreams_file_below_its_header():
+    """The header names the upstream file and its sha256: an edit of the copy shows here."""
+    text = HTTP_ROUTE_CRD.read_text()
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    digest = re.search(r"sha256 ([0-9a-f]{64})", " ".join(header))
+    assert digest, f"{HTTP_ROUTE_CRD.name}: its header should name the upstream file's sha256"
+    body = text.split("\n", len(header))[-1]
+    assert hashlib.sha256(body.encode()).hexdigest() == digest.group(1), (
+        f"{HTTP_ROUTE_CRD.name} differs from the upstream file its header names: copy it again from "
+        "sigs.k8s.io/gateway-api@v1.3.0 config/crd/standard/gateway.networking.k8s.io_httproutes.yaml"
+    )
