@@ -21,11 +21,11 @@ def revision_service_name(isvc: InferenceService, role: str) -> str:
 
 
 def build_revision_services(
-    isvc: InferenceService, server: ResolvedRuntime, revisions: Revisions
+    isvc: InferenceService, server: ResolvedRuntime, revisions: Revisions | None
 ) -> list[dict[str, Any]]:
     """A ClusterIP Service per revision, selecting its pods by revision label; only while a canary
     runs behind a Gateway (otherwise the route points at the main Service)."""
-    if isvc.predictor.gateway is None or revisions.canary is None:
+    if isvc.predictor.gateway is None or revisions is None or revisions.canary is None:
         return []
     return [
         {
@@ -42,7 +42,9 @@ def build_revision_services(
     ]
 
 
-def build_http_route(isvc: InferenceService, server: ResolvedRuntime, revisions: Revisions) -> dict[str, Any] | None:
+def build_http_route(
+    isvc: InferenceService, server: ResolvedRuntime, revisions: Revisions | None
+) -> dict[str, Any] | None:
     """One rule to the REST port: the main Service at weight 100 without a canary; with one, a
     backendRef per revision weighted as for Istio (the canary 0 until it is Ready)."""
     gateway = isvc.predictor.gateway
@@ -53,7 +55,7 @@ def build_http_route(isvc: InferenceService, server: ResolvedRuntime, revisions:
         parent["namespace"] = gateway.namespace
     if gateway.section_name is not None:
         parent["sectionName"] = gateway.section_name
-    if revisions.canary is None:
+    if revisions is None or revisions.canary is None:
         backends = [(service_name(isvc), 100)]
     else:
         backends = [(revision_service_name(isvc, r.role), r.percent) for r in revisions.all]
