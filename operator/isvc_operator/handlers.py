@@ -20,9 +20,18 @@ from . import metrics
 from .caches import WatchCaches
 from .constants import GROUP, LABEL_ISVC, LABEL_MANAGED_BY, LABEL_REVISION, OPERATOR_NAME, PLURAL, VERSION
 from .controller import Controller
-from .istio import ISTIO_CRD, IstioPresence, crd_established, istio_served, wait_for_discovery
 from .kinds import CHILD_KINDS, POD, IsvcKey, without_managed_fields
 from .kube_api import KubeApi, load_api_client
+from .optional_apis import (
+    GATEWAY_API,
+    ISTIO,
+    OPTIONAL_APIS,
+    ApiPresence,
+    crd_established,
+    optional_api,
+    served,
+    wait_for_discovery,
+)
 from .reconcile import reconcile
 from .reporting import OutcomeReporter
 from .runner import OperatorRunner
@@ -78,8 +87,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.api = api
     catalog = load_catalog()
     caches = memo.caches = WatchCaches()  # fresh per kopf run: the indexes are the new run's
-    # Known before the first pass, so a running operator never prunes policies it cannot see yet.
-    istio = memo.istio = IstioPresence(await asyncio.to_thread(istio_served, api))
+    # Known before the first pass, so a running operator never prunes policies or routes it cannot see yet.
+    apis = memo.apis = ApiPresence(
+        {optional: await asyncio.to_thread(served, api, optional) for optional in OPTIONAL_APIS}
+    )
     accounts = StorageAccounts(api)
     memo.controller = Controller(
         lookup=caches.lookup,
@@ -89,7 +100,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             api,
             catalog,
             pods=pods,
-            istio_installed=istio.installed,
+            istio_installed=apis[ISTIO],
+            gateway_api_installed=apis[GATEWAY_API],
             plans=caches.plans,
             accounts=accounts,
         ),
@@ -105,9 +117,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         ),
     )
     logger.info(
-        "isvc-operator started: runtimes %s; Istio %s; metrics on port %s",
+        "isvc-operator started: runtimes %s; %s; metrics on port %s",
         ", ".join(sorted(catalog.runtimes)),
-        "installed" if istio.installed else "not installed",
+        apis.summary(),
         memo.get("metrics_port") or "off",
     )
 
@@ -196,12 +208,21 @@ for _kind in (*CHILD_KINDS, POD):
     kopf.on.event(_kind.group, _kind.version, _kind.plural, labels=OURS, id=f"{_kind.plural}_changed")(child_changed)
 
 
-@kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions", when=lambda name, **_: name == ISTIO_CRD)
-async def istio_crd_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Istio installed or removed while we run: every isvc re-evaluates its AuthorizationPolicy."""
-    established = crd_established(type, body)
-    istio: IstioPresence = memo.istio
-    if established == istio.installed:
+@kopf.on.event(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    when=lambda name, **_: optional_api(name) is not None,
+)
+async def optional_api_crd_changed(name: str, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Istio or the Gateway API installed or removed while we run: every isvc re-evaluates its
+    AuthorizationPolicy, traffic split and HTTPRoute."""
+    changed = optional_api(name)
+    if changed is None:
+        return
+    established = crd_established(changed, type, body)
+    apis: ApiPresence = memo.apis
+    if established == apis[changed]:
         return
     # kopf watches what discovery lists when it starts, so the watches restart, once discovery
     # agrees (it can lag behind the CRD), and the fresh kopf re-lists every isvc and child
@@ -209,7 +230,7 @@ async def istio_crd_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, 
     # server tears the resource's storage down (about 1 s after the CRD is deleted): the watch's
     # reconnect would get 404, which kopf takes as fatal.
     api: KubeApi = memo.api
-    istio.installed = established
-    logger.info("Istio's AuthorizationPolicy CRD is %s: restarting the watches", "installed" if established else "gone")
+    apis.installed[changed] = established
+    logger.info("%s's CRD %s is %s: restarting the watches", changed.name, name, "installed" if established else "gone")
     runner: OperatorRunner = memo.runner
-    runner.request_restart(before=lambda: wait_for_discovery(api, served=established))
+    runner.request_restart(before=lambda: wait_for_discovery(api, changed, served_now=established))

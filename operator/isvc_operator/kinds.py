@@ -44,6 +44,9 @@ AUTHORIZATION_POLICY = Kind(
 # A canary's exact traffic split (only while a canary runs, and only where Istio is installed).
 VIRTUAL_SERVICE = Kind("networking.istio.io", "v1", "VirtualService", "virtualservices", "ServiceReady")
 DESTINATION_RULE = Kind("networking.istio.io", "v1", "DestinationRule", "destinationrules", "ServiceReady")
+# The Gateway API's route from a Gateway the spec names (only where its CRD is installed). Its
+# condition does not feed Ready: the Service serves the model with or without it.
+HTTP_ROUTE = Kind("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes", "IngressReady")
 
 CHILD_KINDS: tuple[Kind, ...] = (
     DEPLOYMENT,
@@ -54,6 +57,7 @@ CHILD_KINDS: tuple[Kind, ...] = (
     AUTHORIZATION_POLICY,
     VIRTUAL_SERVICE,
     DESTINATION_RULE,
+    HTTP_ROUTE,
 )
 INFERENCE_SERVICE = Kind(GROUP, VERSION, KIND, PLURAL)
 POD = Kind("", "v1", "Pod", "pods")

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .builders import build_children, build_revisions
+from .builders import build_children, build_revisions, traffic_split
 from .builders.storage_credentials import AccountSecrets
 from .drift import desired_hash, with_hash
 from .kinds import IsvcKey, ObjectKey, object_key
@@ -43,6 +43,7 @@ class Plan:
     server: ResolvedRuntime
     children: tuple[Child, ...]
     revisions: Revisions
+    traffic_split: str  # how a canary's traffic is split here (status.READY_REPLICAS, ...)
 
 
 def make_plan(
@@ -50,6 +51,7 @@ def make_plan(
     catalog: Catalog,
     *,
     istio_installed: bool,
+    gateway_api_installed: bool = False,
     account_secrets: AccountSecrets | None = None,
     live: tuple[LiveRevision, ...] = (),
 ) -> Plan:
@@ -60,15 +62,27 @@ def make_plan(
     server = resolve_runtime(isvc, catalog)
     revisions = build_revisions(isvc, server, live, account_secrets)
     desired = build_children(
-        isvc, server, istio_installed=istio_installed, account_secrets=account_secrets, revisions=revisions
+        isvc,
+        server,
+        istio_installed=istio_installed,
+        gateway_api_installed=gateway_api_installed,
+        account_secrets=account_secrets,
+        revisions=revisions,
     )
-    return Plan(isvc, server, tuple(Child(object_key(obj), obj, desired_hash(obj)) for obj in desired), revisions)
+    return Plan(
+        isvc,
+        server,
+        tuple(Child(object_key(obj), obj, desired_hash(obj)) for obj in desired),
+        revisions,
+        traffic_split(isvc, istio_installed=istio_installed, gateway_api_installed=gateway_api_installed),
+    )
 
 
 def _inputs(
     body: Mapping[str, Any],
     catalog: Catalog,
     istio_installed: bool,
+    gateway_api_installed: bool,
     account_secrets: AccountSecrets | None,
     live: tuple[LiveRevision, ...],
 ) -> tuple[Any, ...]:
@@ -84,6 +98,7 @@ def _inputs(
         metadata.get("annotations"),
         body.get("spec"),
         istio_installed,
+        gateway_api_installed,
         id(catalog),
         account_secrets,
         live,
@@ -105,12 +120,13 @@ class Plans:
         catalog: Catalog,
         *,
         istio_installed: bool,
+        gateway_api_installed: bool = False,
         account_secrets: AccountSecrets | None = None,
         live: tuple[LiveRevision, ...] = (),
     ) -> Plan:
         metadata = body.get("metadata") or {}
         key = (metadata.get("namespace", ""), metadata.get("name", ""))
-        inputs = _inputs(body, catalog, istio_installed, account_secrets, live)
+        inputs = _inputs(body, catalog, istio_installed, gateway_api_installed, account_secrets, live)
         entry = self._entries.get(key)
         if entry is not None and entry[0] == inputs:
             self.hits += 1
@@ -120,7 +136,12 @@ class Plans:
             self.misses += 1
             try:
                 result = make_plan(
-                    body, catalog, istio_installed=istio_installed, account_secrets=account_secrets, live=live
+                    body,
+                    catalog,
+                    istio_installed=istio_installed,
+                    gateway_api_installed=gateway_api_installed,
+                    account_secrets=account_secrets,
+                    live=live,
                 )
             except InvalidSpec as exc:
                 result = exc

@@ -17,7 +17,7 @@ from .api_errors import ApiError, ApiNotFound
 from .builders.metadata import service_name
 from .builders.service import model_url
 from .drift import needs_apply
-from .kinds import AUTHORIZATION_POLICY, DEPLOYMENT, SERVICE, ObjectKey, kind_of
+from .kinds import AUTHORIZATION_POLICY, DEPLOYMENT, HTTP_ROUTE, SERVICE, ObjectKey, kind_of
 from .kube_api import KubeApi
 from .plan import Plan, Plans, make_plan
 from .revisions import canary_requested, observe_revisions
@@ -100,6 +100,7 @@ async def reconcile(
     *,
     pods: Sequence[Mapping[str, Any]] = (),
     istio_installed: bool = False,
+    gateway_api_installed: bool = False,
     plans: Plans | None = None,
     accounts: StorageAccounts | None = None,
     now: Callable[[], str] = utc_now,
@@ -125,10 +126,13 @@ async def reconcile(
             (child for (_, kind, _), child in live_children.items() if kind == DEPLOYMENT.kind),
             canary=canary_requested(body),
         )
-        plan = (
-            plans.get(body, catalog, istio_installed=istio_installed, account_secrets=account_secrets, live=live)
-            if plans is not None
-            else make_plan(body, catalog, istio_installed=istio_installed, account_secrets=account_secrets, live=live)
+        plan = (plans.get if plans is not None else make_plan)(
+            body,
+            catalog,
+            istio_installed=istio_installed,
+            gateway_api_installed=gateway_api_installed,
+            account_secrets=account_secrets,
+            live=live,
         )
     except (InvalidSpec, StorageCredentialsNotFound) as exc:
         missing = isinstance(exc, StorageCredentialsNotFound)
@@ -160,7 +164,9 @@ async def reconcile(
         canary_deployment=observed_children.get(DEPLOYMENT.key(canary.deployment)) if canary else None,
         service=observed_children.get(SERVICE.key(service_name(isvc))),
         authorization_policy=observed_children.get(AUTHORIZATION_POLICY.key(service_name(isvc))),
+        http_route=observed_children.get(HTTP_ROUTE.key(service_name(isvc))),
         istio_installed=istio_installed,
+        gateway_api_installed=gateway_api_installed,
         pods=pods,
     )
     status = compute_status(
@@ -174,7 +180,8 @@ async def reconcile(
         rejected=rejected,
         authorization_mode=isvc.authorization.mode,
         revisions=revisions,
-        exact_split=istio_installed and canary is not None,
+        traffic_split=plan.traffic_split,
+        gateway=isvc.predictor.gateway.describe(isvc.namespace) if isvc.predictor.gateway else None,
     )
     changed = status_changed(previous, status)
     isvc_response = await _write_status(api, body, status_patch(previous, status)) if changed else None

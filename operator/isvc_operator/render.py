@@ -19,7 +19,9 @@ def render_documents(
     """YAML of every child of every InferenceService in `documents`; other kinds are skipped.
 
     `istio`: render as for a cluster with Istio. An isvc whose authorization mode is Enabled
-    requires Istio, so its AuthorizationPolicy is rendered either way.
+    requires Istio, so its AuthorizationPolicy is rendered either way. An isvc that names a Gateway
+    (spec.predictor.gateway) asks for its HTTPRoute, so it is rendered as for a cluster with the
+    Gateway API.
     """
     catalog = load_catalog(catalog_path)
     children: list[dict[str, Any]] = []
@@ -29,9 +31,9 @@ def render_documents(
         metadata = {"namespace": "default", "uid": "", "generation": 1, **(doc.get("metadata") or {})}
         try:
             body = {**doc, "metadata": metadata}
-            plan = make_plan(body, catalog, istio_installed=istio)
+            plan = make_plan(body, catalog, istio_installed=istio, gateway_api_installed=True)
             if not istio and plan.isvc.authorization.mode == "Enabled":
-                plan = make_plan(body, catalog, istio_installed=True)
+                plan = make_plan(body, catalog, istio_installed=True, gateway_api_installed=True)
             children.extend(dict(child.desired) for child in plan.children)
         except InvalidSpec as exc:
             raise InvalidSpec(f"{metadata.get('namespace')}/{metadata.get('name')}: {exc}") from None

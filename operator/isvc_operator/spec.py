@@ -38,6 +38,8 @@ AUTHORIZATION_MODES = ("Auto", "Enabled", "Disabled")
 STRATEGY_TYPES = ("RollingUpdate", "Recreate")
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# A namespace's name (RFC 1123 label): unlike a Service's, it may start with a digit.
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -103,6 +105,20 @@ class DisruptionBudget:
 
 
 @dataclass(frozen=True)
+class GatewayRef:
+    """The Gateway API Gateway (and listener) an HTTPRoute for the model attaches to."""
+
+    name: str
+    namespace: str | None = None  # None: the isvc's namespace
+    section_name: str | None = None  # None: every listener that allows the route
+
+    def describe(self, isvc_namespace: str) -> str:
+        """`NAMESPACE/NAME` (and the listener), as status messages name it."""
+        listener = f" (listener {self.section_name})" if self.section_name is not None else ""
+        return f"{self.namespace or isvc_namespace}/{self.name}{listener}"
+
+
+@dataclass(frozen=True)
 class Predictor:
     framework: str
     storage: Storage | None
@@ -137,6 +153,8 @@ class Predictor:
     # The share of traffic a changed predictor gets while the last Ready revision keeps the rest
     # (None: a change replaces the running revision in place).
     canary_traffic_percent: int | None = None
+    # Where an HTTPRoute carries the model's REST traffic (and splits it while a canary runs).
+    gateway: GatewayRef | None = None
 
     @property
     def uses_model_config(self) -> bool:
@@ -331,6 +349,7 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
         raise InvalidSpec(f"spec.predictor.canaryTrafficPercent: {canary} is not a percentage from 0 to 100")
     return Predictor(
         canary_traffic_percent=canary,
+        gateway=_gateway(predictor.get("gateway")),
         deployment_strategy=deployment_strategy,
         disruption_budget=disruption_budget,
         framework=framework,
@@ -366,6 +385,26 @@ def _predictor(spec: Mapping[str, Any]) -> Predictor:
 _IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@sha256:[a-f0-9]{64})?$")
 # The API server's own pattern: a string it cannot convert fails the whole apply with a 500.
 _QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+
+
+def _gateway(value: Any) -> GatewayRef | None:
+    if value is None:
+        return None
+    where = "spec.predictor.gateway"
+    if not isinstance(value, Mapping):
+        raise InvalidSpec(f"{where}: expected {{name, namespace?, sectionName?}}, got {value!r}")
+    name, namespace, section = value.get("name"), value.get("namespace"), value.get("sectionName")
+    if not isinstance(name, str) or not _DNS_SUBDOMAIN.fullmatch(name) or len(name) > 253:
+        raise InvalidSpec(f"{where}.name: {name!r} is not a Gateway name (a DNS subdomain)")
+    if namespace is not None and (
+        not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace) or len(namespace) > 63
+    ):
+        raise InvalidSpec(f"{where}.namespace: {namespace!r} is not a namespace name (a DNS label)")
+    if section is not None and (
+        not isinstance(section, str) or not _DNS_SUBDOMAIN.fullmatch(section) or len(section) > 253
+    ):
+        raise InvalidSpec(f"{where}.sectionName: {section!r} is not a listener name (a DNS subdomain)")
+    return GatewayRef(name=name, namespace=namespace, section_name=section)
 
 
 def _is_quantity(value: Any) -> bool:

@@ -18,6 +18,8 @@ if TYPE_CHECKING:  # revisions reads Deployments through this module's predictor
     from .revisions import Revision, Revisions
 
 TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
+# status.components.predictor.trafficSplit: how a canary's traffic is split (builders.traffic_split decides).
+READY_REPLICAS, ISTIO_WEIGHTS, HTTP_ROUTE_WEIGHTS = "ReadyReplicas", "IstioWeights", "HTTPRouteWeights"
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class Observed:
     pods: Sequence[Mapping[str, Any]] = ()
     istio_installed: bool = False
     canary_deployment: Mapping[str, Any] | None = None  # while a canary revision runs
+    http_route: Mapping[str, Any] | None = None  # where spec.predictor.gateway names a Gateway
+    gateway_api_installed: bool = False
 
 
 def condition(type_: str, status: str, reason: str, message: str) -> dict[str, Any]:
@@ -199,6 +203,29 @@ def authorization_condition(
     return condition(kind, TRUE, "Applied", f"AuthorizationPolicy {name} allows requests to the model's paths")
 
 
+def ingress_condition(
+    gateway: str, gateway_api_installed: bool, route: Mapping[str, Any] | None, name: str
+) -> dict[str, Any]:
+    """IngressReady, where spec.predictor.gateway names a Gateway: whether the HTTPRoute from it
+    exists. Like CanaryReady it does not feed Ready: Service NAME serves the model either way."""
+    kind = "IngressReady"
+    if not gateway_api_installed:
+        return condition(
+            kind,
+            FALSE,
+            "GatewayAPINotInstalled",
+            f"spec.predictor.gateway names Gateway {gateway}, but the Gateway API's HTTPRoute CRD "
+            f"(gateway.networking.k8s.io/v1) is not installed: no HTTPRoute is created, and the model is "
+            f"reached through Service {name} only. Install the Gateway API's CRDs (the route follows without "
+            f"a restart), or remove spec.predictor.gateway",
+        )
+    if route is None:
+        return condition(kind, UNKNOWN, "Creating", f"HTTPRoute {name} is being created")
+    return condition(
+        kind, TRUE, "Applied", f"HTTPRoute {name} attaches to Gateway {gateway} and routes to the model's REST port"
+    )
+
+
 def aggregate_ready(parts: Sequence[Mapping[str, Any]], url: str | None) -> dict[str, Any]:
     """Ready is True when every part is; otherwise it carries the first failure, else the first wait."""
     for wanted in (FALSE, UNKNOWN):
@@ -275,11 +302,13 @@ def compute_status(
     rejected: Mapping[str, Mapping[str, Any]] | None = None,
     authorization_mode: str = "Auto",
     revisions: Revisions | None = None,
-    exact_split: bool = False,
+    traffic_split: str = READY_REPLICAS,
+    gateway: str | None = None,
 ) -> dict[str, Any]:
     """`rejected` maps a condition type to the failure that replaces it (the API server refused a child).
-    `revisions`: the stable (and canary) revision the pass applied; `exact_split`: traffic is split
-    by weights (Istio) rather than by ready replicas."""
+    `revisions`: the stable (and canary) revision the pass applied; `traffic_split`: how a canary's
+    traffic is split (by ready replicas, Istio's weights or the HTTPRoute's); `gateway`: the Gateway
+    spec.predictor.gateway names, as `NAMESPACE/NAME` (None: no route asked for)."""
     rejected = rejected or {}
     stable_pods = observed.pods if revisions is None else pods_of(observed.pods, revisions.stable, revisions)
     predictor = rejected.get("PredictorReady") or predictor_condition(observed.deployment, deployment_name, stable_pods)
@@ -292,7 +321,12 @@ def compute_status(
     desired = (deployment.get("spec") or {}).get("replicas")
     ready_replicas = (deployment.get("status") or {}).get("readyReplicas") or 0
     desired = 0 if desired is None else desired
-    extra: list[dict[str, Any]] = []
+    extra: list[Mapping[str, Any]] = []
+    if gateway is not None:
+        extra.append(
+            rejected.get("IngressReady")
+            or ingress_condition(gateway, observed.gateway_api_installed, observed.http_route, service_name)
+        )
     kstatus = kstatus_conditions(ready, deadline_exceeded=progress_deadline_exceeded(observed.deployment))
     status: dict[str, Any] = {
         "observedGeneration": generation,
@@ -314,8 +348,16 @@ def compute_status(
                     condition("Reconciling", TRUE, "CanaryInProgress", canary_ready["message"]),
                     condition("Stalled", FALSE, "Reconciling", "still converging: see Reconciling"),
                 ]
+        split = traffic_split if canary is not None else READY_REPLICAS
         status["components"] = {
-            "predictor": predictor_component(revisions, observed, predictor, canary_ready, exact_split=exact_split)
+            "predictor": predictor_component(
+                revisions,
+                observed,
+                predictor,
+                canary_ready,
+                traffic_split=split,
+                exact_message=_exact(split, service_name),
+            )
         }
     status["conditions"] = stamp_conditions(
         [ready, predictor, service, authorization, *extra, *kstatus],
@@ -363,6 +405,16 @@ def canary_condition(
     )
 
 
+def _exact(traffic_split: str, service: str) -> str:
+    """How an exact split is done, for status.components.predictor.message."""
+    if traffic_split == HTTP_ROUTE_WEIGHTS:
+        return (
+            f"exact through the Gateway: HTTPRoute {service} sends each revision's Service ({service}-stable, "
+            f"{service}-canary) its weight; requests straight to Service {service} reach every ready pod of both"
+        )
+    return "exact: an Istio VirtualService sends each revision its weight"
+
+
 def _ready_replicas(deployment: Mapping[str, Any] | None) -> int:
     return int(((deployment or {}).get("status") or {}).get("readyReplicas") or 0)
 
@@ -373,7 +425,8 @@ def predictor_component(
     stable_ready: Mapping[str, Any],
     canary_ready: Mapping[str, Any] | None,
     *,
-    exact_split: bool,
+    traffic_split: str,
+    exact_message: str = "",
 ) -> dict[str, Any]:
     """status.components.predictor: the revisions, their shares (asked for and effective) and
     which one is the latest created, latest ready and stable (as KServe names them)."""
@@ -384,6 +437,7 @@ def predictor_component(
         ready[canary.name] = _ready_replicas(observed.canary_deployment)
         deployments[canary.name] = observed.canary_deployment
     total_ready = sum(ready.values())
+    exact_split = traffic_split != READY_REPLICAS
     if canary is None:
         percents = {stable.name: 100}
     elif exact_split:
@@ -409,7 +463,7 @@ def predictor_component(
     component: dict[str, Any] = {
         "stableRevision": stable.name,
         "latestCreatedRevision": (canary or stable).name,
-        "trafficSplit": "IstioWeights" if exact_split else "ReadyReplicas",
+        "trafficSplit": traffic_split,
         "traffic": traffic,
     }
     if canary is not None and canary_ready is not None and canary_ready["status"] == TRUE:
@@ -419,7 +473,7 @@ def predictor_component(
     if canary is not None:
         component["canaryPercent"] = percents[canary.name]
         if exact_split:
-            component["message"] = "exact: an Istio VirtualService sends each revision its weight"
+            component["message"] = exact_message
         else:
             component["message"] = (
                 f"approximate: the Service sends requests to every ready pod of both revisions; "

@@ -31,6 +31,7 @@ EXPECTED_RULES = [
     (["policy"], ["poddisruptionbudgets"], CHILD_VERBS),
     (["security.istio.io"], ["authorizationpolicies"], CHILD_VERBS),
     (["networking.istio.io"], ["virtualservices", "destinationrules"], CHILD_VERBS),
+    (["gateway.networking.k8s.io"], ["httproutes"], CHILD_VERBS),
     ([""], ["events"], ["create", "patch"]),
     (["events.k8s.io"], ["events"], ["create", "patch"]),
     ([""], ["pods"], ["get", "list", "watch"]),

@@ -8,11 +8,13 @@ from typing import Any
 from ..resolved_runtime import ResolvedRuntime
 from ..revisions import LiveRevision, Revisions, plan_revisions, revision_hash
 from ..spec import InferenceService, InvalidSpec
+from ..status import HTTP_ROUTE_WEIGHTS, ISTIO_WEIGHTS, READY_REPLICAS
 from .authorization import authorization_wanted, build_authorization_policy
 from .autoscaler import build_autoscaler
 from .deployment import build_deployment, build_pod_template
 from .destination_rule import build_destination_rule
 from .disruption_budget import build_disruption_budget
+from .http_route import build_http_route, build_revision_services
 from .metadata import predictor_name
 from .model_config import build_model_config
 from .service import build_service
@@ -48,20 +50,34 @@ def _ports(template: Mapping[str, Any]) -> str:
     return ", ".join(f"{p.get('name')} {p.get('containerPort')}" for p in containers[0].get("ports") or [])
 
 
+def traffic_split(isvc: InferenceService, *, istio_installed: bool, gateway_api_installed: bool) -> str:
+    """How a canary's traffic is split, by what the cluster has. A Gateway the spec names wins over
+    Istio: the user asked for that route, and one set of weights per isvc leaves no doubt which
+    applies (Istio, when it is the Gateway's implementation, reads the HTTPRoute itself)."""
+    if gateway_api_installed and isvc.predictor.gateway is not None:
+        return HTTP_ROUTE_WEIGHTS
+    if istio_installed:
+        return ISTIO_WEIGHTS
+    return READY_REPLICAS
+
+
 def build_children(
     isvc: InferenceService,
     server: ResolvedRuntime,
     *,
     istio_installed: bool = False,
+    gateway_api_installed: bool = False,
     account_secrets: AccountSecrets | None = None,
     revisions: Revisions | None = None,
 ) -> list[dict[str, Any]]:
     """Every child the isvc should have, in the order they are applied.
 
     The AuthorizationPolicy, VirtualService and DestinationRule are left out when Istio is not installed, even in mode Enabled: there is
-    nowhere to write it, and the AuthorizationReady condition says so. `account_secrets`: the
-    predictor's ServiceAccount and its Secrets, when its model is in an object store. `revisions`:
-    from `build_revisions` (None: the isvc's only Deployment, built from the spec).
+    nowhere to write it, and the AuthorizationReady condition says so; the HTTPRoute (and the
+    per-revision Services it weighs) likewise without the Gateway API (IngressReady says so).
+    `account_secrets`: the predictor's ServiceAccount and its Secrets, when its model is in an
+    object store. `revisions`: from `build_revisions` (None: the isvc's only Deployment, built from
+    the spec).
     """
     storage = isvc.predictor.storage
     credentials = build_storage_credentials(storage.store if storage else "", account_secrets)
@@ -80,8 +96,13 @@ def build_children(
     children.extend(child for child in optional if child is not None)
     if istio_installed and authorization_wanted(isvc, istio_installed):
         children.append(build_authorization_policy(isvc, server))
-    if istio_installed and revisions is not None:
+    split = traffic_split(isvc, istio_installed=istio_installed, gateway_api_installed=gateway_api_installed)
+    if split == HTTP_ROUTE_WEIGHTS:
+        # Always the route from the Gateway; while a canary runs, a Service per revision for its weights.
+        route = build_http_route(isvc, server, revisions)
+        children.extend([*build_revision_services(isvc, server, revisions), *([route] if route is not None else [])])
+    elif split == ISTIO_WEIGHTS and revisions is not None:
         # While a canary runs: exact weights per revision (the policy above selects both revisions' pods).
-        split = (build_destination_rule(isvc, revisions), build_virtual_service(isvc, server, revisions))
-        children.extend(child for child in split if child is not None)
+        weights = (build_destination_rule(isvc, revisions), build_virtual_service(isvc, server, revisions))
+        children.extend(child for child in weights if child is not None)
     return children
