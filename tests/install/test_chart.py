@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -255,9 +256,11 @@ def test_operator_reconciles_with_the_charts_service_account(
         assert f"reconcile {namespace}/smoke: " in log_text, (
             f"no successful reconcile of {namespace}/smoke in the operator's log:\n{log_text[-4000:]}"
         )
-        assert "Forbidden" not in log_text and "forbidden" not in log_text, (
-            f"the chart's RBAC denied the operator something:\n{log_text[-4000:]}"
-        )
+        # An RBAC denial reads 'is forbidden: User "system:serviceaccount:NS:NAME" cannot VERB ...'. Other
+        # 403s are not the chart's business: e.g. a namespace another test is deleting refuses new
+        # content ("forbidden: unable to create new content in namespace ... being terminated").
+        denied = [line for line in log_text.splitlines() if re.search(r'forbidden: User "[^"]*" cannot', line)]
+        assert not denied, "the chart's RBAC denied the operator something:\n" + "\n".join(denied[:10])
     finally:
         operator.terminate()
         try:
