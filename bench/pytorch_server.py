@@ -670,9 +670,9 @@ MLSERVER_GRID = [
     peers.MLServerSetting(workers, size, ms) for workers in (0, 1, 2) for size in (16, 64) for ms in (1, 10)
 ]
 RAY_GRID = [peers.RaySetting(size, ms) for size in (16, 64) for ms in (1, 10)]
-MLSERVER_BEST = {"mlp": peers.MLServerSetting(2, 64, 1), "iris": peers.MLServerSetting(2, 64, 1)}
+MLSERVER_BEST = {"mlp": peers.MLServerSetting(0, 64, 10), "iris": peers.MLServerSetting(0, 64, 1)}
 TORCHSERVE_GRID = [peers.TorchServeSetting(workers, size, ms) for workers in (1, 2) for size, ms in ((16, 1), (64, 10))]
-TORCHSERVE_BEST = {"mlp": peers.TorchServeSetting(2, 16, 1), "iris": peers.TorchServeSetting(2, 16, 1)}
+TORCHSERVE_BEST = {"mlp": peers.TorchServeSetting(2, 64, 10), "iris": peers.TorchServeSetting(2, 16, 1)}
 RAY_BEST = {"mlp": peers.RaySetting(64, 10), "iris": peers.RaySetting(64, 10)}
 
 
