@@ -173,7 +173,7 @@ class App:
             _want(method, "POST")
             model = self.versions.get(name, version)
             body = await self._read_body(scope, receive)
-            req = codec.decode_v1(codec.loads(body), model)
+            req = codec.decode_v1_body(body, model)
             outputs = await self._infer(model, req)
             return "v1_predict", 200, codec.encode_v1(outputs, model.single_output, req.columnar)
         if tail == ["metadata"]:

@@ -12,6 +12,15 @@ settling into two half-size batches. At one client at a time neither wait ever h
 
 A failed batch is re-run one request at a time, so one bad request cannot fail its neighbours.
 Results go back to the event loop with one ``call_soon_threadsafe`` per batch.
+
+Passes that take less than ``loop_pass_s`` (a recent average per model) run on the event loop
+instead: the requests that arrived in one turn of the loop share a pass run right after that turn.
+For a small model the hand-off to a worker thread (a lock, a wake-up, the GIL changing hands twice,
+a wake-up of the loop) costs more than the forward pass itself, and it is the event loop that
+limits such a server. A model whose passes grow slower goes back to the worker threads.
+Passes on the loop use one torch thread (a team of torch threads spun up for a pass of a few
+microseconds costs more than the pass): torch's thread count is per thread, so the loop's thread
+is set to one and each worker thread to ``threads_per_pass``.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from .errors import ApiError
 
 log = logging.getLogger(__name__)
 MAX_MERGE_WAIT_S = 0.01
+PASS_TIME_WEIGHT = 0.2  # weight of the newest pass in a model's average pass time
 
 
 class _Item:
@@ -54,12 +64,19 @@ class Batcher:
         num_threads: int = 1,
         metrics=None,
         merge_fraction: float = 0.3,
+        loop_pass_s: float = 0.0005,
+        threads_per_pass: int | None = None,
     ):
         self.max_batch_size = max(1, int(max_batch_size))
         self.merge_fraction = max(0.0, float(merge_fraction))
         self.batch_timeout_s = max(0.0, float(batch_timeout_s))
         self.num_threads = max(1, int(num_threads))
+        self.loop_pass_s = max(0.0, float(loop_pass_s))
+        self.threads_per_pass = threads_per_pass  # torch threads of a worker's pass; None: leave torch's
         self.metrics = metrics
+        self._loop_queue: list[_Item] = []  # requests for passes on the event loop (loop thread only)
+        self._loop_rows = 0
+        self._loop_flush: asyncio.Handle | None = None
         self._pending: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -70,7 +87,13 @@ class Batcher:
         self._running_rows = 0  # and their rows
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the workers; called on the event loop's thread."""
         self._loop = loop
+        if self.threads_per_pass is not None and self.loop_pass_s > 0:
+            import torch
+
+            torch.get_num_threads()  # torch sets a thread's count on first use: let that happen first
+            torch.set_num_threads(1)  # this thread's passes only; the workers set their own
         self._accepting = self.num_threads
         for i in range(self.num_threads):
             t = threading.Thread(target=self._worker, name=f"batch-worker-{i}", daemon=True)
@@ -86,7 +109,12 @@ class Batcher:
             t.join(timeout)
 
     def pending(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._loop_queue)
+
+    def runs_on_loop(self, model) -> bool:
+        """Whether the model's passes are short enough to run on the event loop."""
+        seconds = getattr(model, "pass_seconds", None)
+        return self.loop_pass_s > 0 and seconds is not None and seconds <= self.loop_pass_s
 
     async def infer(self, model, arrays: list[np.ndarray], rows: int | None) -> dict[str, np.ndarray]:
         """Queue one request; returns its outputs (or raises the model's exception)."""
@@ -97,6 +125,9 @@ class Batcher:
             key = (id(model),) + tuple((a.shape[1:], a.dtype.num) for a in arrays)
         fut = self._loop.create_future()
         item = _Item(model, key, arrays, rows or 0, fut)
+        if self.runs_on_loop(model):
+            self._queue_on_loop(item)
+            return await fut
         with self._cond:
             if self._stopping and not self._accepting:
                 # Every worker has decided to exit (a thread can still be alive while it leaves):
@@ -109,8 +140,37 @@ class Batcher:
                 self._cond.notify()
         return await fut
 
+    # ---- passes on the event loop ----------------------------------------------------------------
+    def _queue_on_loop(self, item: _Item) -> None:
+        if self._stopping:
+            raise ApiError(503, "the server is shutting down")
+        self._loop_queue.append(item)
+        self._loop_rows += item.rows or 1
+        handle = self._loop_flush
+        if handle is None:
+            # Run after the callbacks already due in this turn: the requests read together share a pass.
+            if self.batch_timeout_s > 0:
+                self._loop_flush = self._loop.call_later(self.batch_timeout_s, self._flush_loop)
+            else:
+                self._loop_flush = self._loop.call_soon(self._flush_loop)
+        elif self._loop_rows >= self.max_batch_size and isinstance(handle, asyncio.TimerHandle):
+            handle.cancel()
+            self._loop_flush = self._loop.call_soon(self._flush_loop)
+
+    def _flush_loop(self) -> None:
+        queued = deque(self._loop_queue)
+        self._loop_queue = []
+        self._loop_rows = 0
+        self._loop_flush = None
+        while queued:
+            _deliver(self._execute(self._take(queued[0].key, queued)))
+
     # ---- worker side ---------------------------------------------------------------------------
     def _worker(self) -> None:
+        if self.threads_per_pass is not None:
+            import torch
+
+            torch.set_num_threads(self.threads_per_pass)
         last_rows, last_seconds = 0, 0.0
         while True:
             with self._cond:
@@ -155,7 +215,7 @@ class Batcher:
                     if self._pending:
                         first = self._pending[0]
                         break
-                batch = self._take(first.key)
+                batch = self._take(first.key, self._pending)
                 rows = sum(it.rows for it in batch)
                 self._running_rows += rows or 1
                 self._running += 1
@@ -182,9 +242,8 @@ class Batcher:
     def _rows_for(self, key) -> int:
         return sum(it.rows for it in self._pending if it.key == key)
 
-    def _take(self, key) -> list[_Item]:
+    def _take(self, key, pending: deque[_Item]) -> list[_Item]:
         """Oldest item plus every queued item with the same key, up to max_batch_size rows."""
-        pending = self._pending
         first = pending.popleft()
         batch = [first]
         if not isinstance(key, tuple):
@@ -207,6 +266,10 @@ class Batcher:
         return batch
 
     def _run(self, batch: list[_Item]) -> None:
+        self._loop.call_soon_threadsafe(_deliver, self._execute(batch))
+
+    def _execute(self, batch: list[_Item]) -> list:
+        """One pass (or, when it fails, one per request); returns (item, outputs, exception) each."""
         t_start = time.perf_counter()
         results = []
         try:
@@ -228,14 +291,18 @@ class Batcher:
                         results.append((it, None, e1))
             else:
                 results = [(batch[0], None, e)]
+        seconds = time.perf_counter() - t_start
+        model = batch[0].model
+        previous = getattr(model, "pass_seconds", None)
+        model.pass_seconds = seconds if previous is None else previous + PASS_TIME_WEIGHT * (seconds - previous)
         m = self.metrics
         if m is not None:
-            m.inference.observe(time.perf_counter() - t_start)
+            m.inference.observe(seconds)
             m.batch_size.observe(sum(it.rows for it in batch) or 1)
             m.batch_requests.observe(len(batch))
             for it in batch:
                 m.queue_wait.observe(t_start - it.t0)
-        self._loop.call_soon_threadsafe(_deliver, results)
+        return results
 
     def _forward(self, batch: list[_Item]):
         model = batch[0].model

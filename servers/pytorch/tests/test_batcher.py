@@ -78,3 +78,108 @@ def test_a_request_arriving_while_the_workers_leave_is_refused_not_left_waiting(
         assert info.value.status == 503
 
     asyncio.run(main())
+
+
+class QuickModel:
+    """Stand-in whose passes take `seconds`; records the thread and rows of every pass."""
+
+    def __init__(self, seconds: float = 0.0, pass_seconds: float | None = None) -> None:
+        self.batchable = True
+        self.seconds = seconds
+        self.pass_seconds = pass_seconds
+        self.threads: list[str] = []
+        self.passes: list[int] = []
+
+    def run(self, arrays):
+        self.threads.append(threading.current_thread().name)
+        self.passes.append(arrays[0].shape[0])
+        if self.seconds:
+            time.sleep(self.seconds)
+        x = arrays[0]
+        if (x < 0).any():
+            raise ValueError("negative input")
+        return {"y": x * 2}
+
+
+def test_short_passes_run_on_the_event_loop_and_the_requests_of_one_turn_share_one():
+    async def main():
+        batcher = Batcher(max_batch_size=8)
+        batcher.start(asyncio.get_running_loop())
+        model = QuickModel(pass_seconds=0.0001)
+        rows = [np.full((1, 2), i, np.float32) for i in range(5)]
+        results = await asyncio.gather(*[batcher.infer(model, [r], 1) for r in rows])
+        batcher.stop()
+        assert model.threads == [threading.current_thread().name], "one pass, on the loop's thread"
+        assert model.passes == [5]
+        assert [r["y"].tolist() for r in results] == [[[2 * i, 2 * i]] for i in range(5)]
+
+    asyncio.run(main())
+
+
+def test_passes_on_the_loop_keep_max_batch_size_and_a_bad_request_fails_alone():
+    async def main():
+        batcher = Batcher(max_batch_size=4)
+        batcher.start(asyncio.get_running_loop())
+        model = QuickModel(pass_seconds=0.0001)
+        rows = [np.full((1, 2), -1 if i == 2 else i, np.float32) for i in range(6)]
+        results = await asyncio.gather(*[batcher.infer(model, [r], 1) for r in rows], return_exceptions=True)
+        batcher.stop()
+        assert model.passes[:2] == [4, 1], "a full pass of 4, then the failed one re-run request by request"
+        assert isinstance(results[2], ValueError)
+        assert [r["y"][0, 0] for i, r in enumerate(results) if i != 2] == [0, 2, 6, 8, 10]
+
+    asyncio.run(main())
+
+
+def test_a_model_whose_passes_grow_slow_goes_back_to_the_batch_threads():
+    async def main():
+        batcher = Batcher(max_batch_size=8, loop_pass_s=0.005)
+        batcher.start(asyncio.get_running_loop())
+        model = QuickModel(seconds=0.02, pass_seconds=0.0001)  # measured fast once, slow from now on
+        row = np.ones((1, 2), np.float32)
+        for _ in range(4):
+            await batcher.infer(model, [row], 1)
+        batcher.stop()
+        loop_thread = threading.current_thread().name
+        assert model.threads[0] == loop_thread
+        assert model.threads[-1] != loop_thread and model.threads[-1].startswith("batch-worker")
+        assert model.pass_seconds > 0.005
+
+    asyncio.run(main())
+
+
+def test_a_slow_model_never_runs_on_the_loop_and_zero_turns_the_loop_road_off():
+    async def main():
+        slow = Batcher(max_batch_size=8)
+        off = Batcher(max_batch_size=8, loop_pass_s=0)
+        for b in (slow, off):
+            b.start(asyncio.get_running_loop())
+        row = np.ones((1, 2), np.float32)
+        slow_model = QuickModel(pass_seconds=0.01)
+        fast_model = QuickModel(pass_seconds=0.0)
+        await slow.infer(slow_model, [row], 1)
+        await off.infer(fast_model, [row], 1)
+        for b in (slow, off):
+            b.stop()
+        assert slow_model.threads[0].startswith("batch-worker")
+        assert fast_model.threads[0].startswith("batch-worker")
+
+    asyncio.run(main())
+
+
+def test_requests_queued_on_the_loop_finish_at_stop_and_later_ones_are_refused():
+    async def main():
+        batcher = Batcher(max_batch_size=8, batch_timeout_s=0.05)  # the loop's pass waits 50 ms for rows
+        batcher.start(asyncio.get_running_loop())
+        model = QuickModel(pass_seconds=0.0001)
+        row = np.ones((1, 2), np.float32)
+        queued = [asyncio.ensure_future(batcher.infer(model, [row], 1)) for _ in range(3)]
+        await asyncio.sleep(0)  # queued, the pass not yet run
+        await asyncio.get_running_loop().run_in_executor(None, batcher.stop)
+        with pytest.raises(ApiError) as info:
+            await batcher.infer(model, [row], 1)
+        assert info.value.status == 503
+        results = await asyncio.wait_for(asyncio.gather(*queued), 2)
+        assert model.passes == [3] and all(r["y"].tolist() == [[2, 2]] for r in results)
+
+    asyncio.run(main())

@@ -114,3 +114,61 @@ def test_loads_errors():
         codec.loads(b"{nope")
     with pytest.raises(ApiError, match="must be a JSON object"):
         codec.loads(b"3")
+
+
+def _padded(doc_text: str) -> bytes:
+    """A body long enough for the fast road (trailing whitespace is valid JSON)."""
+    body = doc_text.encode()
+    return body + b" " * max(0, codec.FAST_ROWS_MIN_BYTES - len(body))
+
+
+def test_big_rows_take_the_fast_road_and_decode_as_the_general_road_does(monkeypatch):
+    rng = np.random.default_rng(0)
+    rows = rng.uniform(-1e3, 1e3, size=(3, 300)).round(4).tolist()
+    rows[1][7] = 12  # an int among floats
+    body = orjson.dumps({"instances": rows})
+    general = codec.decode_v1(orjson.loads(body), ONE_WIDE)
+    seen = []
+    real = codec._rows_of_numbers
+    monkeypatch.setattr(codec, "_rows_of_numbers", lambda *a: seen.append(real(*a)) or seen[-1])
+    fast = codec.decode_v1_body(body, ONE_WIDE)
+    assert len(seen) == 1 and seen[0] is not None and fast.rows == general.rows == 3 and not fast.columnar
+    assert fast.arrays[0].dtype == np.float32 and fast.arrays[0].flags.writeable
+    np.testing.assert_array_equal(fast.arrays[0], general.arrays[0])
+
+
+ONE_WIDE = model(TensorSpec("x", torch.float32, None))
+
+
+@pytest.mark.parametrize(
+    "doc_text",
+    [
+        '{"instances": [[1, "a"]]}',
+        '{"instances": [[1, null]]}',
+        '{"instances": [[1, 2], [3]]}',
+        '{"instances": [[1, 2], [3, 4, 5]]}',
+        '{"instances": [[[1, 2]], [3, 4]]}',
+        '{"instances": [[1, {"b64": "AA=="}]]}',
+        '{"instances": []}',
+        '{"instances": [[1, 2]], "signature_name": "other"}',
+        '{"instances": [[1, 2]], "inputs": [[1, 2]]}',
+        '{"instances": [[1, 2]]',
+        "[[1, 2]]",
+    ],
+)
+def test_a_big_body_the_fast_road_cannot_take_gets_the_general_roads_answer(doc_text):
+    body = _padded(doc_text)
+    with pytest.raises(ApiError) as general:
+        codec.decode_v1(codec.loads(body), ONE_WIDE)
+    with pytest.raises(ApiError) as fast:
+        codec.decode_v1_body(body, ONE_WIDE)
+    assert (fast.value.status, fast.value.message) == (general.value.status, general.value.message)
+
+
+@pytest.mark.parametrize("doc_text", ['{"instances": [[true, 2]]}', '{"instances": [1, 2, 3]}'])
+def test_a_big_body_of_odd_numbers_decodes_the_same_either_way(doc_text):
+    body = _padded(doc_text)
+    general = codec.decode_v1(codec.loads(body), ONE_WIDE)
+    fast = codec.decode_v1_body(body, ONE_WIDE)
+    assert fast.rows == general.rows
+    np.testing.assert_array_equal(fast.arrays[0], general.arrays[0])
