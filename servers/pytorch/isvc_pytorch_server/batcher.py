@@ -74,7 +74,7 @@ class Batcher:
         self.loop_pass_s = max(0.0, float(loop_pass_s))
         self.threads_per_pass = threads_per_pass  # torch threads of a worker's pass; None: leave torch's
         self.metrics = metrics
-        self._loop_queue: list[_Item] = []  # requests for passes on the event loop (loop thread only)
+        self._loop_queue: deque[_Item] = deque()  # requests for passes on the event loop (loop thread only)
         self._loop_rows = 0
         self._loop_flush: asyncio.Handle | None = None
         self._pending: deque[_Item] = deque()
@@ -158,8 +158,7 @@ class Batcher:
             self._loop_flush = self._loop.call_soon(self._flush_loop)
 
     def _flush_loop(self) -> None:
-        queued = deque(self._loop_queue)
-        self._loop_queue = []
+        queued, self._loop_queue = self._loop_queue, deque()
         self._loop_rows = 0
         self._loop_flush = None
         while queued:

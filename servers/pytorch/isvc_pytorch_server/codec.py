@@ -183,7 +183,10 @@ def _rows_of_numbers(body: bytes, dtype: np.dtype) -> np.ndarray | None:
         if not isinstance(doc, simdjson.Object) or len(doc) != 1:
             return None
         inst = doc.get("instances")
-        if not isinstance(inst, simdjson.Array) or not len(inst):
+        if not isinstance(inst, simdjson.Array):
+            return None
+        rows = len(inst)
+        if not rows:
             return None
         first = inst[0]
         if not isinstance(first, simdjson.Array) or not len(first):
@@ -195,9 +198,9 @@ def _rows_of_numbers(body: bytes, dtype: np.dtype) -> np.ndarray | None:
         flat = np.frombuffer(inst.as_buffer(of_type="d"), dtype=np.float64)
     except (ValueError, TypeError, RuntimeError, IndexError):
         return None
-    if flat.size != len(inst) * width:  # an element was itself an array
+    if flat.size != rows * width:  # an element was itself an array
         return None
-    return flat.astype(dtype).reshape(len(inst), width)
+    return flat.astype(dtype).reshape(rows, width)
 
 
 def decode_v1(doc: dict, model) -> Request:

@@ -35,22 +35,23 @@ class RequestStats:
         self.bounds = [float(b) for b in buckets] + [float("inf")]
         self._lock = threading.Lock()
         self._requests: dict[tuple[str, str, str], int] = {}
-        self._durations: dict[str, tuple[list[int], list[float]]] = {}  # endpoint -> (bucket counts, [sum])
+        self._buckets: dict[str, list[int]] = {}  # endpoint -> count per bucket (not cumulative)
+        self._sums: dict[str, float] = {}  # endpoint -> total seconds
 
     def observe(self, protocol: str, endpoint: str, code: str, seconds: float) -> None:
         key = (protocol, endpoint, code)
         with self._lock:
             self._requests[key] = self._requests.get(key, 0) + 1
-            hist = self._durations.get(endpoint)
-            if hist is None:
-                hist = self._durations[endpoint] = ([0] * len(self.bounds), [0.0])
-            hist[0][bisect.bisect_left(self.bounds, seconds)] += 1
-            hist[1][0] += seconds
+            buckets = self._buckets.get(endpoint)
+            if buckets is None:
+                buckets = self._buckets[endpoint] = [0] * len(self.bounds)
+            buckets[bisect.bisect_left(self.bounds, seconds)] += 1
+            self._sums[endpoint] = self._sums.get(endpoint, 0.0) + seconds
 
     def collect(self):
         with self._lock:
             requests = dict(self._requests)
-            durations = {e: (list(c), s[0]) for e, (c, s) in self._durations.items()}
+            durations = {e: (list(c), self._sums[e]) for e, c in self._buckets.items()}
         counter = CounterMetricFamily(
             "isvc_pytorch_requests",
             "Requests answered, by protocol (rest, grpc), endpoint and status (HTTP code or gRPC status name)",
