@@ -9,6 +9,7 @@ reaches the model servers through NodePorts on 127.0.0.1. The operator is the on
 from __future__ import annotations
 
 import functools
+import http.client
 import http.server
 import json
 import os
@@ -18,8 +19,7 @@ import struct
 import subprocess
 import tempfile
 import threading
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -230,14 +230,23 @@ def node_port(kube: Kube, namespace: str, name: str, port: str = "http") -> int:
     return number
 
 
-def post_json(url: str, body: Any, timeout: float = 10) -> tuple[int, Any]:
-    """One request on a new connection; (status, decoded body)."""
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+def post_json(url: str, body: Any, timeout: float = 10, source: str | None = None) -> tuple[int, Any]:
+    """One request on a new connection, from the local address `source` when given; (status, the
+    decoded JSON, or the text of an error)."""
+    parts = urllib.parse.urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    connection = http.client.HTTPConnection(
+        parts.hostname or "", parts.port or 80, timeout=timeout, source_address=(source, 0) if source else None
+    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode(errors="replace")
+        connection.request("POST", path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        raw = response.read()
+    finally:
+        connection.close()
+    if response.status >= 400:
+        return response.status, raw.decode(errors="replace")
+    return response.status, json.loads(raw)
 
 
 def run_pod(kube: Kube, namespace: str, name: str, image: str, command: list[str], timeout: float = 120) -> str:

@@ -7,11 +7,9 @@ served during a rollout) it prints it (`pytest -s`); the figures in the README c
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
 import time
-import urllib.parse
 from datetime import datetime
 from typing import Any
 
@@ -246,31 +244,20 @@ class ClosedLoopClient:
 
     def __init__(self, url: str, body: Any, limit: float = 300) -> None:
         self.url, self.body, self.limit = url, body, limit
-        parts = urllib.parse.urlsplit(url)
-        self._host, self._port, self._path = parts.hostname or "", parts.port or 80, parts.path
-        self._payload = json.dumps(body).encode()
         self.answers: list[Any] = []
         self.failures: list[str] = []
         self.failed_at: list[float] = []  # wall-clock time of each failure, to place it in the rollout
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _post(self, source: str) -> tuple[int, Any]:
-        connection = http.client.HTTPConnection(self._host, self._port, timeout=10, source_address=(source, 0))
-        try:
-            connection.request("POST", self._path, self._payload, {"Content-Type": "application/json"})
-            response = connection.getresponse()
-            raw = response.read()
-            return response.status, json.loads(raw) if response.status == 200 else raw.decode(errors="replace")
-        finally:
-            connection.close()
-
     def _run(self) -> None:
         deadline = time.monotonic() + self.limit
         sent = 0
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
-                status, answer = self._post(self.SOURCES[sent % len(self.SOURCES)])
+                status, answer = post_json(
+                    self.url, self.body, timeout=10, source=self.SOURCES[sent % len(self.SOURCES)]
+                )
                 if status == 200:
                     self.answers.append(float32(answer["predictions"]))
                 else:
