@@ -6,12 +6,17 @@ differently) and every failed request is counted.
 kube-proxy picks an endpoint at random for each connection, so the canary's share of N requests
 is binomial around its share of the ready replicas: with 2,000 requests at 1 of 3 replicas the
 standard deviation is 1.05 points, and the 5-point bound the test holds the observed share to is
-4.7 of them (a false failure about once in 400,000 runs).
+4.7 of them (a false failure about once in 400,000 runs). That holds once the split has settled:
+the sample starts when the Service's EndpointSlices hold exactly the 2 + 1 ready pods (the stable
+revision's third pod, scaled away for the canary, has left them) and kube-proxy has had two of its
+1 s minimum sync periods to program that. Before, for a few seconds, a third stable pod can still be
+chosen and the canary's share is nearer 1 in 4.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -41,6 +46,15 @@ def predictor_status(kube: Kube, namespace: str) -> dict[str, Any]:
 def ready_split(kube: Kube, namespace: str) -> list[int]:
     """Ready replicas per revision, stable first, as the status reports them."""
     return [t.get("readyReplicas", 0) for t in predictor_status(kube, namespace).get("traffic", [])]
+
+
+def endpoints(kube: Kube, namespace: str, service: str) -> tuple[int, int]:
+    """(ready endpoints, all endpoints, terminating ones included) in the Service's EndpointSlices."""
+    out = kube.run(
+        "get", "endpointslices", "-n", namespace, "-l", f"kubernetes.io/service-name={service}", "-o", "json"
+    )
+    found = [e for s in json.loads(out.stdout)["items"] for e in s.get("endpoints") or []]
+    return sum(bool(e.get("conditions", {}).get("ready")) for e in found), len(found)
 
 
 def revision_pods(kube: Kube, namespace: str, revision: str) -> list[dict[str, Any]]:
@@ -82,6 +96,8 @@ def test_a_canary_shares_traffic_rolls_back_resumes_and_is_promoted_without_a_fa
         kube.apply(iris(model_store, "iris-v2.tar.gz", replicas=REPLICAS, canaryTrafficPercent=PERCENT), namespace)
         wait_until(lambda: ready_split(kube, namespace) == [2, 1], 300, "the canary Ready, the split 2 + 1")
         canary = canary_revision(kube, namespace)
+        wait_until(lambda: endpoints(kube, namespace, "iris") == (3, 3), 120, "exactly the 2 + 1 pods as endpoints")
+        time.sleep(2)  # two of kube-proxy's 1 s minimum sync periods
         mark = len(client.answers)
         wait_until(
             lambda: v1 in client.answers[mark:] and v2 in client.answers[mark:], 60, "answers from both revisions"
